@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Builds (once per machine) the binaries the local control plane and the chart
+# tests need: kube-apiserver, etcd and helm, from Go modules, into a cache
+# outside the checkout. Binaries the user already has are preferred:
+# KUBEBUILDER_ASSETS (setup-envtest) or a matching version on PATH.
+#
+# Prints nothing but progress on stderr; `hack/build-tools.sh --print-dir`
+# prints the directory holding the binaries.
+set -euo pipefail
+
+KUBE_VERSION="${SIGIL_KUBE_VERSION:-v1.34.4}"
+ETCD_VERSION="${SIGIL_ETCD_VERSION:-v3.6.16}"
+HELM_VERSION="${SIGIL_HELM_VERSION:-v3.19.5}"
+CACHE_ROOT="${SIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sigil}"
+BIN_DIR="$CACHE_ROOT/bin-kube${KUBE_VERSION}-etcd${ETCD_VERSION}-helm${HELM_VERSION}"
+
+log() { echo "[build-tools] $*" >&2; }
+fail() {
+  echo "[build-tools] FAILED at step: $1" >&2
+  echo "[build-tools] what to try: $2" >&2
+  exit 1
+}
+
+have_go() { command -v go >/dev/null 2>&1; }
+
+# Links a binary found elsewhere into BIN_DIR when its version matches.
+adopt() {
+  local name="$1" candidate="$2" want="$3" got
+  [ -x "$candidate" ] || return 1
+  case "$name" in
+    kube-apiserver) got="$("$candidate" --version 2>/dev/null | awk '{print $2}')" ;;
+    etcd) got="v$("$candidate" --version 2>/dev/null | awk '/etcd Version/ {print $3}')" ;;
+    helm) got="$("$candidate" version --template '{{.Version}}' 2>/dev/null)" ;;
+  esac
+  if [ "$got" = "$want" ] || [ "$name" != "helm" -a "${got%.*}" = "${want%.*}" ]; then
+    ln -sf "$candidate" "$BIN_DIR/$name"
+    log "using $name $got from $candidate"
+    return 0
+  fi
+  return 1
+}
+
+build_kube_apiserver() {
+  local work="$CACHE_ROOT/src/kube-apiserver-$KUBE_VERSION"
+  mkdir -p "$work"
+  log "building kube-apiserver $KUBE_VERSION from Go modules (several minutes, once per machine)"
+  local modjson moddir minor
+  modjson="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBE_VERSION")" \
+    || fail "download k8s.io/kubernetes@$KUBE_VERSION" "check that the Go module proxy is reachable (go env GOPROXY), or set KUBEBUILDER_ASSETS to a directory holding kube-apiserver and etcd"
+  moddir="$(printf '%s' "$modjson" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+  [ -f "$moddir" ] || fail "locate the go.mod of k8s.io/kubernetes" "run: go mod download -json k8s.io/kubernetes@$KUBE_VERSION and check its GoMod field"
+  minor="$(echo "$KUBE_VERSION" | cut -d. -f2)"
+  {
+    echo "module sigil.local/kube-apiserver"
+    echo
+    echo "go 1.24"
+    echo
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    echo
+    # Every staging module k8s.io/kubernetes requires at v0.0.0 is published
+    # as k8s.io/<name> v0.<minor>.<patch>.
+    grep -E '^[[:space:]]*k8s.io/[a-z0-9-]+ v0\.0\.0$' "$moddir" | awk '{print $1}' | sort -u | while read -r m; do
+      echo "replace $m => $m v0.${minor}.$(echo "$KUBE_VERSION" | cut -d. -f3)"
+    done
+  } >"$work/go.mod"
+  cat >"$work/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import _ "k8s.io/kubernetes/cmd/kube-apiserver"
+GO
+  local major=1 pkg=k8s.io/component-base/version
+  local ldflags="-s -w -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>"$work/tidy.log" || true)
+  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver) \
+    || fail "go build k8s.io/kubernetes/cmd/kube-apiserver" "read the Go error above; a wrong staging version shows as a missing package: check $work/go.mod. Or set KUBEBUILDER_ASSETS"
+}
+
+build_etcd() {
+  local work="$CACHE_ROOT/src/etcd-$ETCD_VERSION"
+  mkdir -p "$work"
+  log "building etcd $ETCD_VERSION from Go modules"
+  cat >"$work/go.mod" <<MOD
+module sigil.local/etcd
+
+go 1.24
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+MOD
+  cat >"$work/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import _ "go.etcd.io/etcd/server/v3"
+GO
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>"$work/tidy.log" || true)
+  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/etcd" go.etcd.io/etcd/server/v3) \
+    || fail "go build go.etcd.io/etcd/server/v3@$ETCD_VERSION" "read the Go error above; or set KUBEBUILDER_ASSETS to a directory holding etcd"
+}
+
+build_helm() {
+  local work="$CACHE_ROOT/src/helm-$HELM_VERSION"
+  mkdir -p "$work"
+  log "building helm $HELM_VERSION from Go modules"
+  cat >"$work/go.mod" <<MOD
+module sigil.local/helm
+
+go 1.24
+
+require helm.sh/helm/v3 $HELM_VERSION
+MOD
+  cat >"$work/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import _ "helm.sh/helm/v3/cmd/helm"
+GO
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>"$work/tidy.log" || true)
+  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$BIN_DIR/helm" helm.sh/helm/v3/cmd/helm) \
+    || fail "go build helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "read the Go error above; or put helm $HELM_VERSION on PATH"
+}
+
+ensure() {
+  local name="$1" want="$2" builder="$3"
+  if [ -x "$BIN_DIR/$name" ]; then return 0; fi
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && adopt "$name" "$KUBEBUILDER_ASSETS/$name" "$want"; then return 0; fi
+  if command -v "$name" >/dev/null 2>&1 && adopt "$name" "$(command -v "$name")" "$want"; then return 0; fi
+  have_go || fail "find the Go toolchain to build $name" "install Go 1.24+ (or set KUBEBUILDER_ASSETS to a directory with kube-apiserver and etcd)"
+  "$builder"
+}
+
+main() {
+  mkdir -p "$BIN_DIR"
+  local only="${1:-all}"
+  case "$only" in
+    --print-dir) echo "$BIN_DIR"; return 0 ;;
+    control-plane) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver ;;
+    helm) ensure helm "$HELM_VERSION" build_helm ;;
+    all) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver; ensure helm "$HELM_VERSION" build_helm ;;
+    *) fail "parse arguments" "usage: hack/build-tools.sh [all|control-plane|helm|--print-dir]" ;;
+  esac
+  log "binaries in $BIN_DIR"
+}
+
+main "$@"

@@ -1,0 +1,28 @@
+// Two projects: `unit` runs the pure-logic tests beside the code; `integration`
+// runs test/ against a real kube-apiserver and etcd started once per run.
+const transform = {
+  '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }],
+};
+
+export default {
+  projects: [
+    {
+      displayName: 'unit',
+      testEnvironment: 'node',
+      extensionsToTreatAsEsm: ['.ts'],
+      resolver: '<rootDir>/test/support/resolver.cjs',
+      transform,
+      testMatch: ['<rootDir>/{lib,operator,webhook,cli}/**/*.test.ts'],
+    },
+    {
+      displayName: 'integration',
+      testEnvironment: 'node',
+      extensionsToTreatAsEsm: ['.ts'],
+      resolver: '<rootDir>/test/support/resolver.cjs',
+      transform,
+      testMatch: ['<rootDir>/test/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/support/global-setup.ts',
+      globalTeardown: '<rootDir>/test/support/global-teardown.ts',
+    },
+  ],
+};

@@ -1,0 +1,153 @@
+import { type KeyObject, randomBytes } from 'node:crypto';
+import {
+  type CertificateFacts,
+  type ParsedCertificate,
+  parseCertificateChain,
+  toPemBundle,
+} from './certificate.ts';
+import { PkiError, PkiErrorCode } from './errors.ts';
+import {
+  exportPrivateKeyPem,
+  generateKey,
+  type KeyDescription,
+  type KeySpec,
+  parsePrivateKeyPem,
+  publicKeySpki,
+  signingAlgorithmFor,
+  toSigningKey,
+} from './keys.ts';
+import { x509 } from './provider.ts';
+
+/** A CA ready to sign: its certificate, the chain above it, and its key. */
+export interface CertificateAuthority {
+  certificate: ParsedCertificate;
+  /** The CA certificate followed by any chain stored with it. */
+  chain: ParsedCertificate[];
+  chainPem: string;
+  /** The last certificate of the chain: what peers should trust (ca.crt). */
+  trustAnchorPem: string;
+  signingKey: CryptoKey;
+  signingAlgorithm: Algorithm | EcdsaParams;
+  keyDescription: KeyDescription;
+  facts: CertificateFacts;
+}
+
+/**
+ * Loads a CA from the PEM in a Secret's tls.crt and tls.key, and checks that
+ * it can sign: key matches the certificate, CA basic constraint, key usage
+ * allows cert signing, valid now. Each failure has its own code.
+ */
+export function loadCertificateAuthority(
+  certPem: string | Buffer | undefined,
+  keyPem: string | Buffer | undefined,
+  now: Date,
+  where = 'the CA Secret',
+): CertificateAuthority {
+  if (certPem === undefined || certPem.length === 0) {
+    throw new PkiError(
+      PkiErrorCode.NoCertificate,
+      `${where} has no tls.crt; store the CA certificate (PEM) under tls.crt`,
+    );
+  }
+  if (keyPem === undefined || keyPem.length === 0) {
+    throw new PkiError(
+      PkiErrorCode.NoPrivateKey,
+      `${where} has no tls.key; store the CA private key (PEM) under tls.key`,
+    );
+  }
+  const chain = parseCertificateChain(certPem, `${where} tls.crt`);
+  const key = parsePrivateKeyPem(keyPem, `${where} tls.key`);
+  const ca = chain[0]!;
+  if (!publicKeySpki(key.keyObject).equals(Buffer.from(ca.cert.publicKey.rawData))) {
+    throw new PkiError(
+      PkiErrorCode.KeyMismatch,
+      `${where}: tls.key does not belong to the first certificate in tls.crt; store the CA's own key, and put the CA certificate first`,
+    );
+  }
+  if (!ca.facts.isCA) {
+    throw new PkiError(
+      PkiErrorCode.NotACA,
+      `${where}: the certificate "${ca.node.subject.replaceAll('\n', ', ')}" is not a CA (basic constraints CA:TRUE missing); use a CA certificate`,
+    );
+  }
+  if (
+    ca.facts.keyUsageFlags !== undefined &&
+    (ca.facts.keyUsageFlags & x509.KeyUsageFlags.keyCertSign) === 0
+  ) {
+    throw new PkiError(
+      PkiErrorCode.NoCertSignUsage,
+      `${where}: the CA certificate's key usage does not include keyCertSign, so it cannot sign certificates; reissue it with "cert sign"`,
+    );
+  }
+  if (now < ca.facts.notBefore) {
+    throw new PkiError(
+      PkiErrorCode.NotYetValid,
+      `${where}: the CA certificate is not valid until ${ca.facts.notBefore.toISOString()}; check the clock or the CA`,
+    );
+  }
+  if (now >= ca.facts.notAfter) {
+    throw new PkiError(
+      PkiErrorCode.Expired,
+      `${where}: the CA certificate expired at ${ca.facts.notAfter.toISOString()}; replace it with a valid CA`,
+    );
+  }
+  return {
+    certificate: ca,
+    chain,
+    chainPem: toPemBundle(chain),
+    trustAnchorPem: chain[chain.length - 1]!.pem,
+    signingKey: toSigningKey(key.keyObject, key.description),
+    signingAlgorithm: signingAlgorithmFor(key.description),
+    keyDescription: key.description,
+    facts: ca.facts,
+  };
+}
+
+export interface SelfSignedCAOptions {
+  commonName: string;
+  organization?: string;
+  key?: Partial<KeySpec>;
+  notBefore: Date;
+  notAfter: Date;
+  pathLength?: number;
+}
+
+export interface GeneratedCA {
+  certPem: string;
+  keyPem: string;
+  keyObject: KeyObject;
+}
+
+export function randomSerial(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0]! & 0x7f) | 0x01; // positive, and never a leading zero byte
+  return bytes.toString('hex');
+}
+
+/** Creates a self-signed root CA (bootstrap, the webhook's internal CA, tests). */
+export async function createSelfSignedCA(options: SelfSignedCAOptions): Promise<GeneratedCA> {
+  const key = await generateKey(options.key);
+  const name: x509.JsonName = [{ CN: [options.commonName] }];
+  if (options.organization) name.push({ O: [options.organization] });
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name,
+    notBefore: options.notBefore,
+    notAfter: options.notAfter,
+    keys: { publicKey: key.publicKey, privateKey: key.privateKey },
+    signingAlgorithm: signingAlgorithmFor(key.description),
+    extensions: [
+      new x509.BasicConstraintsExtension(true, options.pathLength, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(key.publicKey),
+    ],
+  });
+  return {
+    certPem: cert.toString('pem') + '\n',
+    keyPem: exportPrivateKeyPem(key.keyObject),
+    keyObject: key.keyObject,
+  };
+}
