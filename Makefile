@@ -1,0 +1,58 @@
+# Every recipe runs with the project's own Node 24 (the `node` devDependency)
+# first on PATH, whatever Node the machine has.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+NODE_STAMP := node_modules/.package-lock.json
+
+.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down clean
+
+## install: npm ci and the control-plane binaries (built once per machine into ~/.cache/sigil)
+install: $(NODE_STAMP) tools
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $(NODE_STAMP)
+
+tools:
+	hack/build-tools.sh all
+
+## build: compile TypeScript to dist/
+build: $(NODE_STAMP)
+	npm run build
+
+typecheck: $(NODE_STAMP)
+	npm run typecheck
+
+lint: $(NODE_STAMP)
+	npm run lint
+
+format: $(NODE_STAMP)
+	npm run format
+
+test-unit: $(NODE_STAMP)
+	npm run test:unit
+
+test-integration: $(NODE_STAMP)
+	hack/build-tools.sh control-plane
+	npm run test:integration
+
+## test: what CI runs: typecheck, lint, unit and integration tests against a real control plane
+test: $(NODE_STAMP)
+	hack/build-tools.sh control-plane
+	npm run typecheck
+	npm run lint
+	npm run test:unit
+	npm run test:integration
+
+## cluster-up: a local kube-apiserver + etcd in the background; admin kubeconfig in .cluster/kubeconfig
+cluster-up: $(NODE_STAMP)
+	hack/build-tools.sh control-plane
+	node hack/cluster.ts up
+
+## cluster-down: stop it and remove .cluster/
+cluster-down: $(NODE_STAMP)
+	node hack/cluster.ts down
+
+clean:
+	rm -rf dist coverage
