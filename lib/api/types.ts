@@ -1,0 +1,162 @@
+// The sigil.dev/v1alpha1 API as TypeScript types, and the names every
+// component agrees on (labels, annotations, condition types).
+import type { V1ObjectMeta } from '@kubernetes/client-node';
+
+export const GROUP = 'sigil.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+export const Plural = {
+  Certificate: 'certificates',
+  Issuer: 'issuers',
+  ClusterIssuer: 'clusterissuers',
+} as const;
+
+/** Labels Sigil puts on what it writes. */
+export const Label = {
+  /** On every Secret Sigil writes; the operator watches only Secrets with it. */
+  Managed: 'sigil.dev/managed',
+  /** On identity Certificates the webhook creates. */
+  Identity: 'sigil.dev/identity',
+  /** Namespace (value `enabled`) or pod (value `true`) opt-in to injection. */
+  Inject: 'sigil.dev/inject',
+} as const;
+
+export const Annotation = {
+  CertificateName: 'sigil.dev/certificate-name',
+  IssuerName: 'sigil.dev/issuer-name',
+  IssuerKind: 'sigil.dev/issuer-kind',
+  SerialNumber: 'sigil.dev/serial-number',
+  /** Set (to any new value, conventionally a timestamp) on a Certificate to ask for re-issuance now. */
+  RenewRequestedAt: 'sigil.dev/renew-requested-at',
+  /** Written to the Secret: the renew request it answered. */
+  RenewHandled: 'sigil.dev/renew-handled',
+} as const;
+
+export const ConditionType = { Ready: 'Ready', Issuing: 'Issuing' } as const;
+export type ConditionStatus = 'True' | 'False' | 'Unknown';
+
+export interface Condition {
+  type: string;
+  status: ConditionStatus;
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number | undefined;
+}
+
+export type IssuerKind = 'Issuer' | 'ClusterIssuer';
+
+export interface IssuerRef {
+  name: string;
+  kind?: IssuerKind | undefined;
+}
+
+export interface CertificateSpec {
+  secretName: string;
+  issuerRef?: IssuerRef | undefined;
+  commonName?: string | undefined;
+  dnsNames?: string[] | undefined;
+  ipAddresses?: string[] | undefined;
+  uris?: string[] | undefined;
+  emailAddresses?: string[] | undefined;
+  subject?:
+    | {
+        organizations?: string[];
+        organizationalUnits?: string[];
+        countries?: string[];
+        localities?: string[];
+        provinces?: string[];
+      }
+    | undefined;
+  duration?: string | undefined;
+  renewBefore?: string | undefined;
+  renewBeforePercentage?: number | undefined;
+  usages?: string[] | undefined;
+  privateKey?:
+    | {
+        algorithm?: 'ECDSA' | 'RSA' | 'Ed25519';
+        size?: number;
+        encoding?: 'PKCS1' | 'PKCS8';
+        rotationPolicy?: 'Always' | 'Never';
+      }
+    | undefined;
+  isCA?: boolean | undefined;
+  secretTemplate?: { labels?: Record<string, string>; annotations?: Record<string, string> } | undefined;
+}
+
+export interface CertificateStatus {
+  conditions?: Condition[];
+  notBefore?: string;
+  notAfter?: string;
+  renewalTime?: string;
+  revision?: number;
+  serialNumber?: string;
+  lastFailureTime?: string;
+  failedIssuanceAttempts?: number;
+}
+
+export interface Certificate {
+  apiVersion: string;
+  kind: 'Certificate';
+  metadata: V1ObjectMeta;
+  spec: CertificateSpec;
+  status?: CertificateStatus;
+}
+
+export interface IssuerPolicy {
+  allowedNamespaces?: string[];
+  allowedDNSNames?: string[];
+  maxDuration?: string;
+  allowedKeyAlgorithms?: ('ECDSA' | 'RSA' | 'Ed25519')[];
+}
+
+export interface IssuerSpec {
+  ca: { secretName: string };
+  policy?: IssuerPolicy;
+  trustDomain?: string;
+}
+
+export interface IssuerStatus {
+  conditions?: Condition[];
+  notAfter?: string;
+  fingerprint?: string;
+}
+
+export interface Issuer {
+  apiVersion: string;
+  kind: IssuerKind;
+  metadata: V1ObjectMeta;
+  spec: IssuerSpec;
+  status?: IssuerStatus;
+}
+
+export function findCondition(
+  conditions: readonly Condition[] | undefined,
+  type: string,
+): Condition | undefined {
+  return conditions?.find((c) => c.type === type);
+}
+
+/**
+ * Returns conditions with `next` set, keeping lastTransitionTime when the
+ * status did not change (as Kubernetes' meta.SetStatusCondition does).
+ */
+export function setCondition(conditions: readonly Condition[] | undefined, next: Condition): Condition[] {
+  const out = (conditions ?? []).filter((c) => c.type !== next.type);
+  const prev = findCondition(conditions, next.type);
+  out.push(
+    prev && prev.status === next.status ? { ...next, lastTransitionTime: prev.lastTransitionTime } : next,
+  );
+  return out.sort((a, b) => a.type.localeCompare(b.type));
+}
+
+export function objectKey(obj: { metadata?: V1ObjectMeta | undefined }): string {
+  const ns = obj.metadata?.namespace;
+  return ns ? `${ns}/${obj.metadata?.name}` : `${obj.metadata?.name}`;
+}
+
+export function splitKey(key: string): { namespace: string | undefined; name: string } {
+  const i = key.indexOf('/');
+  return i < 0 ? { namespace: undefined, name: key } : { namespace: key.slice(0, i), name: key.slice(i + 1) };
+}

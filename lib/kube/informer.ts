@@ -1,0 +1,225 @@
+import { type KubeConfig, type KubernetesObject, Watch } from '@kubernetes/client-node';
+import type { Logger } from 'winston';
+import { objectKey } from '../api/types.ts';
+
+export type InformerEvent = 'add' | 'update' | 'delete';
+export type Handler<T> = (obj: T, old?: T) => void;
+
+export interface ListResult<T> {
+  items: T[];
+  metadata?: { resourceVersion?: string | undefined } | undefined;
+}
+
+export interface InformerOptions<T> {
+  /** What the informer is for, in logs ("certificates", "ca-secret shop/root"). */
+  name: string;
+  /** API path for the watch, e.g. /api/v1/secrets or /apis/sigil.dev/v1alpha1/certificates. */
+  path: string;
+  /** Lists with the same selectors; returns the list and its resourceVersion. */
+  list: () => Promise<ListResult<T>>;
+  labelSelector?: string | undefined;
+  fieldSelector?: string | undefined;
+  logger: Logger;
+  /** Server-side watch timeout; the watch is re-opened from the last resourceVersion after it. */
+  watchTimeoutSeconds?: number;
+  /** A watch that delivers nothing (not even a bookmark) for this long is dropped and re-opened. */
+  idleTimeoutMs?: number;
+  /** Counts list and watch requests, for metrics and benchmarks. */
+  onRequest?: (verb: 'list' | 'watch') => void;
+}
+
+/**
+ * A list+watch cache of one resource, with label and field selectors applied
+ * on the server. Unlike client-node's informer it never stops on an error: it
+ * backs off and lists again; a watch that expires (410) or goes silent is
+ * re-opened. Objects it hands out are frozen: copy before changing.
+ */
+export class Informer<T extends KubernetesObject> {
+  private readonly store = new Map<string, T>();
+  private readonly handlers: Record<InformerEvent, Handler<T>[]> = { add: [], update: [], delete: [] };
+  private resourceVersion = '';
+  private abort: AbortController | undefined;
+  private stopped = true;
+  private synced = false;
+  private syncWaiters: (() => void)[] = [];
+  private failures = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Bumped for every watch opened and on stop, so a stale watch's callbacks are ignored. */
+  private watchGeneration = 0;
+  private readonly watch: Watch;
+  /** Time of the last successful list or watch event; for staleness checks. */
+  lastActivity = 0;
+
+  private readonly options: InformerOptions<T>;
+
+  constructor(kc: KubeConfig, options: InformerOptions<T>) {
+    this.options = options;
+    this.watch = new Watch(kc);
+    // The watch's own inactivity timeout; bookmarks arrive about once a minute.
+    (this.watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs =
+      options.idleTimeoutMs ?? 90_000;
+  }
+
+  on(event: InformerEvent, handler: Handler<T>): this {
+    this.handlers[event].push(handler);
+    return this;
+  }
+
+  get(key: string): T | undefined {
+    return this.store.get(key);
+  }
+
+  list(): T[] {
+    return [...this.store.values()];
+  }
+
+  get size(): number {
+    return this.store.size;
+  }
+
+  hasSynced(): boolean {
+    return this.synced;
+  }
+
+  /** Starts listing and watching; resolves once the first list is in the cache. */
+  start(): Promise<void> {
+    if (!this.stopped) return this.waitForSync();
+    this.stopped = false;
+    void this.relist();
+    return this.waitForSync();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.watchGeneration++;
+    clearTimeout(this.retryTimer);
+    this.abort?.abort();
+    this.abort = undefined;
+  }
+
+  waitForSync(): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  private emit(event: InformerEvent, obj: T, old?: T) {
+    for (const h of this.handlers[event]) {
+      try {
+        h(obj, old);
+      } catch (err) {
+        this.options.logger.error(`informer ${this.options.name}: ${event} handler failed`, err as Error);
+      }
+    }
+  }
+
+  private async relist(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      this.options.onRequest?.('list');
+      const result = await this.options.list();
+      if (this.stopped) return;
+      const seen = new Set<string>();
+      for (const item of result.items) {
+        const obj = Object.freeze(item);
+        const key = objectKey(obj);
+        seen.add(key);
+        const old = this.store.get(key);
+        this.store.set(key, obj);
+        if (!old) this.emit('add', obj);
+        else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion)
+          this.emit('update', obj, old);
+      }
+      for (const [key, old] of this.store) {
+        if (!seen.has(key)) {
+          this.store.delete(key);
+          this.emit('delete', old);
+        }
+      }
+      this.resourceVersion = result.metadata?.resourceVersion ?? '';
+      this.lastActivity = Date.now();
+      this.failures = 0;
+      if (!this.synced) {
+        this.synced = true;
+        for (const w of this.syncWaiters.splice(0)) w();
+      }
+    } catch (err) {
+      this.retry('list', err, () => this.relist());
+      return;
+    }
+    await this.startWatch();
+  }
+
+  private retry(what: string, err: unknown, next: () => Promise<void>) {
+    if (this.stopped) return;
+    this.failures++;
+    const delay = Math.min(30_000, 250 * 2 ** Math.min(this.failures, 7)) * (0.75 + Math.random() / 2);
+    this.options.logger.warn(`informer ${this.options.name}: ${what} failed, retrying`, {
+      informer: this.options.name,
+      attempt: this.failures,
+      retryInMs: Math.round(delay),
+      error: err instanceof Error ? err.message : String(err),
+    });
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void next(), delay);
+  }
+
+  private async startWatch(): Promise<void> {
+    if (this.stopped) return;
+    let expired = false;
+    const generation = ++this.watchGeneration;
+    this.options.onRequest?.('watch');
+    const controller = await this.watch.watch(
+      this.options.path,
+      {
+        resourceVersion: this.resourceVersion,
+        allowWatchBookmarks: true,
+        labelSelector: this.options.labelSelector,
+        fieldSelector: this.options.fieldSelector,
+        timeoutSeconds: this.options.watchTimeoutSeconds ?? 300,
+      },
+      (phase: string, obj: T & { code?: number }) => {
+        this.lastActivity = Date.now();
+        switch (phase) {
+          case 'ADDED':
+          case 'MODIFIED': {
+            const frozen = Object.freeze(obj);
+            const key = objectKey(frozen);
+            const old = this.store.get(key);
+            this.store.set(key, frozen);
+            if (old) this.emit('update', frozen, old);
+            else this.emit('add', frozen);
+            break;
+          }
+          case 'DELETED': {
+            const key = objectKey(obj);
+            const old = this.store.get(key);
+            this.store.delete(key);
+            this.emit('delete', old ?? Object.freeze(obj));
+            break;
+          }
+          case 'BOOKMARK':
+            break;
+          case 'ERROR':
+            // 410 Gone: the resourceVersion is too old; only a fresh list helps.
+            expired = true;
+            break;
+        }
+        const rv = obj?.metadata?.resourceVersion;
+        if (rv && phase !== 'ERROR') this.resourceVersion = rv;
+      },
+      (err: unknown) => {
+        if (this.stopped || generation !== this.watchGeneration) return;
+        this.abort = undefined;
+        const rewatch = () => this.startWatch();
+        if (expired) void this.relist();
+        else if (err) this.retry('watch', err, rewatch);
+        else {
+          this.failures = 0;
+          void rewatch();
+        }
+      },
+    );
+    if (generation === this.watchGeneration && !this.stopped) this.abort = controller;
+    else controller.abort();
+  }
+}

@@ -1,0 +1,100 @@
+import { WorkQueue } from './queue.ts';
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('WorkQueue', () => {
+  it('should process a key once even when it is added many times before a worker takes it', async () => {
+    const seen: string[] = [];
+    let release!: () => void;
+    const blocker = new Promise<void>((r) => (release = r));
+    const q = new WorkQueue(
+      async (k) => {
+        seen.push(k);
+        if (k === 'busy') await blocker;
+      },
+      { concurrency: 1 },
+    );
+    q.add('busy');
+    q.add('a');
+    q.add('a');
+    q.add('b');
+    q.add('a');
+    expect(q.depth).toBe(2);
+    release();
+    await q.idle();
+    expect(seen).toEqual(['busy', 'a', 'b']);
+  });
+
+  it('should run a key again when it is added while being processed, never twice at once', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    let runs = 0;
+    let release!: () => void;
+    const q = new WorkQueue(
+      async () => {
+        running++;
+        runs++;
+        maxRunning = Math.max(maxRunning, running);
+        if (runs === 1) await new Promise<void>((r) => (release = r));
+        running--;
+      },
+      { concurrency: 4 },
+    );
+    q.add('a');
+    await tick();
+    q.add('a');
+    q.add('a');
+    await tick();
+    expect(runs).toBe(1);
+    release();
+    await q.idle();
+    await q.idle();
+    expect(runs).toBe(2);
+    expect(maxRunning).toBe(1);
+  });
+
+  it('should back off exponentially per key and forget the backoff after success', () => {
+    const q = new WorkQueue(async () => {}, { concurrency: 1, baseDelayMs: 100, maxDelayMs: 1000 });
+    expect([q.retry('a'), q.retry('a'), q.retry('a'), q.retry('a'), q.retry('a')]).toEqual([
+      100, 200, 400, 800, 1000,
+    ]);
+    expect(q.retry('b')).toBe(100);
+    q.forget('a');
+    expect(q.retry('a')).toBe(100);
+    q.shutdown();
+  });
+
+  it('should keep the earliest of two delayed adds', () => {
+    let now = 1_000;
+    const q = new WorkQueue(async () => {}, { concurrency: 1, now: () => now });
+    q.addAfter('a', 5_000);
+    q.addAfter('a', 60_000);
+    expect(q.scheduledAt('a')).toBe(6_000);
+    q.addAfter('a', 2_000);
+    expect(q.scheduledAt('a')).toBe(3_000);
+    now = 2_000;
+    q.shutdown();
+  });
+
+  it('should run a delayed key when its time comes', async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue(async (k) => void seen.push(k), { concurrency: 1 });
+    q.addAfter('later', 30);
+    expect(seen).toEqual([]);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(seen).toEqual(['later']);
+  });
+
+  it('should not start more than the rate allows', async () => {
+    const starts: number[] = [];
+    const q = new WorkQueue(async () => void starts.push(Date.now()), {
+      concurrency: 10,
+      ratePerSecond: 20,
+      burst: 1,
+    });
+    for (let i = 0; i < 5; i++) q.add(`k${i}`);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(starts).toHaveLength(5);
+    expect(starts[4]! - starts[0]!).toBeGreaterThanOrEqual(150);
+  });
+});

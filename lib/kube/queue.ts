@@ -1,0 +1,192 @@
+// A work queue in the style of client-go's: keys, not objects; a key queued
+// while it is being processed runs again afterwards, never twice at once;
+// failures retry with per-key exponential backoff; delayed adds are timers,
+// not polling. The clock and timers are injectable for tests.
+
+export interface QueueOptions {
+  /** Workers processing keys in parallel. */
+  concurrency: number;
+  /** First retry delay after a failure. */
+  baseDelayMs?: number;
+  /** Longest retry delay. */
+  maxDelayMs?: number;
+  /** Overall rate limit on processing starts (a token bucket); 0 disables it. */
+  ratePerSecond?: number;
+  burst?: number;
+  now?: () => number;
+  onDepth?: (depth: number) => void;
+  /** Time a key waited in the queue before a worker took it. */
+  onLatency?: (seconds: number) => void;
+}
+
+export type Processor = (key: string) => Promise<void>;
+
+/** Longest setTimeout Node accepts; later work is re-checked then. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export class WorkQueue {
+  private readonly queue: string[] = [];
+  private readonly queued = new Map<string, number>();
+  private readonly processing = new Set<string>();
+  private readonly dirty = new Set<string>();
+  private readonly failures = new Map<string, number>();
+  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private active = 0;
+  private shuttingDown = false;
+  private tokens: number;
+  private lastRefill: number;
+  private refillTimer: NodeJS.Timeout | undefined;
+  private readonly now: () => number;
+  private idleWaiters: (() => void)[] = [];
+
+  private readonly process: Processor;
+  private readonly options: QueueOptions;
+
+  constructor(process: Processor, options: QueueOptions) {
+    this.process = process;
+    this.options = options;
+    this.now = options.now ?? Date.now;
+    this.tokens = options.burst ?? Math.max(1, options.ratePerSecond ?? 0);
+    this.lastRefill = this.now();
+  }
+
+  get depth(): number {
+    return this.queue.length;
+  }
+
+  add(key: string): void {
+    if (this.shuttingDown) return;
+    if (this.processing.has(key)) {
+      this.dirty.add(key);
+      return;
+    }
+    if (this.queued.has(key)) return;
+    this.queued.set(key, this.now());
+    this.queue.push(key);
+    this.options.onDepth?.(this.queue.length);
+    this.pump();
+  }
+
+  /** Adds the key after a delay. An earlier pending delay for the key wins. */
+  addAfter(key: string, delayMs: number): void {
+    if (this.shuttingDown) return;
+    if (delayMs <= 0) {
+      this.add(key);
+      return;
+    }
+    const at = this.now() + delayMs;
+    const existing = this.timers.get(key);
+    if (existing && existing.at <= at) return;
+    if (existing) clearTimeout(existing.timer);
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(key);
+        if (at - this.now() > 1000) this.addAfter(key, at - this.now());
+        else this.add(key);
+      },
+      Math.min(delayMs, MAX_TIMER_MS),
+    );
+    timer.unref();
+    this.timers.set(key, { at, timer });
+  }
+
+  /** When the key is next scheduled, for tests and status. */
+  scheduledAt(key: string): number | undefined {
+    return this.timers.get(key)?.at;
+  }
+
+  /** Retries the key after its backoff; returns the delay used. */
+  retry(key: string): number {
+    const n = (this.failures.get(key) ?? 0) + 1;
+    this.failures.set(key, n);
+    const delay = Math.min(
+      this.options.maxDelayMs ?? 300_000,
+      (this.options.baseDelayMs ?? 1000) * 2 ** (n - 1),
+    );
+    this.addAfter(key, delay);
+    return delay;
+  }
+
+  /** Clears the key's backoff after a success. */
+  forget(key: string): void {
+    this.failures.delete(key);
+  }
+
+  failuresOf(key: string): number {
+    return this.failures.get(key) ?? 0;
+  }
+
+  /** Drops any scheduled work for the key (the object is gone). */
+  cancel(key: string): void {
+    const t = this.timers.get(key);
+    if (t) clearTimeout(t.timer);
+    this.timers.delete(key);
+    this.failures.delete(key);
+  }
+
+  shutdown(): void {
+    this.shuttingDown = true;
+    for (const t of this.timers.values()) clearTimeout(t.timer);
+    this.timers.clear();
+    clearTimeout(this.refillTimer);
+    this.queue.length = 0;
+    this.queued.clear();
+  }
+
+  /** Resolves when nothing is queued or processing (scheduled timers do not count). */
+  idle(): Promise<void> {
+    if (this.queue.length === 0 && this.active === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private takeToken(): boolean {
+    const rate = this.options.ratePerSecond ?? 0;
+    if (rate <= 0) return true;
+    const now = this.now();
+    const burst = this.options.burst ?? Math.max(1, rate);
+    this.tokens = Math.min(burst, this.tokens + ((now - this.lastRefill) / 1000) * rate);
+    this.lastRefill = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    if (!this.refillTimer) {
+      this.refillTimer = setTimeout(
+        () => {
+          this.refillTimer = undefined;
+          this.pump();
+        },
+        Math.ceil(((1 - this.tokens) / rate) * 1000),
+      );
+    }
+    return false;
+  }
+
+  private pump(): void {
+    while (!this.shuttingDown && this.active < this.options.concurrency && this.queue.length > 0) {
+      if (!this.takeToken()) return;
+      const key = this.queue.shift()!;
+      const enqueuedAt = this.queued.get(key) ?? this.now();
+      this.queued.delete(key);
+      this.options.onDepth?.(this.queue.length);
+      this.options.onLatency?.((this.now() - enqueuedAt) / 1000);
+      this.processing.add(key);
+      this.active++;
+      void this.run(key);
+    }
+  }
+
+  private async run(key: string): Promise<void> {
+    try {
+      await this.process(key);
+    } catch {
+      // The processor reports its own errors and decides about retries.
+    } finally {
+      this.processing.delete(key);
+      this.active--;
+      if (this.dirty.delete(key)) this.add(key);
+      this.pump();
+      if (this.queue.length === 0 && this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+}
