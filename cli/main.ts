@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { operatorCommand } from './operator.ts';
+
+const program = new Command();
+program.name('sigil').description('mTLS identities for Kubernetes pods');
+operatorCommand(program);
+await program.parseAsync(process.argv);

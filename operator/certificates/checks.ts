@@ -1,0 +1,155 @@
+// The reasons a Certificate needs a new certificate, as data: each check looks
+// at what the controller gathered and returns a verdict or nothing. The first
+// verdict wins. Checks never call the API.
+import type { V1Secret } from '@kubernetes/client-node';
+import { Annotation, type Certificate } from '../../lib/api/types.ts';
+import type { CertificateAuthority } from '../../lib/pki/ca.ts';
+import { isSignedBy } from '../../lib/pki/certificate.ts';
+import { type KeyPair, requestMismatches } from '../../lib/pki/inspect.ts';
+import { renewalTime } from '../../lib/pki/renewal.ts';
+import type { ResolvedSpec } from './request.ts';
+
+/** Why a certificate is (re-)issued. Used as the Issuing condition's reason and in Events. */
+export const IssueReason = {
+  /** The Secret named by spec.secretName does not exist. */
+  SecretMissing: 'SecretMissing',
+  /** The Secret lacks tls.crt, tls.key or ca.crt. */
+  SecretMissingData: 'SecretMissingData',
+  /** tls.crt or tls.key does not parse. */
+  SecretInvalidData: 'SecretInvalidData',
+  /** tls.key does not belong to the certificate in tls.crt. */
+  SecretKeyMismatch: 'SecretKeyMismatch',
+  /** The certificate no longer matches the spec (names, usages, key, subject). */
+  SecretSpecMismatch: 'SecretSpecMismatch',
+  /** The certificate was not signed by the issuer's current CA. */
+  IssuerChanged: 'IssuerChanged',
+  /** The certificate has expired. */
+  Expired: 'Expired',
+  /** The renewal time has come. */
+  Renewing: 'Renewing',
+  /** A person asked for renewal with the sigil.dev/renew-requested-at annotation. */
+  ManualRenewal: 'ManualRenewal',
+} as const;
+
+export interface CheckInput {
+  certificate: Certificate;
+  resolved: ResolvedSpec;
+  secret: V1Secret | undefined;
+  /** The Secret's key pair, when it parsed. */
+  pair: KeyPair | undefined;
+  /** Why the Secret's data did not parse. */
+  parseError: string | undefined;
+  ca: CertificateAuthority;
+  now: Date;
+}
+
+export interface Verdict {
+  reason: string;
+  message: string;
+}
+
+export type Check = (input: CheckInput) => Verdict | undefined;
+
+const secretMissing: Check = ({ secret, certificate }) =>
+  secret
+    ? undefined
+    : {
+        reason: IssueReason.SecretMissing,
+        message: `Issuing certificate as Secret ${certificate.spec.secretName} does not exist`,
+      };
+
+const secretMissingData: Check = ({ secret }) => {
+  const missing = ['tls.crt', 'tls.key', 'ca.crt'].filter((k) => !secret?.data?.[k]);
+  return missing.length === 0
+    ? undefined
+    : {
+        reason: IssueReason.SecretMissingData,
+        message: `Issuing certificate as Secret does not contain ${missing.join(', ')}`,
+      };
+};
+
+const secretInvalid: Check = ({ parseError }) =>
+  parseError === undefined
+    ? undefined
+    : {
+        reason: IssueReason.SecretInvalidData,
+        message: `Issuing certificate as Secret contains invalid data: ${parseError}`,
+      };
+
+const keyMismatch: Check = ({ pair }) =>
+  pair && !pair.keyMatches
+    ? {
+        reason: IssueReason.SecretKeyMismatch,
+        message: "Issuing certificate as Secret's private key does not match its certificate",
+      }
+    : undefined;
+
+const specMismatch: Check = ({ pair, resolved }) => {
+  if (!pair) return undefined;
+  const diffs = requestMismatches(resolved.request, pair.leaf);
+  return diffs.length === 0
+    ? undefined
+    : {
+        reason: IssueReason.SecretSpecMismatch,
+        message: `Issuing certificate as the certificate in the Secret no longer matches the spec: ${diffs.join('; ')}`,
+      };
+};
+
+const issuerChanged: Check = ({ pair, ca }) => {
+  if (!pair) return undefined;
+  return isSignedBy(pair.leaf, ca.certificate)
+    ? undefined
+    : {
+        reason: IssueReason.IssuerChanged,
+        message: `Issuing certificate as it was not signed by the issuer's current CA (${ca.facts.subject.commonName ?? ca.facts.fingerprint.slice(0, 16)})`,
+      };
+};
+
+const expired: Check = ({ pair, now }) =>
+  pair && now >= pair.leaf.facts.notAfter
+    ? {
+        reason: IssueReason.Expired,
+        message: `Issuing certificate as it expired at ${pair.leaf.facts.notAfter.toISOString()}`,
+      }
+    : undefined;
+
+const manualRenewal: Check = ({ certificate, secret }) => {
+  const asked = certificate.metadata.annotations?.[Annotation.RenewRequestedAt];
+  if (!asked || secret?.metadata?.annotations?.[Annotation.RenewHandled] === asked) return undefined;
+  return {
+    reason: IssueReason.ManualRenewal,
+    message: `Renewing certificate as renewal was requested at ${asked}`,
+  };
+};
+
+const renewalDue: Check = ({ pair, resolved, now }) => {
+  if (!pair) return undefined;
+  const at = renewalTime(pair.leaf.facts.notBefore, pair.leaf.facts.notAfter, resolved.renewal);
+  return now >= at
+    ? {
+        reason: IssueReason.Renewing,
+        message: `Renewing certificate as its renewal time ${at.toISOString()} has passed`,
+      }
+    : undefined;
+};
+
+/** Evaluated in order; the first verdict decides. */
+export const issuanceChecks: readonly Check[] = [
+  secretMissing,
+  secretMissingData,
+  secretInvalid,
+  keyMismatch,
+  specMismatch,
+  issuerChanged,
+  expired,
+  manualRenewal,
+  renewalDue,
+];
+
+export function firstVerdict(checks: readonly Check[], input: CheckInput): Verdict | undefined {
+  for (const check of checks) {
+    const verdict = check(input);
+    if (verdict) return verdict;
+  }
+  return undefined;
+}

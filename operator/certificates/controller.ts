@@ -1,0 +1,733 @@
+// The Certificate controller: gather (Certificate, Secret, issuer from the
+// caches) → decide (the checks) → act (issue, write the Secret, write status).
+// Renewals are timers at each certificate's renewal time; nothing polls.
+import { createHash } from 'node:crypto';
+import {
+  CoreV1Api,
+  type CustomObjectsApi,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Secret,
+} from '@kubernetes/client-node';
+import type { Logger } from 'winston';
+import {
+  Annotation,
+  API_VERSION,
+  type Certificate,
+  type CertificateStatus,
+  type Condition,
+  ConditionType,
+  findCondition,
+  GROUP,
+  type IssuerKind,
+  Label,
+  objectKey,
+  Plural,
+  setCondition,
+  VERSION,
+} from '../../lib/api/types.ts';
+import { describeApiError, isConflict, isNotFound, statusCode } from '../../lib/kube/errors.ts';
+import { Informer } from '../../lib/kube/informer.ts';
+import { WorkQueue } from '../../lib/kube/queue.ts';
+import { isPkiError } from '../../lib/pki/errors.ts';
+import { type KeyPair, readKeyPair } from '../../lib/pki/inspect.ts';
+import { issueCertificate } from '../../lib/pki/issue.ts';
+import { type RenewalPolicy, renewalTime, withJitter } from '../../lib/pki/renewal.ts';
+import type { IssuerController, IssuerState } from '../issuers/controller.ts';
+import { issuerKey } from '../issuers/controller.ts';
+import type { OperatorMetrics } from '../metrics.ts';
+import { type CheckInput, firstVerdict, issuanceChecks } from './checks.ts';
+import { policyViolation, spiffeViolation } from './policy.ts';
+import { type ResolvedSpec, resolveSpec } from './request.ts';
+import { buildSecret, managedMetadata, metadataDrift } from './secret.ts';
+
+/** Reasons on a Certificate's Ready condition. */
+export const ReadyReason = {
+  /** The Secret holds a valid certificate that matches the spec. */
+  Ready: 'Ready',
+  /** The spec cannot be issued as written. */
+  InvalidSpec: 'InvalidSpec',
+  /** The referenced Issuer or ClusterIssuer does not exist. */
+  IssuerNotFound: 'IssuerNotFound',
+  /** The issuer exists but its CA cannot sign. */
+  IssuerNotReady: 'IssuerNotReady',
+  /** The issuer's policy or the tenancy rules refuse the request. */
+  PolicyDenied: 'PolicyDenied',
+  /** A Secret of another type already has the name. */
+  SecretConflict: 'SecretConflict',
+  /** Issuance failed (API error, key generation); retried with backoff. */
+  IssuanceFailed: 'IssuanceFailed',
+} as const;
+
+export const EventReason = {
+  Issued: 'Issued',
+  Failed: 'Failed',
+  Denied: 'PolicyDenied',
+} as const;
+
+const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+const FIELD_MANAGER = 'sigil-operator';
+
+export interface CertificateControllerOptions {
+  kc: KubeConfig;
+  custom: CustomObjectsApi;
+  issuers: IssuerController;
+  defaultIssuer: { kind: IssuerKind; name: string };
+  minDurationMs: number;
+  ownerReferences: boolean;
+  concurrency: number;
+  ratePerSecond?: number;
+  logger: Logger;
+  metrics: OperatorMetrics;
+  now: () => Date;
+  /** Retry backoff after a failed issuance. */
+  baseBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/** A number in [0, 1) derived from the serial, so every replica computes the same jitter. */
+function jitterFraction(serial: string): number {
+  return createHash('sha256').update(serial).digest().readUInt32BE(0) / 2 ** 32;
+}
+
+/** When the operator renews this certificate: its renewal time, moved earlier by a small per-certificate jitter. */
+export function scheduledRenewal(
+  notBefore: Date,
+  notAfter: Date,
+  serial: string,
+  policy: RenewalPolicy,
+): Date {
+  const base = renewalTime(notBefore, notAfter, policy);
+  return withJitter(base, notAfter.getTime() - notBefore.getTime(), () => jitterFraction(serial));
+}
+
+function resourceVersionNewer(a: string | undefined, b: string | undefined): boolean {
+  try {
+    return BigInt(a ?? '0') > BigInt(b ?? '0');
+  } catch {
+    return false;
+  }
+}
+
+class IssuanceError extends Error {
+  readonly reason: string;
+  readonly retry: boolean;
+  constructor(reason: string, message: string, retry: boolean) {
+    super(message);
+    this.reason = reason;
+    this.retry = retry;
+  }
+}
+
+export class CertificateController {
+  readonly certificates: Informer<Certificate>;
+  readonly secrets: Informer<V1Secret>;
+  readonly queue: WorkQueue;
+  private readonly o: CertificateControllerOptions;
+  private readonly core: CoreV1Api;
+  /** Secrets this replica wrote that the informer has not delivered yet. */
+  private readonly written = new Map<string, V1Secret>();
+  private readonly statusWritten = new Map<string, CertificateStatus>();
+
+  constructor(o: CertificateControllerOptions) {
+    this.o = o;
+    this.core = o.kc.makeApiClient(CoreV1Api);
+    const count = (resource: string) => (verb: string) => o.metrics.apiRequests.inc({ verb, resource });
+    this.certificates = new Informer<Certificate>(o.kc, {
+      name: 'certificates',
+      path: `/apis/${GROUP}/${VERSION}/${Plural.Certificate}`,
+      list: async () =>
+        (await o.custom.listClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: Plural.Certificate,
+        })) as {
+          items: Certificate[];
+          metadata: { resourceVersion: string };
+        },
+      logger: o.logger,
+      onRequest: count(Plural.Certificate),
+    });
+    // Only Secrets Sigil labelled: the operator never lists or watches all Secrets.
+    this.secrets = new Informer<V1Secret>(o.kc, {
+      name: 'managed-secrets',
+      path: '/api/v1/secrets',
+      labelSelector: `${Label.Managed}=true`,
+      list: () => this.core.listSecretForAllNamespaces({ labelSelector: `${Label.Managed}=true` }),
+      logger: o.logger,
+      onRequest: count('secrets'),
+    });
+    this.queue = new WorkQueue((key) => this.run(key), {
+      concurrency: o.concurrency,
+      ratePerSecond: o.ratePerSecond ?? 0,
+      burst: Math.max(1, o.ratePerSecond ?? 0),
+      baseDelayMs: 1000,
+      maxDelayMs: 300_000,
+      onDepth: (d) => o.metrics.queueDepth.set({ controller: 'certificates' }, d),
+      onLatency: (s) => o.metrics.queueLatency.observe({ controller: 'certificates' }, s),
+    });
+    const enqueue = (c: Certificate) => this.queue.add(objectKey(c));
+    this.certificates
+      .on('add', enqueue)
+      .on('update', (c, old) => {
+        // Our own status writes come back as updates; only spec, metadata or status changes made by others matter,
+        // but re-checking is cheap and idempotent, so every update is looked at.
+        const sameMeta =
+          old &&
+          c.metadata.generation === old.metadata.generation &&
+          JSON.stringify(c.metadata.annotations ?? {}) === JSON.stringify(old.metadata.annotations ?? {});
+        if (sameMeta && this.onlyOwnStatus(c)) return;
+        enqueue(c);
+      })
+      .on('delete', (c) => {
+        this.queue.cancel(objectKey(c));
+        this.queue.add(objectKey(c));
+      });
+    const secretChanged = (s: V1Secret) => {
+      const key = objectKey(s);
+      const written = this.written.get(key);
+      if (written && !resourceVersionNewer(written.metadata?.resourceVersion, s.metadata?.resourceVersion)) {
+        this.written.delete(key);
+      }
+      const name = s.metadata?.annotations?.[Annotation.CertificateName];
+      if (name) this.queue.add(`${s.metadata!.namespace}/${name}`);
+    };
+    this.secrets
+      .on('add', secretChanged)
+      .on('update', secretChanged)
+      .on('delete', (s) => {
+        this.written.delete(objectKey(s));
+        secretChanged(s);
+      });
+  }
+
+  /** True when the cached object's status is exactly what this replica last wrote. */
+  private onlyOwnStatus(c: Certificate): boolean {
+    const mine = this.statusWritten.get(objectKey(c));
+    return mine !== undefined && JSON.stringify(mine) === JSON.stringify(c.status ?? {});
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([this.certificates.start(), this.secrets.start()]);
+  }
+
+  stop(): void {
+    this.queue.shutdown();
+    this.certificates.stop();
+    this.secrets.stop();
+  }
+
+  /** Re-checks every Certificate that uses the issuer. */
+  onIssuerChanged(key: string): void {
+    for (const c of this.certificates.list()) {
+      const ref = this.issuerRefOf(c);
+      if (issuerKey(ref.kind, ref.kind === 'Issuer' ? c.metadata.namespace : undefined, ref.name) === key) {
+        this.queue.add(objectKey(c));
+      }
+    }
+  }
+
+  private issuerRefOf(c: Certificate): { kind: IssuerKind; name: string } {
+    if (!c.spec.issuerRef) return this.o.defaultIssuer;
+    return { kind: c.spec.issuerRef.kind ?? 'ClusterIssuer', name: c.spec.issuerRef.name };
+  }
+
+  private async run(key: string): Promise<void> {
+    try {
+      await this.processItem(key);
+      this.o.metrics.reconcile.inc({ controller: 'certificates', result: 'success' });
+    } catch (err) {
+      this.o.metrics.reconcile.inc({ controller: 'certificates', result: 'error' });
+      const delay = this.queue.retry(key);
+      this.o.logger.error('reconcile failed; retrying', {
+        controller: 'certificates',
+        key,
+        retryInMs: delay,
+        error: describeApiError(err),
+      });
+    }
+  }
+
+  private secretFor(namespace: string, name: string): V1Secret | undefined {
+    const key = `${namespace}/${name}`;
+    const cached = this.secrets.get(key);
+    const written = this.written.get(key);
+    if (
+      written &&
+      (!cached || resourceVersionNewer(written.metadata?.resourceVersion, cached.metadata?.resourceVersion))
+    ) {
+      return written;
+    }
+    return cached;
+  }
+
+  async processItem(key: string): Promise<void> {
+    const [namespace, name] = key.split('/') as [string, string];
+    const certificate = this.certificates.get(key);
+    if (!certificate) {
+      this.queue.cancel(key);
+      this.statusWritten.delete(key);
+      return;
+    }
+    const log = this.o.logger.child({ controller: 'certificates', key, namespace });
+    const now = this.o.now();
+    const ref = this.issuerRefOf(certificate);
+    const metricLabels = { name, namespace, issuer_name: ref.name, issuer_kind: ref.kind };
+
+    // Gather.
+    const resolved = resolveSpec(certificate.spec, this.o.minDurationMs);
+    if ('problem' in resolved) {
+      return this.notReady(
+        certificate,
+        ReadyReason.InvalidSpec,
+        `The spec cannot be issued: ${resolved.problem}. Fix the Certificate.`,
+        now,
+        log,
+      );
+    }
+    const issuer = this.o.issuers.get(ref.kind, ref.kind === 'Issuer' ? namespace : undefined, ref.name);
+    if (!issuer) {
+      return this.notReady(
+        certificate,
+        ReadyReason.IssuerNotFound,
+        `${ref.kind} ${ref.kind === 'Issuer' ? `${namespace}/` : ''}${ref.name} does not exist; create it or fix spec.issuerRef`,
+        now,
+        log,
+      );
+    }
+    if (!issuer.ready || !issuer.ca) {
+      return this.notReady(
+        certificate,
+        ReadyReason.IssuerNotReady,
+        `${ref.kind} ${ref.name} is not ready (${issuer.reason}): ${issuer.message}`,
+        now,
+        log,
+      );
+    }
+    const secret = this.secretFor(namespace, certificate.spec.secretName);
+    let pair: KeyPair | undefined;
+    let parseError: string | undefined;
+    if (secret?.data?.['tls.crt'] && secret.data['tls.key']) {
+      try {
+        pair = readKeyPair(
+          Buffer.from(secret.data['tls.crt'], 'base64'),
+          Buffer.from(secret.data['tls.key'], 'base64'),
+          `Secret ${namespace}/${certificate.spec.secretName}`,
+        );
+      } catch (err) {
+        if (!isPkiError(err)) throw err;
+        parseError = err.message;
+      }
+    }
+
+    // Decide.
+    const input: CheckInput = { certificate, resolved, secret, pair, parseError, ca: issuer.ca, now };
+    const verdict = firstVerdict(issuanceChecks, input);
+
+    if (!verdict && pair) {
+      // Up to date. Repair Sigil's metadata on the Secret if someone removed it, then report Ready.
+      if (secret && metadataDrift(secret, certificate, issuer.kind, issuer.name)) {
+        await this.patchSecretMetadata(certificate, secret, issuer, log);
+      }
+      const renewAt = scheduledRenewal(
+        pair.leaf.facts.notBefore,
+        pair.leaf.facts.notAfter,
+        pair.leaf.facts.serialNumber,
+        resolved.renewal,
+      );
+      this.queue.addAfter(key, renewAt.getTime() - now.getTime() + 50);
+      this.o.metrics.certificateExpiration.set(metricLabels, pair.leaf.facts.notAfter.getTime() / 1000);
+      this.o.metrics.certificateRenewal.set(metricLabels, renewAt.getTime() / 1000);
+      this.setReadyMetric(metricLabels, 'True');
+      await this.writeStatus(certificate, now, {
+        ready: {
+          status: 'True',
+          reason: ReadyReason.Ready,
+          message: 'Certificate is up to date and has not expired',
+        },
+        issuing: undefined,
+        facts: {
+          notBefore: pair.leaf.facts.notBefore,
+          notAfter: pair.leaf.facts.notAfter,
+          serial: pair.leaf.facts.serialNumber,
+          renewAt,
+        },
+        failures: { attempts: 0, last: undefined },
+        revision: certificate.status?.revision ?? 1,
+      });
+      return;
+    }
+    if (!verdict) return;
+
+    // Policy and tenancy are checked before anything is signed.
+    const denied =
+      spiffeViolation(issuer.trustDomain, namespace, resolved.request.uris) ??
+      policyViolation(issuer.issuer.spec.policy, namespace, resolved.request);
+    if (denied) {
+      this.event(certificate, 'Warning', EventReason.Denied, `Not issued: ${denied}`);
+      return this.notReady(
+        certificate,
+        ReadyReason.PolicyDenied,
+        `${ref.kind} ${ref.name} refuses to issue: ${denied}`,
+        now,
+        log,
+      );
+    }
+
+    // Back off after failures, unless the spec changed since.
+    const attempts = certificate.status?.failedIssuanceAttempts ?? 0;
+    const lastFailure = certificate.status?.lastFailureTime
+      ? new Date(certificate.status.lastFailureTime)
+      : undefined;
+    const issuing = findCondition(certificate.status?.conditions, ConditionType.Issuing);
+    if (attempts > 0 && lastFailure && issuing?.observedGeneration === certificate.metadata.generation) {
+      const retryAt = lastFailure.getTime() + this.backoff(attempts);
+      if (now.getTime() < retryAt) {
+        this.queue.addAfter(key, retryAt - now.getTime());
+        return;
+      }
+    }
+
+    // Act.
+    const started = process.hrtime.bigint();
+    try {
+      const reuse =
+        !resolved.rotateKey && pair?.keyMatches
+          ? { keyObject: pair.key.keyObject, description: pair.key.description }
+          : undefined;
+      const issued = await issueCertificate(issuer.ca, resolved.request, now, reuse);
+      await this.writeSecret(certificate, issuer, issued, secret);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.o.metrics.issuanceDuration.observe(seconds);
+      this.o.metrics.issuance.inc({ result: 'success' });
+      const revision = (certificate.status?.revision ?? 0) + 1;
+      const renewAt = scheduledRenewal(
+        issued.notBefore,
+        issued.notAfter,
+        issued.serialNumber.replace(/^0+/, ''),
+        resolved.renewal,
+      );
+      this.queue.forget(key);
+      this.queue.addAfter(key, renewAt.getTime() - now.getTime() + 50);
+      this.o.metrics.certificateExpiration.set(metricLabels, issued.notAfter.getTime() / 1000);
+      this.o.metrics.certificateRenewal.set(metricLabels, renewAt.getTime() / 1000);
+      this.setReadyMetric(metricLabels, 'True');
+      log.info('issued certificate', {
+        reason: verdict.reason,
+        serial: issued.serialNumber,
+        notAfter: issued.notAfter.toISOString(),
+        revision,
+        ms: Math.round(seconds * 1000),
+      });
+      this.event(
+        certificate,
+        'Normal',
+        EventReason.Issued,
+        `${verdict.message}. Issued serial ${issued.serialNumber} (revision ${revision}), valid until ${issued.notAfter.toISOString()}`,
+      );
+      await this.writeStatus(certificate, now, {
+        ready: {
+          status: 'True',
+          reason: ReadyReason.Ready,
+          message: 'Certificate is up to date and has not expired',
+        },
+        issuing: {
+          status: 'False',
+          reason: verdict.reason,
+          message: `Issued revision ${revision}: ${verdict.message}`,
+        },
+        facts: {
+          notBefore: issued.notBefore,
+          notAfter: issued.notAfter,
+          serial: issued.serialNumber.replace(/^0+/, ''),
+          renewAt,
+        },
+        failures: { attempts: 0, last: undefined },
+        revision,
+      });
+    } catch (err) {
+      const failure =
+        err instanceof IssuanceError
+          ? err
+          : new IssuanceError(
+              ReadyReason.IssuanceFailed,
+              isPkiError(err) ? err.message : describeApiError(err),
+              true,
+            );
+      if (isConflict(err) || statusCode(err) === 409) {
+        // Someone changed the Secret between our read and write: look again with fresh data.
+        log.info('Secret changed while issuing; re-checking');
+        this.queue.add(key);
+        return;
+      }
+      this.o.metrics.issuance.inc({ result: failure.reason });
+      this.setReadyMetric(metricLabels, 'False');
+      const nextAttempts = attempts + 1;
+      const delay = this.backoff(nextAttempts);
+      log.warn('issuance failed', {
+        reason: failure.reason,
+        error: failure.message,
+        attempt: nextAttempts,
+        retryInMs: delay,
+      });
+      this.event(
+        certificate,
+        'Warning',
+        EventReason.Failed,
+        `${failure.message}; retrying in ${Math.round(delay / 1000)}s`,
+      );
+      if (failure.retry) this.queue.addAfter(key, delay);
+      await this.writeStatus(certificate, now, {
+        ready: { status: 'False', reason: failure.reason, message: failure.message },
+        issuing: {
+          status: 'True',
+          reason: 'Failed',
+          message: `${verdict.message}, but issuance failed: ${failure.message}. ${failure.retry ? `Retrying in ${Math.round(delay / 1000)}s` : 'Fix the cause to retry'}`,
+        },
+        facts: pair
+          ? {
+              notBefore: pair.leaf.facts.notBefore,
+              notAfter: pair.leaf.facts.notAfter,
+              serial: pair.leaf.facts.serialNumber,
+              renewAt: undefined,
+            }
+          : undefined,
+        failures: { attempts: nextAttempts, last: now },
+        revision: certificate.status?.revision,
+      });
+    }
+  }
+
+  private backoff(attempts: number): number {
+    const base = this.o.baseBackoffMs ?? 5_000;
+    return Math.min(this.o.maxBackoffMs ?? 600_000, base * 2 ** Math.max(0, attempts - 1));
+  }
+
+  private setReadyMetric(labels: Record<string, string>, status: 'True' | 'False') {
+    for (const condition of ['True', 'False']) {
+      this.o.metrics.certificateReady.set({ ...labels, condition }, condition === status ? 1 : 0);
+    }
+  }
+
+  private async notReady(certificate: Certificate, reason: string, message: string, now: Date, log: Logger) {
+    const current = findCondition(certificate.status?.conditions, ConditionType.Ready);
+    if (current?.reason !== reason || current.message !== message)
+      log.warn('certificate not ready', { reason, detail: message });
+    const ref = this.issuerRefOf(certificate);
+    this.setReadyMetric(
+      {
+        name: certificate.metadata.name!,
+        namespace: certificate.metadata.namespace!,
+        issuer_name: ref.name,
+        issuer_kind: ref.kind,
+      },
+      'False',
+    );
+    await this.writeStatus(certificate, now, {
+      ready: { status: 'False', reason, message },
+      issuing: undefined,
+      facts: 'keep',
+      failures: 'keep',
+      revision: certificate.status?.revision,
+    });
+  }
+
+  private async writeSecret(
+    certificate: Certificate,
+    issuer: IssuerState,
+    issued: Awaited<ReturnType<typeof issueCertificate>>,
+    existing: V1Secret | undefined,
+  ): Promise<void> {
+    const namespace = certificate.metadata.namespace!;
+    const name = certificate.spec.secretName;
+    const build = (base: V1Secret | undefined) =>
+      buildSecret({
+        certificate,
+        issued,
+        issuerKind: issuer.kind,
+        issuerName: issuer.name,
+        existing: base,
+        ownerReference: this.o.ownerReferences,
+      });
+    let result: V1Secret;
+    if (existing) {
+      result = await this.core.replaceNamespacedSecret({
+        name,
+        namespace,
+        body: build(existing),
+        fieldManager: FIELD_MANAGER,
+      });
+      this.o.metrics.apiRequests.inc({ verb: 'update', resource: 'secrets' });
+    } else {
+      try {
+        result = await this.core.createNamespacedSecret({
+          namespace,
+          body: build(undefined),
+          fieldManager: FIELD_MANAGER,
+        });
+        this.o.metrics.apiRequests.inc({ verb: 'create', resource: 'secrets' });
+      } catch (err) {
+        if (!isConflict(err)) throw err;
+        // A Secret without Sigil's label already has the name: take it over, keeping what others put there.
+        const found = await this.core.readNamespacedSecret({ name, namespace });
+        if (found.type !== 'kubernetes.io/tls') {
+          throw new IssuanceError(
+            ReadyReason.SecretConflict,
+            `Secret ${namespace}/${name} already exists with type ${found.type}; delete it or choose another spec.secretName`,
+            false,
+          );
+        }
+        result = await this.core.replaceNamespacedSecret({
+          name,
+          namespace,
+          body: build(found),
+          fieldManager: FIELD_MANAGER,
+        });
+      }
+    }
+    this.written.set(`${namespace}/${name}`, result);
+  }
+
+  private async patchSecretMetadata(
+    certificate: Certificate,
+    secret: V1Secret,
+    issuer: IssuerState,
+    log: Logger,
+  ) {
+    const meta = managedMetadata(certificate, issuer.kind, issuer.name);
+    try {
+      const result = await this.core.patchNamespacedSecret(
+        { name: secret.metadata!.name!, namespace: secret.metadata!.namespace!, body: { metadata: meta } },
+        MERGE_PATCH,
+      );
+      this.written.set(objectKey(result), result);
+      log.info('restored Sigil labels and annotations on the Secret');
+    } catch (err) {
+      log.warn('could not restore Secret metadata', { error: describeApiError(err) });
+    }
+  }
+
+  private event(certificate: Certificate, type: 'Normal' | 'Warning', reason: string, message: string) {
+    const now = new Date();
+    this.core
+      .createNamespacedEvent({
+        namespace: certificate.metadata.namespace!,
+        body: {
+          metadata: {
+            generateName: `${certificate.metadata.name}.`,
+            namespace: certificate.metadata.namespace,
+          },
+          involvedObject: {
+            apiVersion: API_VERSION,
+            kind: 'Certificate',
+            name: certificate.metadata.name,
+            namespace: certificate.metadata.namespace,
+            uid: certificate.metadata.uid,
+          },
+          type,
+          reason,
+          message: message.slice(0, 1024),
+          source: { component: 'sigil-operator' },
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      })
+      .then(() => this.o.metrics.apiRequests.inc({ verb: 'create', resource: 'events' }))
+      .catch(() => {});
+  }
+
+  private async writeStatus(
+    certificate: Certificate,
+    now: Date,
+    s: {
+      ready: { status: 'True' | 'False'; reason: string; message: string };
+      issuing: { status: 'True' | 'False'; reason: string; message: string } | undefined;
+      facts:
+        | { notBefore: Date; notAfter: Date; serial: string; renewAt: Date | undefined }
+        | undefined
+        | 'keep';
+      failures: { attempts: number; last: Date | undefined } | 'keep';
+      revision: number | undefined;
+    },
+  ): Promise<void> {
+    const generation = certificate.metadata.generation;
+    const stamp = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const cond = (
+      type: string,
+      c: { status: 'True' | 'False'; reason: string; message: string },
+    ): Condition => ({
+      type,
+      ...c,
+      lastTransitionTime: stamp,
+      observedGeneration: generation,
+    });
+    let conditions = setCondition(certificate.status?.conditions, cond(ConditionType.Ready, s.ready));
+    if (s.issuing) conditions = setCondition(conditions, cond(ConditionType.Issuing, s.issuing));
+    else if (
+      s.ready.status === 'True' &&
+      findCondition(conditions, ConditionType.Issuing)?.status === 'True'
+    ) {
+      conditions = conditions.filter((c) => c.type !== ConditionType.Issuing);
+    }
+    const old = certificate.status ?? {};
+    const iso = (d: Date | undefined) => d?.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const next: CertificateStatus = { conditions };
+    if (s.facts === 'keep') {
+      for (const k of ['notBefore', 'notAfter', 'renewalTime', 'serialNumber'] as const)
+        if (old[k]) next[k] = old[k];
+    } else if (s.facts) {
+      next.notBefore = iso(s.facts.notBefore)!;
+      next.notAfter = iso(s.facts.notAfter)!;
+      if (s.facts.renewAt) next.renewalTime = iso(s.facts.renewAt)!;
+      next.serialNumber = s.facts.serial;
+    }
+    if (s.revision !== undefined) next.revision = s.revision;
+    if (s.failures === 'keep') {
+      if (old.failedIssuanceAttempts) next.failedIssuanceAttempts = old.failedIssuanceAttempts;
+      if (old.lastFailureTime) next.lastFailureTime = old.lastFailureTime;
+    } else if (s.failures.attempts > 0) {
+      next.failedIssuanceAttempts = s.failures.attempts;
+      next.lastFailureTime = iso(s.failures.last)!;
+    }
+    const normalize = (st: CertificateStatus) =>
+      JSON.stringify({
+        ...st,
+        conditions: (st.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: '' })),
+      });
+    if (normalize(old) === normalize(next)) return;
+    // Merge patch: fields Sigil no longer sets are removed with null.
+    const body: Record<string, unknown> = { ...next };
+    for (const k of [
+      'notBefore',
+      'notAfter',
+      'renewalTime',
+      'serialNumber',
+      'revision',
+      'failedIssuanceAttempts',
+      'lastFailureTime',
+    ]) {
+      if (!(k in next)) body[k] = null;
+    }
+    try {
+      await this.o.custom.patchNamespacedCustomObjectStatus(
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace: certificate.metadata.namespace!,
+          plural: Plural.Certificate,
+          name: certificate.metadata.name!,
+          body: { status: body },
+          fieldManager: FIELD_MANAGER,
+        },
+        MERGE_PATCH,
+      );
+      this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'certificates/status' });
+      this.statusWritten.set(objectKey(certificate), next);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,65 @@
+// Turns a Certificate's spec into an issuance request, or a sentence saying
+// what is wrong with it. Pure.
+import type { CertificateSpec } from '../../lib/api/types.ts';
+import { type IssueRequest, requestProblems } from '../../lib/pki/issue.ts';
+import {
+  DEFAULT_DURATION_MS,
+  formatDuration,
+  parseDuration,
+  type RenewalPolicy,
+} from '../../lib/pki/renewal.ts';
+import { DEFAULT_USAGES } from '../../lib/pki/usages.ts';
+
+export interface ResolvedSpec {
+  request: IssueRequest;
+  renewal: RenewalPolicy;
+  rotateKey: boolean;
+}
+
+export function resolveSpec(
+  spec: CertificateSpec,
+  minDurationMs: number,
+): ResolvedSpec | { problem: string } {
+  const durationMs = spec.duration ? parseDuration(spec.duration) : DEFAULT_DURATION_MS;
+  if (durationMs === undefined)
+    return { problem: `duration "${spec.duration}" is not a Go duration such as 24h or 90m` };
+  if (durationMs < minDurationMs) {
+    return {
+      problem: `duration ${spec.duration} is shorter than the minimum ${formatDuration(minDurationMs)}`,
+    };
+  }
+  let renewBeforeMs: number | undefined;
+  if (spec.renewBefore !== undefined) {
+    renewBeforeMs = parseDuration(spec.renewBefore);
+    if (renewBeforeMs === undefined)
+      return { problem: `renewBefore "${spec.renewBefore}" is not a Go duration` };
+    if (renewBeforeMs >= durationMs) {
+      return {
+        problem: `renewBefore ${spec.renewBefore} must be shorter than duration ${spec.duration ?? '24h'}`,
+      };
+    }
+  }
+  const request: IssueRequest = {
+    commonName: spec.commonName,
+    dnsNames: spec.dnsNames,
+    ipAddresses: spec.ipAddresses,
+    uris: spec.uris,
+    emailAddresses: spec.emailAddresses,
+    subject: spec.subject,
+    usages: spec.usages && spec.usages.length > 0 ? spec.usages : DEFAULT_USAGES,
+    isCA: spec.isCA ?? false,
+    durationMs,
+    key: {
+      algorithm: spec.privateKey?.algorithm ?? 'ECDSA',
+      size: spec.privateKey?.size,
+      encoding: spec.privateKey?.encoding ?? 'PKCS8',
+    },
+  };
+  const problems = requestProblems(request);
+  if (problems.length > 0) return { problem: problems.join('; ') };
+  return {
+    request,
+    renewal: { renewBeforeMs, renewBeforePercentage: spec.renewBeforePercentage },
+    rotateKey: (spec.privateKey?.rotationPolicy ?? 'Always') === 'Always',
+  };
+}
