@@ -5,6 +5,7 @@ const transform = {
 };
 
 export default {
+  testTimeout: 60_000,
   projects: [
     {
       displayName: 'unit',

@@ -40,6 +40,11 @@ export function operatorCommand(program: Command) {
       'make each Certificate the owner of its Secret (deleted with it by the garbage collector)',
       process.env.SIGIL_OWNER_REFERENCES === 'true',
     )
+    .option(
+      '--watch-namespace <ns>',
+      'limit Certificates and Issuers to this namespace (default: all)',
+      process.env.SIGIL_WATCH_NAMESPACE,
+    )
     .option('--concurrency <n>', 'certificates processed in parallel', env('SIGIL_CONCURRENCY', '8'))
     .option(
       '--api-qps <n>',
@@ -65,6 +70,7 @@ export function operatorCommand(program: Command) {
         leaseDurationMs,
         minDurationMs,
         ownerReferences: Boolean(opts.ownerReferences),
+        watchNamespace: opts.watchNamespace,
         concurrency: Number(opts.concurrency),
         apiQps: Number(opts.apiQps),
         logger,

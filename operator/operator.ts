@@ -24,6 +24,8 @@ export interface OperatorOptions {
   identity?: string;
   minDurationMs: number;
   ownerReferences: boolean;
+  /** Limit Certificates, Issuers and their Secrets to one namespace (all when unset). */
+  watchNamespace?: string | undefined;
   concurrency: number;
   /** Reconciles started per second at most; 0 for no limit. */
   apiQps?: number;
@@ -61,6 +63,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       kc: o.kc,
       custom,
       operatorNamespace: o.namespace,
+      watchNamespace: o.watchNamespace,
       trustDomain: o.trustDomain,
       logger,
       metrics,
@@ -74,6 +77,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       defaultIssuer: o.defaultIssuer,
       minDurationMs: o.minDurationMs,
       ownerReferences: o.ownerReferences,
+      watchNamespace: o.watchNamespace,
       concurrency: o.concurrency,
       ratePerSecond: o.apiQps ?? 0,
       logger,

@@ -200,7 +200,8 @@ export async function issueCertificate(
     certificatePem: `${leafPem.trimEnd()}\n${ca.chainPem}`,
     privateKeyPem: exportPrivateKeyPem(keyObject, req.key?.encoding ?? KeyEncoding.PKCS8),
     caPem: ca.trustAnchorPem,
-    serialNumber,
+    // As certificates print it: hex without leading zeros.
+    serialNumber: serialNumber.replace(/^0+/, ''),
     notBefore,
     notAfter,
     key: description,

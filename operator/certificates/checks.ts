@@ -1,12 +1,14 @@
 // The reasons a Certificate needs a new certificate, as data: each check looks
 // at what the controller gathered and returns a verdict or nothing. The first
 // verdict wins. Checks never call the API.
+
+import { createHash } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import { Annotation, type Certificate } from '../../lib/api/types.ts';
 import type { CertificateAuthority } from '../../lib/pki/ca.ts';
 import { isSignedBy } from '../../lib/pki/certificate.ts';
 import { type KeyPair, requestMismatches } from '../../lib/pki/inspect.ts';
-import { renewalTime } from '../../lib/pki/renewal.ts';
+import { type RenewalPolicy, renewalTime, withJitter } from '../../lib/pki/renewal.ts';
 import type { ResolvedSpec } from './request.ts';
 
 /** Why a certificate is (re-)issued. Used as the Issuing condition's reason and in Events. */
@@ -122,9 +124,26 @@ const manualRenewal: Check = ({ certificate, secret }) => {
   };
 };
 
+/** A number in [0, 1) derived from the serial, so every replica computes the same jitter. */
+function jitterFraction(serial: string): number {
+  return createHash('sha256').update(serial).digest().readUInt32BE(0) / 2 ** 32;
+}
+
+/** When the operator renews a certificate: its renewal time, moved earlier by a small per-certificate jitter. */
+export function scheduledRenewal(
+  notBefore: Date,
+  notAfter: Date,
+  serial: string,
+  policy: RenewalPolicy,
+): Date {
+  const base = renewalTime(notBefore, notAfter, policy);
+  return withJitter(base, notAfter.getTime() - notBefore.getTime(), () => jitterFraction(serial));
+}
+
 const renewalDue: Check = ({ pair, resolved, now }) => {
   if (!pair) return undefined;
-  const at = renewalTime(pair.leaf.facts.notBefore, pair.leaf.facts.notAfter, resolved.renewal);
+  const f = pair.leaf.facts;
+  const at = scheduledRenewal(f.notBefore, f.notAfter, f.serialNumber, resolved.renewal);
   return now >= at
     ? {
         reason: IssueReason.Renewing,

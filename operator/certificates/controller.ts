@@ -1,7 +1,6 @@
 // The Certificate controller: gather (Certificate, Secret, issuer from the
 // caches) → decide (the checks) → act (issue, write the Secret, write status).
 // Renewals are timers at each certificate's renewal time; nothing polls.
-import { createHash } from 'node:crypto';
 import {
   CoreV1Api,
   type CustomObjectsApi,
@@ -33,11 +32,10 @@ import { WorkQueue } from '../../lib/kube/queue.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
 import { type KeyPair, readKeyPair } from '../../lib/pki/inspect.ts';
 import { issueCertificate } from '../../lib/pki/issue.ts';
-import { type RenewalPolicy, renewalTime, withJitter } from '../../lib/pki/renewal.ts';
 import type { IssuerController, IssuerState } from '../issuers/controller.ts';
 import { issuerKey } from '../issuers/controller.ts';
 import type { OperatorMetrics } from '../metrics.ts';
-import { type CheckInput, firstVerdict, issuanceChecks } from './checks.ts';
+import { type CheckInput, firstVerdict, issuanceChecks, scheduledRenewal } from './checks.ts';
 import { policyViolation, spiffeViolation } from './policy.ts';
 import { type ResolvedSpec, resolveSpec } from './request.ts';
 import { buildSecret, managedMetadata, metadataDrift } from './secret.ts';
@@ -76,6 +74,8 @@ export interface CertificateControllerOptions {
   defaultIssuer: { kind: IssuerKind; name: string };
   minDurationMs: number;
   ownerReferences: boolean;
+  /** Limit Certificates and Secrets to one namespace; all when undefined. */
+  watchNamespace?: string | undefined;
   concurrency: number;
   ratePerSecond?: number;
   logger: Logger;
@@ -84,22 +84,6 @@ export interface CertificateControllerOptions {
   /** Retry backoff after a failed issuance. */
   baseBackoffMs?: number;
   maxBackoffMs?: number;
-}
-
-/** A number in [0, 1) derived from the serial, so every replica computes the same jitter. */
-function jitterFraction(serial: string): number {
-  return createHash('sha256').update(serial).digest().readUInt32BE(0) / 2 ** 32;
-}
-
-/** When the operator renews this certificate: its renewal time, moved earlier by a small per-certificate jitter. */
-export function scheduledRenewal(
-  notBefore: Date,
-  notAfter: Date,
-  serial: string,
-  policy: RenewalPolicy,
-): Date {
-  const base = renewalTime(notBefore, notAfter, policy);
-  return withJitter(base, notAfter.getTime() - notBefore.getTime(), () => jitterFraction(serial));
 }
 
 function resourceVersionNewer(a: string | undefined, b: string | undefined): boolean {
@@ -128,7 +112,8 @@ export class CertificateController {
   private readonly core: CoreV1Api;
   /** Secrets this replica wrote that the informer has not delivered yet. */
   private readonly written = new Map<string, V1Secret>();
-  private readonly statusWritten = new Map<string, CertificateStatus>();
+  /** The Certificate as the API server returned it after this replica's last status write. */
+  private readonly statusWritten = new Map<string, Certificate>();
 
   constructor(o: CertificateControllerOptions) {
     this.o = o;
@@ -152,9 +137,15 @@ export class CertificateController {
     // Only Secrets Sigil labelled: the operator never lists or watches all Secrets.
     this.secrets = new Informer<V1Secret>(o.kc, {
       name: 'managed-secrets',
-      path: '/api/v1/secrets',
+      path: o.watchNamespace ? `/api/v1/namespaces/${o.watchNamespace}/secrets` : '/api/v1/secrets',
       labelSelector: `${Label.Managed}=true`,
-      list: () => this.core.listSecretForAllNamespaces({ labelSelector: `${Label.Managed}=true` }),
+      list: () =>
+        o.watchNamespace
+          ? this.core.listNamespacedSecret({
+              namespace: o.watchNamespace,
+              labelSelector: `${Label.Managed}=true`,
+            })
+          : this.core.listSecretForAllNamespaces({ labelSelector: `${Label.Managed}=true` }),
       logger: o.logger,
       onRequest: count('secrets'),
     });
@@ -205,7 +196,7 @@ export class CertificateController {
   /** True when the cached object's status is exactly what this replica last wrote. */
   private onlyOwnStatus(c: Certificate): boolean {
     const mine = this.statusWritten.get(objectKey(c));
-    return mine !== undefined && JSON.stringify(mine) === JSON.stringify(c.status ?? {});
+    return mine !== undefined && JSON.stringify(mine.status ?? {}) === JSON.stringify(c.status ?? {});
   }
 
   async start(): Promise<void> {
@@ -264,11 +255,18 @@ export class CertificateController {
 
   async processItem(key: string): Promise<void> {
     const [namespace, name] = key.split('/') as [string, string];
-    const certificate = this.certificates.get(key);
+    let certificate = this.certificates.get(key);
     if (!certificate) {
       this.queue.cancel(key);
       this.statusWritten.delete(key);
       return;
+    }
+    // The cache may not have our last status write yet; never compute from an older status than we wrote.
+    const written = this.statusWritten.get(key);
+    if (written && written.metadata.uid === certificate.metadata.uid) {
+      if (resourceVersionNewer(written.metadata.resourceVersion, certificate.metadata.resourceVersion))
+        certificate = written;
+      else this.statusWritten.delete(key);
     }
     const log = this.o.logger.child({ controller: 'certificates', key, namespace });
     const now = this.o.now();
@@ -711,7 +709,7 @@ export class CertificateController {
       if (!(k in next)) body[k] = null;
     }
     try {
-      await this.o.custom.patchNamespacedCustomObjectStatus(
+      const updated = await this.o.custom.patchNamespacedCustomObjectStatus(
         {
           group: GROUP,
           version: VERSION,
@@ -724,7 +722,7 @@ export class CertificateController {
         MERGE_PATCH,
       );
       this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'certificates/status' });
-      this.statusWritten.set(objectKey(certificate), next);
+      this.statusWritten.set(objectKey(certificate), updated as Certificate);
     } catch (err) {
       if (isNotFound(err)) return;
       throw err;

@@ -86,6 +86,8 @@ export interface IssuerControllerOptions {
   kc: KubeConfig;
   custom: CustomObjectsApi;
   operatorNamespace: string;
+  /** Limit Issuers to one namespace; all when undefined. ClusterIssuers are always watched. */
+  watchNamespace?: string | undefined;
   trustDomain: string;
   logger: Logger;
   metrics: OperatorMetrics;
@@ -112,12 +114,22 @@ export class IssuerController {
     this.o = o;
     this.core = o.kc.makeApiClient(CoreV1Api);
     const onRequest = (resource: string) => (verb: string) => o.metrics.apiRequests.inc({ verb, resource });
-    const issuerInformer = (kind: IssuerKind, plural: string) =>
-      new Informer<Issuer>(o.kc, {
+    const issuerInformer = (kind: IssuerKind, plural: string) => {
+      const ns = kind === 'Issuer' ? o.watchNamespace : undefined;
+      return new Informer<Issuer>(o.kc, {
         name: plural,
-        path: `/apis/${GROUP}/${VERSION}/${plural}`,
+        path: ns
+          ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${plural}`
+          : `/apis/${GROUP}/${VERSION}/${plural}`,
         list: async () =>
-          (await o.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as {
+          (ns
+            ? await o.custom.listNamespacedCustomObject({
+                group: GROUP,
+                version: VERSION,
+                namespace: ns,
+                plural,
+              })
+            : await o.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as {
             items: Issuer[];
             metadata: { resourceVersion: string };
           },
@@ -127,6 +139,7 @@ export class IssuerController {
         .on('add', (i) => this.enqueue(kind, i))
         .on('update', (i) => this.enqueue(kind, i))
         .on('delete', (i) => this.enqueue(kind, i));
+    };
     this.issuers = issuerInformer('Issuer', Plural.Issuer);
     this.clusterIssuers = issuerInformer('ClusterIssuer', Plural.ClusterIssuer);
     this.queue = new WorkQueue((key) => this.processItem(key), {

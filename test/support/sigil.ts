@@ -15,7 +15,7 @@ import {
 } from '../../lib/api/types.ts';
 import { installCrds } from '../../lib/kube/crds.ts';
 import { isConflict } from '../../lib/kube/errors.ts';
-import { silentLogger } from '../../lib/log.ts';
+import { createLogger, silentLogger } from '../../lib/log.ts';
 import { createSelfSignedCA } from '../../lib/pki/ca.ts';
 import { type Operator, type OperatorOptions, startOperator } from '../../operator/operator.ts';
 import { eventually } from './kube.ts';
@@ -215,7 +215,9 @@ export async function startTestOperator(
     minDurationMs: 60_000,
     ownerReferences: false,
     concurrency: 8,
-    logger: silentLogger(),
+    logger: process.env.SIGIL_TEST_LOG
+      ? createLogger(process.env.SIGIL_TEST_LOG, 'operator')
+      : silentLogger(),
     ...overrides,
   });
 }
