@@ -199,8 +199,10 @@ export class CertificateController {
     return mine !== undefined && JSON.stringify(mine.status ?? {}) === JSON.stringify(c.status ?? {});
   }
 
+  /** Secrets first: a Certificate looked at before the Secret cache is full would look unissued. */
   async start(): Promise<void> {
-    await Promise.all([this.certificates.start(), this.secrets.start()]);
+    await this.secrets.start();
+    await this.certificates.start();
   }
 
   stop(): void {
