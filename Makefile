@@ -17,9 +17,11 @@ $(NODE_STAMP): package.json package-lock.json
 tools:
 	hack/build-tools.sh all
 
-## build: compile TypeScript to dist/
+## build: compile TypeScript to dist/ and link the `sigil` command for npx
 build: $(NODE_STAMP)
 	npm run build
+	chmod +x dist/cli/main.js
+	ln -sf ../../dist/cli/main.js node_modules/.bin/sigil
 
 typecheck: $(NODE_STAMP)
 	npm run typecheck

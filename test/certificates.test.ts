@@ -4,6 +4,7 @@ import { X509Certificate } from 'node:crypto';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { Annotation, GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { statusCode } from '../lib/kube/errors.ts';
+import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { parseCertificateChain } from '../lib/pki/certificate.ts';
 import { readKeyPair } from '../lib/pki/inspect.ts';
 import { opensslVerify } from '../lib/testing/pki.ts';
