@@ -37,7 +37,7 @@ import { issuerKey } from '../issuers/controller.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { type CheckInput, firstVerdict, issuanceChecks, scheduledRenewal } from './checks.ts';
 import { policyViolation, spiffeViolation } from './policy.ts';
-import { type ResolvedSpec, resolveSpec } from './request.ts';
+import { resolveSpec } from './request.ts';
 import { buildSecret, managedMetadata, metadataDrift } from './secret.ts';
 
 /** Reasons on a Certificate's Ready condition. */
