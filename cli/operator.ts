@@ -51,6 +51,47 @@ export function operatorCommand(program: Command) {
       'upper bound on reconciles started per second (each makes one or two writes); 0 for none',
       env('SIGIL_API_QPS', '0'),
     )
+    .option('--no-webhook-tls', 'do not manage the webhook serving certificate and caBundle')
+    .option(
+      '--webhook-service <name>',
+      'the webhook Service the serving certificate names',
+      env('SIGIL_WEBHOOK_SERVICE', 'sigil-webhook'),
+    )
+    .option(
+      '--webhook-configuration <name>',
+      'MutatingWebhookConfiguration whose caBundle the operator keeps',
+      env('SIGIL_WEBHOOK_CONFIGURATION', 'sigil-webhook'),
+    )
+    .option(
+      '--webhook-tls-secret <name>',
+      'Secret holding the webhook serving certificate',
+      env('SIGIL_WEBHOOK_TLS_SECRET', 'sigil-webhook-tls'),
+    )
+    .option(
+      '--webhook-ca-secret <name>',
+      'Secret holding the webhook internal CA',
+      env('SIGIL_WEBHOOK_CA_SECRET', 'sigil-webhook-ca'),
+    )
+    .option(
+      '--webhook-ip-sans <ips>',
+      'extra IP SANs for the serving certificate (comma-separated), e.g. 127.0.0.1 for a URL-registered webhook',
+      env('SIGIL_WEBHOOK_IP_SANS', ''),
+    )
+    .option(
+      '--webhook-dns-names <names>',
+      'extra DNS SANs for the serving certificate (comma-separated)',
+      env('SIGIL_WEBHOOK_DNS_NAMES', ''),
+    )
+    .option(
+      '--webhook-cert-duration <duration>',
+      'lifetime of the webhook serving certificate',
+      env('SIGIL_WEBHOOK_CERT_DURATION', '720h'),
+    )
+    .option(
+      '--webhook-ca-duration <duration>',
+      'lifetime of the webhook internal CA',
+      env('SIGIL_WEBHOOK_CA_DURATION', '43800h'),
+    )
     .action(async (opts) => {
       const logger = createLogger(opts.logLevel, 'operator');
       const minDurationMs = parseDuration(opts.minDuration);
@@ -59,6 +100,19 @@ export function operatorCommand(program: Command) {
         logger.error('invalid --min-duration or --lease-duration: use a Go duration such as 1h or 15s');
         process.exit(2);
       }
+      const certDurationMs = parseDuration(opts.webhookCertDuration);
+      const caDurationMs = parseDuration(opts.webhookCaDuration);
+      if (certDurationMs === undefined || caDurationMs === undefined) {
+        logger.error(
+          'invalid --webhook-cert-duration or --webhook-ca-duration: use a Go duration such as 720h',
+        );
+        process.exit(2);
+      }
+      const split = (v: string) =>
+        v
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean);
       const kc = loadKubeConfig(opts.kubeconfig);
       const operator = await startOperator({
         kc,
@@ -71,6 +125,18 @@ export function operatorCommand(program: Command) {
         minDurationMs,
         ownerReferences: Boolean(opts.ownerReferences),
         watchNamespace: opts.watchNamespace,
+        webhookTls: opts.webhookTls
+          ? {
+              caSecretName: opts.webhookCaSecret,
+              tlsSecretName: opts.webhookTlsSecret,
+              serviceName: opts.webhookService,
+              extraDnsNames: split(opts.webhookDnsNames),
+              ipAddresses: split(opts.webhookIpSans),
+              webhookConfigurationName: opts.webhookConfiguration,
+              caDurationMs,
+              certDurationMs,
+            }
+          : undefined,
         concurrency: Number(opts.concurrency),
         apiQps: Number(opts.apiQps),
         logger,

@@ -11,6 +11,7 @@ import { CertificateController } from './certificates/controller.ts';
 import { IssuerController } from './issuers/controller.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { startHealthServer } from './server.ts';
+import { WebhookTlsController, type WebhookTlsOptions } from './webhooktls/controller.ts';
 
 export interface OperatorOptions {
   kc: KubeConfig;
@@ -32,6 +33,8 @@ export interface OperatorOptions {
   logger: Logger;
   now?: () => Date;
   leaseDurationMs?: number;
+  /** Keep the webhook's serving TLS and caBundle; off when undefined. */
+  webhookTls?: Omit<WebhookTlsOptions, 'kc' | 'logger' | 'now' | 'namespace'> | undefined;
   /** Called when leadership is lost; the CLI exits so a fresh process campaigns again. */
   onLostLeadership?: () => void;
 }
@@ -53,6 +56,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
   const custom = o.kc.makeApiClient(CustomObjectsApi);
   let certificates: CertificateController | undefined;
   let issuers: IssuerController | undefined;
+  let webhookTls: WebhookTlsController | undefined;
   let running = false;
   let stopping = false;
   const runningWaiters: (() => void)[] = [];
@@ -85,6 +89,16 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       now,
     });
     const started = Date.now();
+    if (o.webhookTls) {
+      webhookTls = new WebhookTlsController({
+        ...o.webhookTls,
+        kc: o.kc,
+        namespace: o.namespace,
+        logger,
+        now,
+      });
+      await webhookTls.start();
+    }
     await issuers.start();
     await issuers.waitForInitialSync();
     await certificates.start();
@@ -97,6 +111,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
     for (const w of runningWaiters.splice(0)) w();
   };
   const stopControllers = () => {
+    webhookTls?.stop();
     certificates?.stop();
     issuers?.stop();
     running = false;
@@ -161,8 +176,9 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       clearInterval(cacheGauge);
       if (elector) await elector.stop();
       stopControllers();
-      await new Promise<void>((r) => server.close(() => r()));
-      server.closeAllConnections?.();
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      await closed;
     },
   };
 }

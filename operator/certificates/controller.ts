@@ -10,6 +10,7 @@ import {
   type V1Secret,
 } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
+import { policyViolation, spiffeViolation } from '../../lib/api/policy.ts';
 import {
   Annotation,
   API_VERSION,
@@ -36,7 +37,6 @@ import type { IssuerController, IssuerState } from '../issuers/controller.ts';
 import { issuerKey } from '../issuers/controller.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { type CheckInput, firstVerdict, issuanceChecks, scheduledRenewal } from './checks.ts';
-import { policyViolation, spiffeViolation } from './policy.ts';
 import { resolveSpec } from './request.ts';
 import { buildSecret, managedMetadata, metadataDrift } from './secret.ts';
 

@@ -1,7 +1,8 @@
 // Issuer policy and tenancy rules, as pure functions of the request.
-import type { IssuerPolicy } from '../../lib/api/types.ts';
-import type { IssueRequest } from '../../lib/pki/issue.ts';
-import { formatDuration, parseDuration } from '../../lib/pki/renewal.ts';
+
+import type { IssueRequest } from '../pki/issue.ts';
+import { formatDuration, parseDuration } from '../pki/renewal.ts';
+import type { IssuerPolicy } from './types.ts';
 
 /** "*" matches exactly one DNS label, "**" one or more leading labels; anything else matches itself. */
 export function dnsPatternMatches(pattern: string, name: string): boolean {

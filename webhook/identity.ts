@@ -1,0 +1,163 @@
+// What identity a pod gets, from its namespace, service account and
+// annotations. Pure: no API calls.
+import { createHash } from 'node:crypto';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { CertificateSpec } from '../lib/api/types.ts';
+import { dnsNameProblem } from '../lib/pki/names.ts';
+import { parseDuration } from '../lib/pki/renewal.ts';
+
+export const PodAnnotation = {
+  DnsNames: 'sigil.dev/dns-names',
+  Service: 'sigil.dev/service',
+  Duration: 'sigil.dev/duration',
+  Issuer: 'sigil.dev/issuer',
+  MountPath: 'sigil.dev/mount-path',
+  Containers: 'sigil.dev/containers',
+  /** Written by the webhook. */
+  Status: 'sigil.dev/status',
+  CertificateName: 'sigil.dev/certificate',
+} as const;
+
+export const DEFAULT_MOUNT_PATH = '/var/run/secrets/sigil.dev';
+
+export interface Identity {
+  namespace: string;
+  serviceAccount: string;
+  spiffeId: string;
+  dnsNames: string[];
+  duration: string | undefined;
+  issuerRef: { name: string; kind: 'Issuer' | 'ClusterIssuer' } | undefined;
+  /** Deterministic: every replica of a workload with the same identity shares it. */
+  certificateName: string;
+  mountPath: string;
+  /** Containers to mount into; undefined means all. */
+  containers: string[] | undefined;
+}
+
+export class IdentityError extends Error {}
+
+function list(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
+}
+
+/** True when a DNS name stays inside the namespace: <x>, <x>.<ns>, <x>.<ns>.svc, <x>.<ns>.svc.<clusterDomain>. */
+export function nameInNamespace(name: string, namespace: string, clusterDomain: string): boolean {
+  const labels = name.split('.');
+  if (labels.length === 1) return true;
+  if (labels[1] !== namespace) return false;
+  if (labels.length === 2) return true;
+  if (labels[2] !== 'svc') return false;
+  return labels.length === 3 || labels.slice(3).join('.') === clusterDomain;
+}
+
+export interface IdentityOptions {
+  trustDomain: string;
+  clusterDomain: string;
+}
+
+/**
+ * The identity for a pod. Throws IdentityError with a sentence for
+ * annotations that cannot be honoured. Names outside the namespace are
+ * returned (in `foreignNames`) for the caller to check against issuer policy.
+ */
+export function podIdentity(
+  pod: V1Pod,
+  namespace: string,
+  o: IdentityOptions,
+): { identity: Identity; foreignNames: string[] } {
+  const annotations = pod.metadata?.annotations ?? {};
+  const serviceAccount = pod.spec?.serviceAccountName || pod.spec?.serviceAccount || 'default';
+  const names = new Set<string>();
+  for (const service of list(annotations[PodAnnotation.Service])) {
+    if (dnsNameProblem(service) || service.includes('.')) {
+      throw new IdentityError(
+        `annotation ${PodAnnotation.Service}: "${service}" is not a service name (one DNS label)`,
+      );
+    }
+    for (const n of [
+      service,
+      `${service}.${namespace}`,
+      `${service}.${namespace}.svc`,
+      `${service}.${namespace}.svc.${o.clusterDomain}`,
+    ]) {
+      names.add(n);
+    }
+  }
+  for (const name of list(annotations[PodAnnotation.DnsNames])) {
+    const problem = dnsNameProblem(name);
+    if (problem) throw new IdentityError(`annotation ${PodAnnotation.DnsNames}: "${name}" ${problem}`);
+    names.add(name);
+  }
+  const dnsNames = [...names].sort();
+  if (dnsNames.length > 50)
+    throw new IdentityError(`annotations claim ${dnsNames.length} DNS names; at most 50 are allowed`);
+  const duration = annotations[PodAnnotation.Duration];
+  if (duration !== undefined && parseDuration(duration) === undefined) {
+    throw new IdentityError(
+      `annotation ${PodAnnotation.Duration}: "${duration}" is not a Go duration such as 24h`,
+    );
+  }
+  let issuerRef: Identity['issuerRef'];
+  const issuer = annotations[PodAnnotation.Issuer];
+  if (issuer) {
+    const [a, b] = issuer.split('/');
+    issuerRef =
+      b === undefined
+        ? { name: a!, kind: 'ClusterIssuer' }
+        : { name: b, kind: a === 'Issuer' ? 'Issuer' : 'ClusterIssuer' };
+    if (dnsNameProblem(issuerRef.name) || (b !== undefined && a !== 'Issuer' && a !== 'ClusterIssuer')) {
+      throw new IdentityError(
+        `annotation ${PodAnnotation.Issuer}: "${issuer}" must be <name>, Issuer/<name> or ClusterIssuer/<name>`,
+      );
+    }
+  }
+  const mountPath = annotations[PodAnnotation.MountPath] ?? DEFAULT_MOUNT_PATH;
+  if (
+    !mountPath.startsWith('/') ||
+    mountPath.includes('..') ||
+    mountPath.includes(':') ||
+    mountPath.length > 256
+  ) {
+    throw new IdentityError(
+      `annotation ${PodAnnotation.MountPath}: "${mountPath}" must be an absolute path without ".." or ":"`,
+    );
+  }
+  const containers = annotations[PodAnnotation.Containers]
+    ? list(annotations[PodAnnotation.Containers])
+    : undefined;
+  const spiffeId = `spiffe://${o.trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+  const digest = createHash('sha256')
+    .update(JSON.stringify([serviceAccount, dnsNames, duration ?? '', issuerRef ?? '']))
+    .digest('hex')
+    .slice(0, 10);
+  const certificateName = `${serviceAccount.slice(0, 40)}-sigil-${digest}`;
+  return {
+    identity: {
+      namespace,
+      serviceAccount,
+      spiffeId,
+      dnsNames,
+      duration,
+      issuerRef,
+      certificateName,
+      mountPath,
+      containers,
+    },
+    foreignNames: dnsNames.filter((n) => !nameInNamespace(n, namespace, o.clusterDomain)),
+  };
+}
+
+/** The Certificate the webhook creates for an identity. */
+export function identityCertificateSpec(identity: Identity): CertificateSpec {
+  return {
+    secretName: identity.certificateName,
+    ...(identity.issuerRef ? { issuerRef: identity.issuerRef } : {}),
+    uris: [identity.spiffeId],
+    ...(identity.dnsNames.length > 0 ? { dnsNames: identity.dnsNames } : {}),
+    ...(identity.duration ? { duration: identity.duration } : {}),
+    usages: ['digital signature', 'key encipherment', 'server auth', 'client auth'],
+  };
+}

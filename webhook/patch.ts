@@ -1,0 +1,125 @@
+// The JSONPatch that mounts an identity into a pod. Pure.
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { type Identity, PodAnnotation } from './identity.ts';
+
+export const VOLUME_NAME = 'sigil-identity';
+
+export interface PatchOp {
+  op: 'add' | 'replace';
+  path: string;
+  value: unknown;
+}
+
+export class PatchConflict extends Error {}
+
+const escape = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
+
+export function envFor(identity: Identity) {
+  return [
+    { name: 'SIGIL_CERT_FILE', value: `${identity.mountPath}/tls.crt` },
+    { name: 'SIGIL_KEY_FILE', value: `${identity.mountPath}/tls.key` },
+    { name: 'SIGIL_CA_FILE', value: `${identity.mountPath}/ca.crt` },
+    { name: 'SIGIL_SPIFFE_ID', value: identity.spiffeId },
+  ];
+}
+
+/** True when the pod already went through the webhook. */
+export function alreadyInjected(pod: V1Pod): boolean {
+  return pod.metadata?.annotations?.[PodAnnotation.Status] === 'injected';
+}
+
+/**
+ * Builds the patch. Throws PatchConflict when the pod already uses the volume
+ * name, the mount path or one of the environment variables for something else.
+ */
+export function buildPatch(pod: V1Pod, identity: Identity): PatchOp[] {
+  const ops: PatchOp[] = [];
+  const spec = pod.spec ?? { containers: [] };
+  if ((spec.volumes ?? []).some((v) => v.name === VOLUME_NAME)) {
+    throw new PatchConflict(
+      `the pod already has a volume named ${VOLUME_NAME}; rename it or remove the sigil.dev/inject opt-in`,
+    );
+  }
+  const all: [string, V1Container[] | undefined][] = [
+    ['initContainers', spec.initContainers],
+    ['containers', spec.containers],
+  ];
+  const known = new Set(all.flatMap(([, cs]) => (cs ?? []).map((c) => c.name)));
+  for (const name of identity.containers ?? []) {
+    if (!known.has(name)) {
+      throw new PatchConflict(
+        `annotation ${PodAnnotation.Containers} names container "${name}", which the pod does not have`,
+      );
+    }
+  }
+  const volume = {
+    name: VOLUME_NAME,
+    projected: {
+      // Readable by any user the containers run as; the volume is private to the pod.
+      defaultMode: 0o444,
+      sources: [
+        {
+          secret: {
+            name: identity.certificateName,
+            items: [
+              { key: 'tls.crt', path: 'tls.crt' },
+              { key: 'tls.key', path: 'tls.key' },
+              { key: 'ca.crt', path: 'ca.crt' },
+            ],
+          },
+        },
+      ],
+    },
+  };
+  ops.push(
+    spec.volumes
+      ? { op: 'add', path: '/spec/volumes/-', value: volume }
+      : { op: 'add', path: '/spec/volumes', value: [volume] },
+  );
+  const mount = { name: VOLUME_NAME, mountPath: identity.mountPath, readOnly: true };
+  const env = envFor(identity);
+  for (const [field, containers] of all) {
+    (containers ?? []).forEach((c, i) => {
+      if (identity.containers && !identity.containers.includes(c.name)) return;
+      const base = `/spec/${field}/${i}`;
+      const clash = (c.volumeMounts ?? []).find((m) => m.mountPath === identity.mountPath);
+      if (clash) {
+        throw new PatchConflict(
+          `container "${c.name}" already mounts ${clash.name} at ${identity.mountPath}; set ${PodAnnotation.MountPath} to another path`,
+        );
+      }
+      ops.push(
+        c.volumeMounts
+          ? { op: 'add', path: `${base}/volumeMounts/-`, value: mount }
+          : { op: 'add', path: `${base}/volumeMounts`, value: [mount] },
+      );
+      const existing = new Map((c.env ?? []).map((e) => [e.name, e]));
+      for (const e of env) {
+        const have = existing.get(e.name);
+        if (have && have.value !== e.value) {
+          throw new PatchConflict(
+            `container "${c.name}" already sets ${e.name}; remove it so Sigil can set it`,
+          );
+        }
+      }
+      const missing = env.filter((e) => !existing.has(e.name));
+      if (missing.length === 0) return;
+      if (c.env) for (const e of missing) ops.push({ op: 'add', path: `${base}/env/-`, value: e });
+      else ops.push({ op: 'add', path: `${base}/env`, value: missing });
+    });
+  }
+  const annotations = {
+    [PodAnnotation.Status]: 'injected',
+    [PodAnnotation.CertificateName]: identity.certificateName,
+  };
+  if (!pod.metadata?.annotations) ops.push({ op: 'add', path: '/metadata/annotations', value: annotations });
+  else
+    for (const [k, v] of Object.entries(annotations))
+      ops.push({ op: 'add', path: `/metadata/annotations/${escape(k)}`, value: v });
+  const labels = { 'sigil.dev/identity': identity.certificateName };
+  if (!pod.metadata?.labels) ops.push({ op: 'add', path: '/metadata/labels', value: labels });
+  else
+    for (const [k, v] of Object.entries(labels))
+      ops.push({ op: 'add', path: `/metadata/labels/${escape(k)}`, value: v });
+  return ops;
+}
