@@ -5,7 +5,7 @@ import { GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { readKeyPair } from '../lib/pki/inspect.ts';
 import { opensslVerify } from '../lib/testing/pki.ts';
 import { createTestNamespace, eventually, testKubeConfig } from './support/kube.ts';
-import { decode, ensureNamespace, readSecret, waitForCertificate } from './support/sigil.ts';
+import { decode, readSecret, waitForCertificate } from './support/sigil.ts';
 import { createPod, type InjectionSetup, pod, setupInjection } from './support/webhook.ts';
 
 const kc: KubeConfig = testKubeConfig();

@@ -12,7 +12,7 @@ export interface PatchOp {
 
 export class PatchConflict extends Error {}
 
-const escape = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
+const escapePointer = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
 
 export function envFor(identity: Identity) {
   return [
@@ -115,11 +115,11 @@ export function buildPatch(pod: V1Pod, identity: Identity): PatchOp[] {
   if (!pod.metadata?.annotations) ops.push({ op: 'add', path: '/metadata/annotations', value: annotations });
   else
     for (const [k, v] of Object.entries(annotations))
-      ops.push({ op: 'add', path: `/metadata/annotations/${escape(k)}`, value: v });
+      ops.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
   const labels = { 'sigil.dev/identity': identity.certificateName };
   if (!pod.metadata?.labels) ops.push({ op: 'add', path: '/metadata/labels', value: labels });
   else
     for (const [k, v] of Object.entries(labels))
-      ops.push({ op: 'add', path: `/metadata/labels/${escape(k)}`, value: v });
+      ops.push({ op: 'add', path: `/metadata/labels/${escapePointer(k)}`, value: v });
   return ops;
 }

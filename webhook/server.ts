@@ -213,12 +213,10 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
   );
   app.use(
     (_req, res) =>
-      void res
-        .status(404)
-        .json({
-          error: 'NotFound',
-          message: 'the webhook serves POST /mutate-v1-pod, /healthz, /readyz and /metrics',
-        }),
+      void res.status(404).json({
+        error: 'NotFound',
+        message: 'the webhook serves POST /mutate-v1-pod, /healthz, /readyz and /metrics',
+      }),
   );
   // Body parser failures (not JSON, too large) answer here, with the parser's status.
   app.use(

@@ -146,7 +146,7 @@ export async function createSelfSignedCA(options: SelfSignedCAOptions): Promise<
     ],
   });
   return {
-    certPem: cert.toString('pem') + '\n',
+    certPem: `${cert.toString('pem')}\n`,
     keyPem: exportPrivateKeyPem(key.keyObject),
     keyObject: key.keyObject,
   };

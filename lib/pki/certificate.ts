@@ -139,5 +139,5 @@ export function isSignedBy(child: ParsedCertificate, parent: ParsedCertificate):
 }
 
 export function toPemBundle(certs: readonly ParsedCertificate[]): string {
-  return certs.map((c) => c.pem.trimEnd()).join('\n') + '\n';
+  return `${certs.map((c) => c.pem.trimEnd()).join('\n')}\n`;
 }

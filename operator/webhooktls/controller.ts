@@ -179,7 +179,7 @@ export class WebhookTlsController {
       (c) => now < c.facts.notAfter,
     );
     if (!live.some((c) => c.facts.fingerprint === ca!.facts.fingerprint)) live.unshift(ca.certificate);
-    bundle = live.map((c) => c.pem.trimEnd()).join('\n') + '\n';
+    bundle = `${live.map((c) => c.pem.trimEnd()).join('\n')}\n`;
 
     // 2. Publish the bundle before the serving certificate can depend on it.
     await this.publishBundle(bundle, log);
