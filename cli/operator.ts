@@ -51,6 +51,11 @@ export function operatorCommand(program: Command) {
       'upper bound on reconciles started per second (each makes one or two writes); 0 for none',
       env('SIGIL_API_QPS', '0'),
     )
+    .option(
+      '--identity-grace-period <duration>',
+      'delete webhook-created identity Certificates no pod has used for this long; 0 to keep them',
+      env('SIGIL_IDENTITY_GRACE_PERIOD', '168h'),
+    )
     .option('--no-webhook-tls', 'do not manage the webhook serving certificate and caBundle')
     .option(
       '--webhook-service <name>',
@@ -108,6 +113,12 @@ export function operatorCommand(program: Command) {
         );
         process.exit(2);
       }
+      const identityGracePeriodMs =
+        opts.identityGracePeriod === '0' ? 0 : parseDuration(opts.identityGracePeriod);
+      if (identityGracePeriodMs === undefined) {
+        logger.error('invalid --identity-grace-period: use a Go duration such as 168h, or 0');
+        process.exit(2);
+      }
       const split = (v: string) =>
         v
           .split(',')
@@ -125,6 +136,7 @@ export function operatorCommand(program: Command) {
         minDurationMs,
         ownerReferences: Boolean(opts.ownerReferences),
         watchNamespace: opts.watchNamespace,
+        identityGracePeriodMs,
         webhookTls: opts.webhookTls
           ? {
               caSecretName: opts.webhookCaSecret,

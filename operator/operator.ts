@@ -8,6 +8,7 @@ import type { Logger } from 'winston';
 import type { IssuerKind } from '../lib/api/types.ts';
 import { LeaderElector } from '../lib/kube/leader.ts';
 import { CertificateController } from './certificates/controller.ts';
+import { IdentityGarbageCollector } from './identitygc/controller.ts';
 import { IssuerController } from './issuers/controller.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { startHealthServer } from './server.ts';
@@ -35,6 +36,8 @@ export interface OperatorOptions {
   leaseDurationMs?: number;
   /** Keep the webhook's serving TLS and caBundle; off when undefined. */
   webhookTls?: Omit<WebhookTlsOptions, 'kc' | 'logger' | 'now' | 'namespace'> | undefined;
+  /** Delete webhook-created identity Certificates no pod has used for this long; 0 disables. */
+  identityGracePeriodMs?: number;
   /** Called when leadership is lost; the CLI exits so a fresh process campaigns again. */
   onLostLeadership?: () => void;
 }
@@ -57,6 +60,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
   let certificates: CertificateController | undefined;
   let issuers: IssuerController | undefined;
   let webhookTls: WebhookTlsController | undefined;
+  let identityGc: IdentityGarbageCollector | undefined;
   let running = false;
   let stopping = false;
   const runningWaiters: (() => void)[] = [];
@@ -102,6 +106,18 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
     await issuers.start();
     await issuers.waitForInitialSync();
     await certificates.start();
+    if ((o.identityGracePeriodMs ?? 0) > 0) {
+      identityGc = new IdentityGarbageCollector({
+        kc: o.kc,
+        custom,
+        certificates: certificates.certificates,
+        watchNamespace: o.watchNamespace,
+        gracePeriodMs: o.identityGracePeriodMs!,
+        logger,
+        now,
+      });
+      await identityGc.start();
+    }
     logger.info('controllers started', {
       certificates: certificates.certificates.size,
       managedSecrets: certificates.secrets.size,
@@ -111,6 +127,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
     for (const w of runningWaiters.splice(0)) w();
   };
   const stopControllers = () => {
+    identityGc?.stop();
     webhookTls?.stop();
     certificates?.stop();
     issuers?.stop();

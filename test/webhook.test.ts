@@ -5,7 +5,7 @@ import { GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { readKeyPair } from '../lib/pki/inspect.ts';
 import { opensslVerify } from '../lib/testing/pki.ts';
 import { createTestNamespace, eventually, testKubeConfig } from './support/kube.ts';
-import { decode, readSecret, waitForCertificate } from './support/sigil.ts';
+import { createCertificate, decode, readSecret, waitForCertificate } from './support/sigil.ts';
 import { createPod, type InjectionSetup, pod, setupInjection } from './support/webhook.ts';
 
 const kc: KubeConfig = testKubeConfig();
@@ -192,6 +192,33 @@ describe('injection', () => {
       (e: unknown) => e,
     );
     expect(String((err as { body?: string }).body)).toContain(phrase);
+  });
+});
+
+describe('unused identities', () => {
+  it("should delete an identity Certificate and its Secret once no pod uses it, and never a user's Certificate", async () => {
+    const ns = await createTestNamespace(kc, 'gc', { 'sigil.dev/inject': 'enabled' });
+    const p = await createPod(kc, ns, pod('short-lived', { serviceAccountName: 'batch' }));
+    const name = p.metadata!.annotations!['sigil.dev/certificate']!;
+    await waitForCertificate(kc, ns, name, { status: 'True' });
+    await createCertificate(kc, ns, 'mine', { secretName: 'mine-tls', dnsNames: ['mine.example.com'] });
+    await new Promise((r) => setTimeout(r, 3_000));
+    // Still used: kept past the grace period.
+    expect(await certificatesIn(ns)).toEqual(expect.arrayContaining([name, 'mine']));
+    await core.deleteNamespacedPod({ name: 'short-lived', namespace: ns });
+    await eventually(
+      'identity Certificate to be deleted',
+      async () => ((await certificatesIn(ns)).includes(name) ? undefined : true),
+      15_000,
+    );
+    await eventually('identity Secret to be deleted', async () =>
+      (await readSecret(kc, ns, name)
+        .then(() => false)
+        .catch((e: { code?: number }) => e.code === 404))
+        ? true
+        : undefined,
+    );
+    expect(await certificatesIn(ns)).toEqual(['mine']);
   });
 });
 

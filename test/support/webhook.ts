@@ -80,6 +80,7 @@ export async function setupInjection(
     namespace: operatorNamespace,
     defaultIssuer: { kind: 'ClusterIssuer', name: issuer },
     logger: logger(),
+    identityGracePeriodMs: 2_000,
     webhookTls: {
       caSecretName: 'sigil-webhook-ca',
       tlsSecretName: 'sigil-webhook-tls',
