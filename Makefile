@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down clean
+.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down dev bench-injection clean
 
 ## install: npm ci and the control-plane binaries (built once per machine into ~/.cache/sigil)
 install: $(NODE_STAMP) tools
@@ -55,6 +55,16 @@ cluster-up: $(NODE_STAMP)
 ## cluster-down: stop it and remove .cluster/
 cluster-down: $(NODE_STAMP)
 	node hack/cluster.ts down
+
+## dev: cluster-up, CRDs, a dev CA and ClusterIssuer, then the operator and the webhook in the foreground until Ctrl-C
+dev: $(NODE_STAMP)
+	hack/build-tools.sh control-plane
+	node hack/dev.ts
+
+## bench-injection: how long a new pod waits for its certificate (prints figures, asserts nothing)
+bench-injection: $(NODE_STAMP)
+	hack/build-tools.sh control-plane
+	node bench/injection.ts
 
 clean:
 	rm -rf dist coverage
