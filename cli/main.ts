@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { certificateCommands } from './certificates.ts';
+import { doctorCommand } from './doctor.ts';
 import { operatorCommand } from './operator.ts';
 import { webhookCommand } from './webhook.ts';
 
@@ -7,4 +9,6 @@ const program = new Command();
 program.name('sigil').description('mTLS identities for Kubernetes pods');
 operatorCommand(program);
 webhookCommand(program);
+certificateCommands(program);
+doctorCommand(program);
 await program.parseAsync(process.argv);

@@ -1,0 +1,324 @@
+// sigil doctor: checks an installation end to end and says how to fix what is wrong.
+import { request } from 'node:https';
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  type V1MutatingWebhookConfiguration,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import type { Command } from 'commander';
+import { findCondition, Label } from '../lib/api/types.ts';
+import { loadKubeConfig } from '../lib/kube/config.ts';
+import { describeApiError, isNotFound } from '../lib/kube/errors.ts';
+import { rawRequest } from '../lib/kube/rest.ts';
+import { isSignedBy, parseCertificateChain } from '../lib/pki/certificate.ts';
+import { Exit } from './certificates.ts';
+import { listCertificates, listIssuers } from './kube.ts';
+
+type Level = 'ok' | 'warn' | 'fail';
+interface Finding {
+  level: Level;
+  check: string;
+  message: string;
+}
+
+const DAY = 86_400_000;
+const CRDS = ['certificates.sigil.dev', 'issuers.sigil.dev', 'clusterissuers.sigil.dev'];
+
+/** POSTs a dry-run AdmissionReview to a URL-registered webhook, trusting only caBundle. */
+function probeWebhook(url: string, caBundle: string): Promise<string | undefined> {
+  const review = {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: 'sigil-doctor',
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      operation: 'CREATE',
+      namespace: 'sigil-doctor',
+      dryRun: true,
+      object: {
+        metadata: { name: 'doctor', annotations: { 'sigil.dev/status': 'injected' } },
+        spec: { containers: [{ name: 'c', image: 'x' }] },
+      },
+    },
+  };
+  return new Promise((resolve) => {
+    const u = new URL(url);
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        ca: caBundle,
+        timeout: 5000,
+        headers: { 'content-type': 'application/json' },
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (d) => {
+          body += d;
+        });
+        res.on('end', () => {
+          try {
+            resolve(
+              JSON.parse(body).response?.allowed === true
+                ? undefined
+                : `answered ${res.statusCode} without allowing a harmless pod`,
+            );
+          } catch {
+            resolve(`answered ${res.statusCode} with a body that is not an AdmissionReview`);
+          }
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('no answer within 5s')));
+    req.on('error', (err) => resolve(err.message));
+    req.end(JSON.stringify(review));
+  });
+}
+
+export function doctorCommand(program: Command) {
+  program
+    .command('doctor')
+    .description(
+      'Check CRDs, issuers, CA expiry, the webhook, certificates near expiry, subPath mounts and the leader',
+    )
+    .option('--kubeconfig <path>', 'kubeconfig file')
+    .option('--namespace <ns>', "Sigil's namespace", process.env.SIGIL_NAMESPACE ?? 'sigil-system')
+    .option('--webhook-configuration <name>', 'MutatingWebhookConfiguration name', 'sigil-webhook')
+    .option('--webhook-tls-secret <name>', 'the webhook serving certificate Secret', 'sigil-webhook-tls')
+    .option('--lease <name>', 'leader election Lease', 'sigil-operator')
+    .action(async (opts) => {
+      const kc = loadKubeConfig(opts.kubeconfig);
+      const findings: Finding[] = [];
+      const add = (level: Level, check: string, message: string) => findings.push({ level, check, message });
+      const now = Date.now();
+
+      // CRDs
+      for (const name of CRDS) {
+        try {
+          const crd = await rawRequest<{ status?: { conditions?: { type: string; status: string }[] } }>(
+            kc,
+            'GET',
+            `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`,
+          );
+          const established = crd.status?.conditions?.some(
+            (c) => c.type === 'Established' && c.status === 'True',
+          );
+          add(
+            established ? 'ok' : 'fail',
+            'CRDs',
+            established ? `${name} installed` : `${name} is not established; check the API server logs`,
+          );
+        } catch (err) {
+          add(
+            'fail',
+            'CRDs',
+            isNotFound(err)
+              ? `${name} is missing: install the CRDs (helm install, or kubectl apply -f crds/)`
+              : describeApiError(err),
+          );
+        }
+      }
+      if (findings.some((f) => f.level === 'fail')) return report(findings);
+
+      // Issuers and CA expiry
+      const issuers = await listIssuers(kc);
+      if (issuers.length === 0)
+        add('warn', 'issuers', 'no Issuer or ClusterIssuer exists: Certificates cannot be issued');
+      for (const i of issuers) {
+        const where = `${i.kind} ${i.metadata.namespace ? `${i.metadata.namespace}/` : ''}${i.metadata.name}`;
+        const ready = findCondition(i.status?.conditions, 'Ready');
+        if (ready?.status !== 'True') {
+          add(
+            'fail',
+            'issuers',
+            `${where} is not ready (${ready?.reason ?? 'no status yet: is the operator running?'}): ${ready?.message ?? ''}`.trim(),
+          );
+          continue;
+        }
+        const left = i.status?.notAfter ? new Date(i.status.notAfter).getTime() - now : Infinity;
+        if (left < 30 * DAY)
+          add(
+            'warn',
+            'CA expiry',
+            `${where}: its CA expires ${i.status!.notAfter}; replace the CA Secret before then`,
+          );
+        else add('ok', 'issuers', `${where} ready, CA valid until ${i.status?.notAfter}`);
+      }
+
+      // Webhook configuration, caBundle and a live answer
+      try {
+        const config = await rawRequest<V1MutatingWebhookConfiguration>(
+          kc,
+          'GET',
+          `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${opts.webhookConfiguration}`,
+        );
+        const hook = config.webhooks?.[0];
+        const bundle = hook?.clientConfig.caBundle
+          ? Buffer.from(hook.clientConfig.caBundle, 'base64').toString('utf8')
+          : '';
+        if (!bundle) {
+          add(
+            'fail',
+            'webhook',
+            `${opts.webhookConfiguration} has no caBundle: the operator fills it; is it running with webhook TLS enabled?`,
+          );
+        } else {
+          try {
+            const secret = await kc
+              .makeApiClient(CoreV1Api)
+              .readNamespacedSecret({ name: opts.webhookTlsSecret, namespace: opts.namespace });
+            const serving = parseCertificateChain(
+              Buffer.from(secret.data?.['tls.crt'] ?? '', 'base64'),
+              'webhook tls.crt',
+            )[0]!;
+            const anchors = parseCertificateChain(bundle, 'caBundle');
+            if (anchors.some((a) => isSignedBy(serving, a)))
+              add('ok', 'webhook', 'caBundle verifies the serving certificate');
+            else
+              add(
+                'fail',
+                'webhook',
+                `caBundle does not verify the serving certificate in ${opts.namespace}/${opts.webhookTlsSecret}; restart the operator so it republishes the bundle`,
+              );
+          } catch (err) {
+            add(
+              'fail',
+              'webhook',
+              `serving certificate Secret ${opts.namespace}/${opts.webhookTlsSecret}: ${(err as Error).message}`,
+            );
+          }
+          if (hook?.clientConfig.url) {
+            const problem = await probeWebhook(hook.clientConfig.url, bundle);
+            if (problem)
+              add(
+                'fail',
+                'webhook',
+                `the webhook at ${hook.clientConfig.url} does not answer: ${problem}. Opted-in pods are refused until it does; start it or check its logs`,
+              );
+            else
+              add(
+                'ok',
+                'webhook',
+                `the webhook at ${hook.clientConfig.url} answers over TLS the caBundle trusts`,
+              );
+          } else if (hook?.clientConfig.service) {
+            add(
+              'ok',
+              'webhook',
+              `registered through Service ${hook.clientConfig.service.namespace}/${hook.clientConfig.service.name} (not probed from outside the cluster)`,
+            );
+          }
+        }
+      } catch (err) {
+        add(
+          'fail',
+          'webhook',
+          isNotFound(err)
+            ? `MutatingWebhookConfiguration ${opts.webhookConfiguration} is missing: pods are not injected; reinstall the chart`
+            : describeApiError(err),
+        );
+      }
+
+      // Certificates near expiry or overdue for renewal
+      const certs = await listCertificates(kc, undefined);
+      let healthy = 0;
+      for (const c of certs) {
+        const key = `${c.metadata.namespace}/${c.metadata.name}`;
+        const ready = findCondition(c.status?.conditions, 'Ready');
+        const notAfter = c.status?.notAfter ? new Date(c.status.notAfter).getTime() : undefined;
+        const renewal = c.status?.renewalTime ? new Date(c.status.renewalTime).getTime() : undefined;
+        if (ready?.status !== 'True')
+          add(
+            'warn',
+            'certificates',
+            `${key} is not ready (${ready?.reason ?? 'no status'}): ${ready?.message ?? ''}`.trim(),
+          );
+        else if (
+          notAfter !== undefined &&
+          notAfter - now < DAY &&
+          renewal !== undefined &&
+          now > renewal + 5 * 60_000
+        ) {
+          add(
+            'fail',
+            'certificates',
+            `${key} expires ${c.status!.notAfter} and its renewal (${c.status!.renewalTime}) is overdue; check the operator logs`,
+          );
+        } else healthy++;
+      }
+      add('ok', 'certificates', `${healthy} of ${certs.length} Certificates ready and on schedule`);
+
+      // Pods mounting Sigil Secrets through subPath (they never see renewals)
+      const core = kc.makeApiClient(CoreV1Api);
+      const managed = await core.listSecretForAllNamespaces({ labelSelector: `${Label.Managed}=true` });
+      const managedNames = new Set(managed.items.map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`));
+      const pods = await core.listPodForAllNamespaces({});
+      let subPathPods = 0;
+      for (const p of pods.items as V1Pod[]) {
+        const ns = p.metadata?.namespace;
+        const sigilVolumes = new Set(
+          (p.spec?.volumes ?? [])
+            .filter((v) =>
+              [v.secret?.secretName, ...(v.projected?.sources ?? []).map((s) => s.secret?.name)].some(
+                (n) => n && managedNames.has(`${ns}/${n}`),
+              ),
+            )
+            .map((v) => v.name),
+        );
+        for (const c of [...(p.spec?.initContainers ?? []), ...(p.spec?.containers ?? [])]) {
+          for (const m of c.volumeMounts ?? []) {
+            if (m.subPath && sigilVolumes.has(m.name)) {
+              subPathPods++;
+              add(
+                'fail',
+                'subPath',
+                `pod ${ns}/${p.metadata?.name} container ${c.name} mounts ${m.name} with subPath ${m.subPath}: it will never see renewed certificates. Mount the volume as a directory instead`,
+              );
+            }
+          }
+        }
+      }
+      if (subPathPods === 0) add('ok', 'subPath', 'no pod mounts a Sigil Secret through subPath');
+
+      // Leader
+      try {
+        const lease = await kc
+          .makeApiClient(CoordinationV1Api)
+          .readNamespacedLease({ name: opts.lease, namespace: opts.namespace });
+        const renew = lease.spec?.renewTime
+          ? new Date(lease.spec.renewTime as unknown as string).getTime()
+          : 0;
+        const duration = (lease.spec?.leaseDurationSeconds ?? 15) * 1000;
+        if (lease.spec?.holderIdentity && now - renew < duration * 2)
+          add('ok', 'leader', `operator leader ${lease.spec.holderIdentity}`);
+        else
+          add(
+            'fail',
+            'leader',
+            `no operator holds Lease ${opts.namespace}/${opts.lease} (last renewed ${lease.spec?.renewTime ?? 'never'}): start the operator`,
+          );
+      } catch (err) {
+        add(
+          isNotFound(err) ? 'warn' : 'fail',
+          'leader',
+          isNotFound(err)
+            ? `no Lease ${opts.namespace}/${opts.lease}: the operator runs without leader election, or is not running`
+            : describeApiError(err),
+        );
+      }
+      report(findings);
+    });
+}
+
+function report(findings: Finding[]): never {
+  const mark = { ok: '✓', warn: '!', fail: '✗' };
+  for (const f of findings) console.log(`${mark[f.level]} ${f.check.padEnd(13)} ${f.message}`);
+  const failed = findings.filter((f) => f.level === 'fail').length;
+  console.log(
+    failed === 0 ? '\nsigil doctor: no problems found' : `\nsigil doctor: ${failed} problem(s) found`,
+  );
+  process.exit(failed === 0 ? Exit.Ok : Exit.NotReady);
+}
