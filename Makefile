@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down dev bench-injection clean
+.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down dev demo demo-down bench-injection clean
 
 ## install: npm ci and the control-plane binaries (built once per machine into ~/.cache/sigil)
 install: $(NODE_STAMP) tools
@@ -60,6 +60,16 @@ cluster-down: $(NODE_STAMP)
 dev: $(NODE_STAMP)
 	hack/build-tools.sh control-plane
 	node hack/dev.ts
+
+## demo: Sigil's whole job on a local control plane; KEEP=1 leaves it running
+demo: $(NODE_STAMP)
+	hack/build-tools.sh control-plane
+	KEEP=$(KEEP) node hack/demo.ts
+
+## demo-down: stop what `make demo KEEP=1` left running
+demo-down: $(NODE_STAMP)
+	-pkill -f 'cli/main.ts (operator|webhook) .*\.demo/kubeconfig'
+	SIGIL_CLUSTER_DIR=.demo node hack/cluster.ts down
 
 ## bench-injection: how long a new pod waits for its certificate (prints figures, asserts nothing)
 bench-injection: $(NODE_STAMP)

@@ -127,6 +127,7 @@ export function createMtlsServer(
   identity: ReloadingIdentity,
   allowedPeers: readonly string[],
   onConnection: (socket: TLSSocket, peerId: string) => void,
+  onRefused?: (reason: string) => void,
 ): Server {
   const allowed = spiffeMatcher(allowedPeers);
   const files = identity.current();
@@ -142,6 +143,7 @@ export function createMtlsServer(
     (socket) => {
       const peer = spiffeIdOf(socket.getPeerCertificate());
       if (!allowed(peer)) {
+        onRefused?.(`peer ${peer ?? '(no SPIFFE ID)'} is not allowed`);
         socket.destroy();
         return;
       }
