@@ -89,6 +89,10 @@ export function doctorCommand(program: Command) {
     .option('--webhook-configuration <name>', 'MutatingWebhookConfiguration name', 'sigil-webhook')
     .option('--webhook-tls-secret <name>', 'the webhook serving certificate Secret', 'sigil-webhook-tls')
     .option('--lease <name>', 'leader election Lease', 'sigil-operator')
+    .option(
+      '--only-namespace <ns>',
+      'look at Issuers, Certificates and pods of this namespace only (ClusterIssuers always)',
+    )
     .action(async (opts) => {
       const kc = loadKubeConfig(opts.kubeconfig);
       const findings: Finding[] = [];
@@ -124,7 +128,10 @@ export function doctorCommand(program: Command) {
       if (findings.some((f) => f.level === 'fail')) return report(findings);
 
       // Issuers and CA expiry
-      const issuers = await listIssuers(kc);
+      const issuers = (await listIssuers(kc)).filter(
+        (i) =>
+          !opts.onlyNamespace || i.kind === 'ClusterIssuer' || i.metadata.namespace === opts.onlyNamespace,
+      );
       if (issuers.length === 0)
         add('warn', 'issuers', 'no Issuer or ClusterIssuer exists: Certificates cannot be issued');
       for (const i of issuers) {
@@ -223,7 +230,7 @@ export function doctorCommand(program: Command) {
       }
 
       // Certificates near expiry or overdue for renewal
-      const certs = await listCertificates(kc, undefined);
+      const certs = await listCertificates(kc, opts.onlyNamespace);
       let healthy = 0;
       for (const c of certs) {
         const key = `${c.metadata.namespace}/${c.metadata.name}`;
@@ -253,9 +260,16 @@ export function doctorCommand(program: Command) {
 
       // Pods mounting Sigil Secrets through subPath (they never see renewals)
       const core = kc.makeApiClient(CoreV1Api);
-      const managed = await core.listSecretForAllNamespaces({ labelSelector: `${Label.Managed}=true` });
+      const managed = opts.onlyNamespace
+        ? await core.listNamespacedSecret({
+            namespace: opts.onlyNamespace,
+            labelSelector: `${Label.Managed}=true`,
+          })
+        : await core.listSecretForAllNamespaces({ labelSelector: `${Label.Managed}=true` });
       const managedNames = new Set(managed.items.map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`));
-      const pods = await core.listPodForAllNamespaces({});
+      const pods = opts.onlyNamespace
+        ? await core.listNamespacedPod({ namespace: opts.onlyNamespace })
+        : await core.listPodForAllNamespaces({});
       let subPathPods = 0;
       for (const p of pods.items as V1Pod[]) {
         const ns = p.metadata?.namespace;

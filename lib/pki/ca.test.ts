@@ -83,6 +83,20 @@ describe('loadCertificateAuthority', () => {
       'is not a CA',
     ],
     [
+      'a SPIFFE leaf with an empty subject instead of a CA',
+      async () => {
+        const { ca } = await testCA();
+        const leaf = await issueCertificate(
+          ca,
+          { uris: ['spiffe://cluster.local/ns/a/sa/b'], durationMs: DAY },
+          now,
+        );
+        return [leaf.certificatePem, leaf.privateKeyPem];
+      },
+      PkiErrorCode.NotACA,
+      '"spiffe://cluster.local/ns/a/sa/b" is not a CA',
+    ],
+    [
       'a CA whose key usage lacks cert sign',
       async () => {
         const { certPem, keyPem } = await caWithoutCertSign();

@@ -1,6 +1,7 @@
 import { type KeyObject, randomBytes } from 'node:crypto';
 import {
   type CertificateFacts,
+  displayName,
   type ParsedCertificate,
   parseCertificateChain,
   toPemBundle,
@@ -67,7 +68,7 @@ export function loadCertificateAuthority(
   if (!ca.facts.isCA) {
     throw new PkiError(
       PkiErrorCode.NotACA,
-      `${where}: the certificate "${ca.node.subject.replaceAll('\n', ', ')}" is not a CA (basic constraints CA:TRUE missing); use a CA certificate`,
+      `${where}: the certificate "${displayName(ca)}" is not a CA (basic constraints CA:TRUE missing); use a CA certificate`,
     );
   }
   if (

@@ -128,9 +128,21 @@ export function parseCertificateChain(pem: string | Buffer, what = 'certificate'
   return blocks.map((b, i) => parseOne(b.der, what, i));
 }
 
+/**
+ * A one-line name for messages: the subject DN, or for a certificate with an
+ * empty subject (common for SPIFFE identities) its first SAN.
+ */
+export function displayName(cert: ParsedCertificate): string {
+  // node:crypto reports an empty subject as undefined.
+  const subject = (cert.node.subject as string | undefined)?.replaceAll('\n', ', ');
+  if (subject) return subject;
+  const f = cert.facts;
+  return f.uris[0] ?? f.dnsNames[0] ?? f.ipAddresses[0] ?? f.emailAddresses[0] ?? `serial ${f.serialNumber}`;
+}
+
 /** True when `child` names `parent` as its issuer and its signature verifies with parent's key. */
 export function isSignedBy(child: ParsedCertificate, parent: ParsedCertificate): boolean {
-  if (child.node.issuer !== parent.node.subject) return false;
+  if ((child.node.issuer ?? '') !== (parent.node.subject ?? '')) return false;
   try {
     return child.node.verify(parent.node.publicKey);
   } catch {

@@ -142,7 +142,7 @@ export class IssuerController {
     };
     this.issuers = issuerInformer('Issuer', Plural.Issuer);
     this.clusterIssuers = issuerInformer('ClusterIssuer', Plural.ClusterIssuer);
-    this.queue = new WorkQueue((key) => this.processItem(key), {
+    this.queue = new WorkQueue((key) => this.run(key), {
       concurrency: 2,
       baseDelayMs: 1000,
       maxDelayMs: 60_000,
@@ -214,6 +214,22 @@ export class IssuerController {
         entry.informer.stop();
         this.caSecrets.delete(key);
       }
+    }
+  }
+
+  private async run(key: string): Promise<void> {
+    try {
+      await this.processItem(key);
+      this.o.metrics.reconcile.inc({ controller: 'issuers', result: 'success' });
+    } catch (err) {
+      this.o.metrics.reconcile.inc({ controller: 'issuers', result: 'error' });
+      const delay = this.queue.retry(key);
+      this.o.logger.error('reconcile failed; retrying', {
+        controller: 'issuers',
+        key,
+        retryInMs: delay,
+        error: describeApiError(err),
+      });
     }
   }
 
