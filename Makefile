@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down dev demo demo-down bench-injection clean
+.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down dev demo demo-down docs bench-injection clean
 
 ## install: npm ci and the control-plane binaries (built once per machine into ~/.cache/sigil)
 install: $(NODE_STAMP) tools
@@ -70,6 +70,10 @@ demo: $(NODE_STAMP)
 demo-down: $(NODE_STAMP)
 	-pkill -f 'cli/main.ts (operator|webhook) .*\.demo/kubeconfig'
 	SIGIL_CLUSTER_DIR=.demo node hack/cluster.ts down
+
+## docs: regenerate docs/api.md from the CRD schemas
+docs: $(NODE_STAMP)
+	node hack/gen-api-docs.ts
 
 ## bench-injection: how long a new pod waits for its certificate (prints figures, asserts nothing)
 bench-injection: $(NODE_STAMP)

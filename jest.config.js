@@ -13,7 +13,7 @@ export default {
       extensionsToTreatAsEsm: ['.ts'],
       resolver: '<rootDir>/test/support/resolver.cjs',
       transform,
-      testMatch: ['<rootDir>/{lib,operator,webhook,cli}/**/*.test.ts'],
+      testMatch: ['<rootDir>/{lib,operator,webhook,cli,hack}/**/*.test.ts'],
     },
     {
       displayName: 'integration',
