@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down dev demo demo-down docs bench-injection clean
+.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down dev demo demo-down docs chart-lint bench-injection clean
 
 ## install: npm ci and the control-plane binaries (built once per machine into ~/.cache/sigil)
 install: $(NODE_STAMP) tools
@@ -41,7 +41,7 @@ test-integration: $(NODE_STAMP)
 
 ## test: what CI runs: typecheck, lint, unit and integration tests against a real control plane
 test: $(NODE_STAMP)
-	hack/build-tools.sh control-plane
+	hack/build-tools.sh all
 	npm run typecheck
 	npm run lint
 	npm run test:unit
@@ -70,6 +70,17 @@ demo: $(NODE_STAMP)
 demo-down: $(NODE_STAMP)
 	-pkill -f 'cli/main.ts (operator|webhook) .*\.demo/kubeconfig'
 	SIGIL_CLUSTER_DIR=.demo node hack/cluster.ts down
+
+## chart-lint: helm lint, and helm template with default values and with every option on
+chart-lint:
+	hack/build-tools.sh helm
+	$$(hack/build-tools.sh --print-dir)/helm lint charts/sigil
+	$$(hack/build-tools.sh --print-dir)/helm template sigil charts/sigil -n sigil-system --kube-version 1.34.4 >/dev/null
+	$$(hack/build-tools.sh --print-dir)/helm template sigil charts/sigil -n sigil-system --kube-version 1.34.4 \
+	  --set prometheus.serviceMonitor.enabled=true --set prometheus.prometheusRule.enabled=true \
+	  --set networkPolicy.enabled=true --set operator.ownerReferences=true --set ca.existingSecret=my-ca \
+	  --set-json 'issuer.policy={"maxDuration":"720h","allowedDNSNames":["*.example.com"]}' >/dev/null
+	@echo "chart renders with default values and with every option on"
 
 ## docs: regenerate docs/api.md from the CRD schemas
 docs: $(NODE_STAMP)

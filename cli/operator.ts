@@ -28,6 +28,7 @@ export function operatorCommand(program: Command) {
       env('SIGIL_METRICS_ADDRESS', '0.0.0.0:9402'),
     )
     .option('--no-leader-elect', 'run without leader election (one replica only)')
+    .option('--lease-name <name>', 'leader election Lease name', env('SIGIL_LEASE_NAME', 'sigil-operator'))
     .option('--lease-duration <duration>', 'leader Lease duration', env('SIGIL_LEASE_DURATION', '15s'))
     .option('--log-level <level>', 'error, warn, info or debug', env('SIGIL_LOG_LEVEL', 'info'))
     .option(
@@ -55,6 +56,21 @@ export function operatorCommand(program: Command) {
       '--identity-grace-period <duration>',
       'delete webhook-created identity Certificates no pod has used for this long; 0 to keep them',
       env('SIGIL_IDENTITY_GRACE_PERIOD', '168h'),
+    )
+    .option(
+      '--create-default-issuer <caSecret>',
+      'create the default ClusterIssuer, signing with this CA Secret (in --namespace), if it does not exist',
+      process.env.SIGIL_CREATE_DEFAULT_ISSUER,
+    )
+    .option(
+      '--default-issuer-policy <json>',
+      'spec.policy of the default ClusterIssuer it creates, as JSON',
+      process.env.SIGIL_DEFAULT_ISSUER_POLICY,
+    )
+    .option(
+      '--bootstrap-ca-secret <name>',
+      'create a self-signed root CA in this Secret (in --namespace) if it does not exist',
+      process.env.SIGIL_BOOTSTRAP_CA_SECRET,
     )
     .option('--no-webhook-tls', 'do not manage the webhook serving certificate and caBundle')
     .option(
@@ -119,6 +135,13 @@ export function operatorCommand(program: Command) {
         logger.error('invalid --identity-grace-period: use a Go duration such as 168h, or 0');
         process.exit(2);
       }
+      let defaultIssuerPolicy: Record<string, unknown> | undefined;
+      try {
+        defaultIssuerPolicy = opts.defaultIssuerPolicy ? JSON.parse(opts.defaultIssuerPolicy) : undefined;
+      } catch (err) {
+        logger.error(`invalid --default-issuer-policy: not JSON (${(err as Error).message})`);
+        process.exit(2);
+      }
       const split = (v: string) =>
         v
           .split(',')
@@ -133,10 +156,15 @@ export function operatorCommand(program: Command) {
         metricsAddress: opts.metricsAddress,
         leaderElection: opts.leaderElect,
         leaseDurationMs,
+        leaseName: opts.leaseName,
         minDurationMs,
         ownerReferences: Boolean(opts.ownerReferences),
         watchNamespace: opts.watchNamespace,
         identityGracePeriodMs,
+        bootstrapCaSecret: opts.bootstrapCaSecret,
+        createDefaultIssuer: opts.createDefaultIssuer
+          ? { secretName: opts.createDefaultIssuer, policy: defaultIssuerPolicy }
+          : undefined,
         webhookTls: opts.webhookTls
           ? {
               caSecretName: opts.webhookCaSecret,

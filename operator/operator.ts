@@ -3,10 +3,12 @@
 
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
-import type { IssuerKind } from '../lib/api/types.ts';
+import { API_VERSION, GROUP, type IssuerKind, Plural, VERSION } from '../lib/api/types.ts';
+import { isConflict, isNotFound } from '../lib/kube/errors.ts';
 import { LeaderElector } from '../lib/kube/leader.ts';
+import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { CertificateController } from './certificates/controller.ts';
 import { IdentityGarbageCollector } from './identitygc/controller.ts';
 import { IssuerController } from './issuers/controller.ts';
@@ -36,6 +38,10 @@ export interface OperatorOptions {
   leaseDurationMs?: number;
   /** Keep the webhook's serving TLS and caBundle; off when undefined. */
   webhookTls?: Omit<WebhookTlsOptions, 'kc' | 'logger' | 'now' | 'namespace'> | undefined;
+  /** Create the default ClusterIssuer (with this CA Secret and policy) if it does not exist. */
+  createDefaultIssuer?: { secretName: string; policy?: Record<string, unknown> | undefined } | undefined;
+  /** Create a self-signed root CA in this Secret (operator namespace) if it does not exist. */
+  bootstrapCaSecret?: string | undefined;
   /** Delete webhook-created identity Certificates no pod has used for this long; 0 disables. */
   identityGracePeriodMs?: number;
   /** Called when leadership is lost; the CLI exits so a fresh process campaigns again. */
@@ -93,6 +99,9 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       now,
     });
     const started = Date.now();
+    if (o.bootstrapCaSecret) await bootstrapCa(o.kc, o.namespace, o.bootstrapCaSecret, logger, now());
+    if (o.createDefaultIssuer)
+      await ensureDefaultIssuer(custom, o.defaultIssuer.name, o.trustDomain, o.createDefaultIssuer, logger);
     if (o.webhookTls) {
       webhookTls = new WebhookTlsController({
         ...o.webhookTls,
@@ -198,4 +207,78 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       await closed;
     },
   };
+}
+
+/**
+ * Creates a self-signed root CA in the named Secret once. An existing Secret is
+ * never touched, whatever it holds: the issuer reports what is wrong with it.
+ */
+async function bootstrapCa(
+  kc: KubeConfig,
+  namespace: string,
+  name: string,
+  logger: Logger,
+  now: Date,
+): Promise<void> {
+  const core = kc.makeApiClient(CoreV1Api);
+  try {
+    await core.readNamespacedSecret({ name, namespace });
+    return;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  const ca = await createSelfSignedCA({
+    commonName: 'sigil bootstrap root CA',
+    organization: 'sigil',
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + 10 * 365 * 86_400_000),
+  });
+  try {
+    await core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name, annotations: { 'sigil.dev/bootstrap': 'true' } },
+        type: 'kubernetes.io/tls',
+        data: {
+          'tls.crt': Buffer.from(ca.certPem).toString('base64'),
+          'tls.key': Buffer.from(ca.keyPem).toString('base64'),
+        },
+      },
+    });
+    logger.warn('created a bootstrap root CA; replace it with your own CA for production', {
+      secret: `${namespace}/${name}`,
+    });
+  } catch (err) {
+    if (!isConflict(err)) throw err;
+  }
+}
+
+/** Creates the default ClusterIssuer once; an existing one is left as its owner made it. */
+async function ensureDefaultIssuer(
+  custom: CustomObjectsApi,
+  name: string,
+  trustDomain: string,
+  spec: { secretName: string; policy?: Record<string, unknown> | undefined },
+  logger: Logger,
+): Promise<void> {
+  try {
+    await custom.createClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: Plural.ClusterIssuer,
+      body: {
+        apiVersion: API_VERSION,
+        kind: 'ClusterIssuer',
+        metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'sigil-operator' } },
+        spec: {
+          ca: { secretName: spec.secretName },
+          trustDomain,
+          ...(spec.policy && Object.keys(spec.policy).length > 0 ? { policy: spec.policy } : {}),
+        },
+      },
+    });
+    logger.info('created the default ClusterIssuer', { name, secret: spec.secretName });
+  } catch (err) {
+    if (!isConflict(err)) throw err;
+  }
 }

@@ -110,6 +110,7 @@ export class CertificateController {
   readonly queue: WorkQueue;
   private readonly o: CertificateControllerOptions;
   private readonly core: CoreV1Api;
+  private eventErrorLogged = false;
   /** Secrets this replica wrote that the informer has not delivered yet. */
   private readonly written = new Map<string, V1Secret>();
   /** The Certificate as the API server returned it after this replica's last status write. */
@@ -635,7 +636,15 @@ export class CertificateController {
         },
       })
       .then(() => this.o.metrics.apiRequests.inc({ verb: 'create', resource: 'events' }))
-      .catch(() => {});
+      .catch((err) => {
+        // Events are best effort, but a missing permission must be visible.
+        if (!this.eventErrorLogged)
+          this.o.logger.warn('could not record an Event', {
+            controller: 'certificates',
+            error: describeApiError(err),
+          });
+        this.eventErrorLogged = true;
+      });
   }
 
   private async writeStatus(

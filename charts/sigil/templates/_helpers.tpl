@@ -1,0 +1,60 @@
+{{/* Chart name. */}}
+{{- define "sigil.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-scoped base name: the release name if it already contains "sigil", else <release>-sigil. */}}
+{{- define "sigil.fullname" -}}
+{{- if contains "sigil" .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-sigil" .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "sigil.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: stable across upgrades. Call with (dict "ctx" . "component" "operator"). */}}
+{{- define "sigil.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sigil.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* Every object's labels. Call with (dict "ctx" . "component" "operator"); component may be empty. */}}
+{{- define "sigil.labels" -}}
+{{ include "sigil.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+helm.sh/chart: {{ include "sigil.chart" .ctx }}
+{{- end }}
+
+{{- define "sigil.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "sigil.caSecret" -}}
+{{- default .Values.ca.bootstrapSecret .Values.ca.existingSecret }}
+{{- end }}
+
+{{- define "sigil.webhookName" -}}{{ include "sigil.fullname" . }}-webhook{{- end }}
+{{- define "sigil.operatorName" -}}{{ include "sigil.fullname" . }}-operator{{- end }}
+
+{{/* The restricted pod and container security contexts both Deployments use. */}}
+{{- define "sigil.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+{{- define "sigil.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end }}
