@@ -53,9 +53,13 @@ function helm(...args: string[]): Promise<{ code: number; out: string }> {
   );
 }
 
+/** Set to stop a running scenario early: its waits give up at once. */
+let abandon = false;
+
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (abandon) throw new Error(`abandoned while waiting for ${what}`);
     try {
       const v = await fn();
       if (v !== undefined) return v;
@@ -67,13 +71,11 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 
 /** A kubeconfig that authenticates as a ServiceAccount with a token from the TokenRequest API. */
 async function serviceAccountKubeconfig(name: string): Promise<string> {
-  const res = await kc
-    .makeApiClient(CoreV1Api)
-    .createNamespacedServiceAccountToken({
-      name,
-      namespace: NS,
-      body: { spec: { expirationSeconds: 3600 } },
-    });
+  const res = await kc.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
+    name,
+    namespace: NS,
+    body: { spec: { expirationSeconds: 3600 } },
+  });
   const file = join(work, `${name}.kubeconfig`);
   const yaml = [
     'apiVersion: v1',
@@ -426,9 +428,24 @@ describe('least privilege: every RBAC rule is needed', () => {
           rules.filter((_, j) => j !== i),
         );
         const running = await runComponents();
+        const permissionError = () =>
+          running.logs.find((l) => /forbidden|cannot (list|watch|get|create|update|patch|delete)/i.test(l));
         let failure: string | undefined;
         try {
-          failure = await wholeJob(8_000);
+          // The job runs until it finishes or fails; a permission error in the logs settles it sooner.
+          abandon = false;
+          const job = wholeJob(15_000);
+          failure = await Promise.race([
+            job,
+            until(
+              'a permission error',
+              async () => (permissionError() ? 'permission error' : undefined),
+              60_000,
+            ).catch(() => undefined),
+          ]);
+          abandon = true;
+          await job;
+          abandon = false;
         } finally {
           await running.stop();
           await writeRules(kind, name, rules);

@@ -1,0 +1,24 @@
+# One image, two entry points: `sigil operator` and `sigil webhook`.
+# Not built in this project's CI (its machines have no container engine); the
+# layout matches what `make build` produces.
+
+FROM node:24-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY lib lib
+COPY operator operator
+COPY webhook webhook
+COPY cli cli
+RUN npm run build && npm prune --omit=dev
+
+FROM node:24-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /src/package.json ./package.json
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+COPY crds ./crds
+USER 65532:65532
+ENTRYPOINT ["node", "/app/dist/cli/main.js"]
