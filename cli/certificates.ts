@@ -1,5 +1,11 @@
 // sigil status, sigil renew, sigil inspect.
-import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Secret,
+} from '@kubernetes/client-node';
 import type { Command } from 'commander';
 import { Annotation, findCondition, GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { loadKubeConfig } from '../lib/kube/config.ts';
@@ -123,7 +129,7 @@ export function certificateCommands(program: Command) {
     .action(async (secretName: string, opts) => {
       const kc = loadKubeConfig(opts.kubeconfig);
       const ns = namespaceOf(kc, opts)!;
-      let secret;
+      let secret: V1Secret;
       try {
         secret = await kc.makeApiClient(CoreV1Api).readNamespacedSecret({ name: secretName, namespace: ns });
       } catch (err) {

@@ -90,7 +90,8 @@ export class IdentityGarbageCollector {
   private async processItem(key: string): Promise<void> {
     const [namespace, name] = key.split('/') as [string, string];
     const cert = this.o.certificates.get(key);
-    if (!cert || cert.metadata.labels?.[Label.Identity] !== 'true') return;
+    if (cert === undefined) return;
+    if (cert.metadata.labels?.[Label.Identity] !== 'true') return;
     if ((this.users.get(key) ?? 0) > 0) {
       if (cert.metadata.annotations?.[LAST_USED_ANNOTATION]) await this.annotate(namespace, name, null);
       return;
