@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down dev demo demo-down docs chart-lint bench-injection clean
+.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down dev demo demo-down docs chart-lint bench bench-injection clean
 
 ## install: npm ci and the control-plane binaries (built once per machine into ~/.cache/sigil)
 install: $(NODE_STAMP) tools
@@ -85,6 +85,12 @@ chart-lint:
 ## docs: regenerate docs/api.md from the CRD schemas
 docs: $(NODE_STAMP)
 	node hack/gen-api-docs.ts
+
+## bench: issuance, ceiling, webhook, memory, restart and renewal-storm figures (not part of make test)
+## Counts: SEQUENTIAL=200 BULK=1000,10000 UNRELATED=30000 LARGE=300 STORM=1000 WEBHOOK_REQUESTS=3000 PODS=500
+bench: $(NODE_STAMP)
+	hack/build-tools.sh control-plane
+	node bench/run.ts
 
 ## bench-injection: how long a new pod waits for its certificate (prints figures, asserts nothing)
 bench-injection: $(NODE_STAMP)

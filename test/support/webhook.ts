@@ -121,6 +121,11 @@ export async function setupInjection(
       await rawRequest(kc, 'DELETE', `${CONFIG_PATH}/${configName}`).catch((err) => {
         if (!isNotFound(err)) throw err;
       });
+      // A ClusterIssuer reads its CA from the operator's namespace: leave none behind for the next
+      // test file's operator, which has a namespace of its own.
+      await rawRequest(kc, 'DELETE', `/apis/sigil.dev/v1alpha1/clusterissuers/${issuer}`).catch((err) => {
+        if (!isNotFound(err)) throw err;
+      });
       await setup.webhook.stop();
       await operator.stop();
     },

@@ -1,0 +1,146 @@
+// Helpers for the benchmarks: an operator as a child process with its CPU and
+// memory read from /proc, percentiles, and the machine description.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { freePort } from '../lib/testing/controlplane.ts';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+
+export function machine() {
+  return {
+    cores: cpus().length,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+  };
+}
+
+export function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export function summary(xs: number[]) {
+  return {
+    count: xs.length,
+    p50: percentile(xs, 50),
+    p99: percentile(xs, 99),
+    max: xs.length ? Math.max(...xs) : Number.NaN,
+  };
+}
+
+const CLK_TCK = 100;
+
+/** CPU seconds (user+system) and peak RSS (MiB) of a process, from /proc. */
+export function processStats(pid: number): { cpuSeconds: number; peakRssMiB: number; rssMiB: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { cpuSeconds, peakRssMiB: kb('VmHWM') / 1024, rssMiB: kb('VmRSS') / 1024 };
+}
+
+export interface OperatorProcess {
+  child: ChildProcess;
+  metricsPort: number;
+  metric: (name: string, labels?: string) => Promise<number>;
+  stop: () => Promise<void>;
+}
+
+export async function startOperatorProcess(
+  kubeconfig: string,
+  extra: string[] = [],
+  webhookTls = false,
+): Promise<OperatorProcess> {
+  const metricsPort = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      join(ROOT, 'cli', 'main.ts'),
+      'operator',
+      '--kubeconfig',
+      kubeconfig,
+      '--no-leader-elect',
+      ...(webhookTls ? [] : ['--no-webhook-tls']),
+      '--log-level',
+      'warn',
+      '--min-duration',
+      '1m',
+      '--metrics-address',
+      `127.0.0.1:${metricsPort}`,
+      ...extra,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_NO_WARNINGS: '1' } },
+  );
+  const metric = async (name: string, labels = '') => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    let total = 0;
+    for (const line of text.split('\n')) {
+      if (!line.startsWith(name) || line.startsWith('#')) continue;
+      const rest = line.slice(name.length);
+      if (!(rest.startsWith(' ') || rest.startsWith('{')) || (labels && !rest.includes(labels))) continue;
+      total += Number(line.split(' ').pop());
+    }
+    return total;
+  };
+  for (let i = 0; i < 200; i++) {
+    try {
+      await metric('sigil_leader_election_is_leader');
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    child,
+    metricsPort,
+    metric,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.on('exit', r)));
+    },
+  };
+}
+
+/** A small SVG of cumulative latency distributions, one line per series. */
+export function cdfSvg(title: string, series: Record<string, number[]>, unit = 'ms'): string {
+  const W = 640;
+  const H = 360;
+  const pad = { l: 60, r: 20, t: 40, b: 50 };
+  const all = Object.values(series)
+    .flat()
+    .filter((x) => Number.isFinite(x) && x > 0);
+  const max = Math.max(...all, 1);
+  const min = Math.max(Math.min(...all, max), 0.01);
+  const lx = (v: number) =>
+    pad.l +
+    ((Math.log10(v) - Math.log10(min)) / Math.max(1e-9, Math.log10(max) - Math.log10(min))) *
+      (W - pad.l - pad.r);
+  const ly = (q: number) => H - pad.b - q * (H - pad.t - pad.b);
+  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
+  const lines = Object.entries(series).map(([name, xs], i) => {
+    const sorted = [...xs].filter((x) => x > 0).sort((a, b) => a - b);
+    const pts = sorted
+      .map((x, j) => `${lx(x).toFixed(1)},${ly((j + 1) / sorted.length).toFixed(1)}`)
+      .join(' ');
+    const color = colors[i % colors.length];
+    return `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts}"/><text x="${W - pad.r - 200}" y="${pad.t + 16 * (i + 1)}" fill="${color}" font-size="12">${name} (n=${sorted.length})</text>`;
+  });
+  const ticks: string[] = [];
+  for (let e = Math.floor(Math.log10(min)); e <= Math.ceil(Math.log10(max)); e++) {
+    const v = 10 ** e;
+    if (v < min / 1.0001 || v > max * 1.0001) continue;
+    ticks.push(
+      `<line x1="${lx(v)}" x2="${lx(v)}" y1="${pad.t}" y2="${H - pad.b}" stroke="#ddd"/><text x="${lx(v)}" y="${H - pad.b + 16}" font-size="11" text-anchor="middle">${v} ${unit}</text>`,
+    );
+  }
+  for (const q of [0, 0.5, 0.99, 1])
+    ticks.push(
+      `<text x="${pad.l - 8}" y="${ly(q) + 4}" font-size="11" text-anchor="end">p${Math.round(q * 100)}</text><line x1="${pad.l}" x2="${W - pad.r}" y1="${ly(q)}" y2="${ly(q)}" stroke="#eee"/>`,
+    );
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/><text x="${pad.l}" y="24" font-size="14">${title}</text>${ticks.join('')}${lines.join('')}</svg>`;
+}

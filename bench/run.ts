@@ -1,0 +1,585 @@
+// make bench: issuance latency and throughput, the API server's own ceiling,
+// webhook latency, memory with unrelated Secrets, restart, renewal storm.
+// Prints a table, writes bench/results/<timestamp>.json and .svg. Asserts nothing.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { Agent, request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  Watch,
+} from '@kubernetes/client-node';
+import { API_VERSION, type Certificate, GROUP, Plural, VERSION } from '../lib/api/types.ts';
+import { installCrds } from '../lib/kube/crds.ts';
+import { rawRequest } from '../lib/kube/rest.ts';
+import { webhookConfiguration } from '../lib/kube/webhookconfig.ts';
+import { createSelfSignedCA } from '../lib/pki/ca.ts';
+import { freePort, removeDir, startControlPlane, stopControlPlane } from '../lib/testing/controlplane.ts';
+import {
+  cdfSvg,
+  machine,
+  type OperatorProcess,
+  processStats,
+  ROOT,
+  startOperatorProcess,
+  summary,
+} from './lib.ts';
+
+const env = (k: string, d: string) => process.env[k] ?? d;
+const SEQUENTIAL = Number(env('SEQUENTIAL', '200'));
+const BULK = env('BULK', '1000,10000').split(',').map(Number);
+const UNRELATED = Number(env('UNRELATED', '30000'));
+const LARGE = Number(env('LARGE', '300'));
+const STORM = Number(env('STORM', '1000'));
+const WEBHOOK_REQUESTS = Number(env('WEBHOOK_REQUESTS', '3000'));
+const PODS = Number(env('PODS', '500'));
+
+const results: Record<string, unknown> = { machine: machine(), startedAt: new Date().toISOString() };
+const lines: string[] = [];
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+const row = (name: string, text: string) => {
+  lines.push(`${name.padEnd(48)} ${text}`);
+  console.log(`${name.padEnd(48)} ${text}`);
+};
+
+let svg = '';
+const dir = mkdtempSync(join(tmpdir(), 'sigil-bench-'));
+const cp = await startControlPlane({ dir, persistent: false });
+const kc = new KubeConfig();
+kc.loadFromFile(cp.kubeconfig);
+const core = kc.makeApiClient(CoreV1Api);
+const custom = kc.makeApiClient(CustomObjectsApi);
+
+/** GET a text endpoint of the API server (its /metrics) as the admin. */
+async function rawText(path: string): Promise<string> {
+  const url = new URL(cp.server + path);
+  const opts: import('node:https').RequestOptions = {
+    hostname: url.hostname,
+    port: url.port,
+    path: url.pathname,
+    method: 'GET',
+  };
+  await kc.applyToHTTPSOptions(opts);
+  return new Promise((resolveText, reject) => {
+    const req = httpsRequest(opts, (res) => {
+      let body = '';
+      res.on('data', (d) => {
+        body += d;
+      });
+      res.on('end', () => resolveText(body));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function pool<T>(n: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(n);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= n) return;
+        for (let attempt = 0; ; attempt++) {
+          try {
+            out[i] = await fn(i);
+            break;
+          } catch (err) {
+            if (attempt > 5) throw err;
+            await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+          }
+        }
+      }
+    }),
+  );
+  return out;
+}
+
+/** Watches a namespace's Certificates; resolves per name when Ready (at a given revision). */
+async function readyTracker(ns: string) {
+  const readyAt = new Map<string, number>();
+  const revisionAt = new Map<string, Map<number, number>>();
+  const status = new Map<string, Map<number, NonNullable<Certificate['status']>>>();
+  const waiters: (() => void)[] = [];
+  const controller = await new Watch(kc).watch(
+    `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${Plural.Certificate}`,
+    {},
+    (_phase: string, c: Certificate) => {
+      const now = performance.now();
+      const name = c.metadata.name!;
+      const ready = c.status?.conditions?.find((x) => x.type === 'Ready')?.status === 'True';
+      if (!ready) return;
+      if (!readyAt.has(name)) readyAt.set(name, now);
+      const rev = c.status?.revision ?? 0;
+      const statuses = status.get(name) ?? new Map();
+      if (!statuses.has(rev)) statuses.set(rev, c.status!);
+      status.set(name, statuses);
+      const revs = revisionAt.get(name) ?? new Map<number, number>();
+      if (!revs.has(rev)) revs.set(rev, Date.now());
+      revisionAt.set(name, revs);
+      for (const w of waiters.splice(0)) w();
+    },
+    () => {},
+  );
+  return {
+    readyAt,
+    revisionAt,
+    status,
+    waitFor: async (pred: () => boolean, timeoutMs: number) => {
+      const deadline = Date.now() + timeoutMs;
+      while (!pred()) {
+        if (Date.now() > deadline) throw new Error('timed out');
+        await new Promise<void>((r) => {
+          waiters.push(r);
+          setTimeout(r, 500);
+        });
+      }
+    },
+    stop: () => controller.abort(),
+  };
+}
+
+const certificateBody = (name: string, spec: Record<string, unknown> = {}) => ({
+  apiVersion: API_VERSION,
+  kind: 'Certificate',
+  metadata: { name },
+  spec: { secretName: `${name}-tls`, dnsNames: [`${name}.example.com`], ...spec },
+});
+
+async function createCertificate(ns: string, name: string, spec: Record<string, unknown> = {}) {
+  await custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace: ns,
+    plural: Plural.Certificate,
+    body: certificateBody(name, spec),
+  });
+}
+
+try {
+  await installCrds(kc);
+  await core.createNamespace({ body: { metadata: { name: 'sigil-system' } } });
+  const ca = await createSelfSignedCA({
+    commonName: 'Bench CA',
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 365 * 86_400_000),
+  });
+  await core.createNamespacedSecret({
+    namespace: 'sigil-system',
+    body: {
+      metadata: { name: 'sigil-ca' },
+      type: 'kubernetes.io/tls',
+      stringData: { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem },
+    },
+  });
+  await custom.createClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: Plural.ClusterIssuer,
+    body: {
+      apiVersion: API_VERSION,
+      kind: 'ClusterIssuer',
+      metadata: { name: 'sigil-ca' },
+      spec: { ca: { secretName: 'sigil-ca' } },
+    },
+  });
+  let operator: OperatorProcess = await startOperatorProcess(cp.kubeconfig, ['--concurrency', '16']);
+  console.log(`machine: ${JSON.stringify(results.machine)}`);
+
+  // 1. Time to Ready, one after another.
+  const ttr: Record<string, ReturnType<typeof summary>> = {};
+  const ttrRaw: Record<string, number[]> = {};
+  for (const [label, privateKey] of [
+    ['ECDSA P-256', { algorithm: 'ECDSA', size: 256 }],
+    ['RSA-2048', { algorithm: 'RSA', size: 2048 }],
+  ] as const) {
+    const ns = `ttr-${label.toLowerCase().replace(/[^a-z0-9]/g, '')}`;
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    const tracker = await readyTracker(ns);
+    const latencies: number[] = [];
+    for (let i = 0; i < SEQUENTIAL; i++) {
+      const name = `c${i}`;
+      const started = performance.now();
+      await createCertificate(ns, name, { privateKey });
+      await tracker.waitFor(() => tracker.readyAt.has(name), 30_000);
+      latencies.push(tracker.readyAt.get(name)! - started);
+    }
+    tracker.stop();
+    ttr[label] = summary(latencies);
+    ttrRaw[label] = latencies;
+    row(
+      `time to Ready, ${SEQUENTIAL} one by one, ${label}`,
+      `p50 ${ms(ttr[label]!.p50)}  p99 ${ms(ttr[label]!.p99)}  max ${ms(ttr[label]!.max)}`,
+    );
+  }
+  results.timeToReady = ttr;
+
+  // 2. Bulk.
+  const bulk: Record<string, unknown>[] = [];
+  for (const n of BULK) {
+    const ns = `bulk-${n}`;
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    const tracker = await readyTracker(ns);
+    const before = processStats(operator.child.pid!);
+    const requestsBefore = await operator.metric('sigil_controller_api_requests_total');
+    const started = performance.now();
+    await pool(n, 32, (i) => createCertificate(ns, `b${i}`));
+    const created = performance.now();
+    await tracker.waitFor(() => tracker.readyAt.size >= n, 30 * 60_000);
+    const done = performance.now();
+    tracker.stop();
+    const after = processStats(operator.child.pid!);
+    const requests = (await operator.metric('sigil_controller_api_requests_total')) - requestsBefore;
+    const seconds = (done - started) / 1000;
+    const entry = {
+      count: n,
+      createSeconds: (created - started) / 1000,
+      allReadySeconds: seconds,
+      certificatesPerSecond: n / seconds,
+      operatorCpuSeconds: after.cpuSeconds - before.cpuSeconds,
+      operatorPeakRssMiB: after.peakRssMiB,
+      apiRequests: requests,
+    };
+    bulk.push(entry);
+    row(
+      `bulk ${n} at once`,
+      `all Ready in ${seconds.toFixed(1)} s (${(n / seconds).toFixed(0)}/s; creates took ${entry.createSeconds.toFixed(1)} s), operator CPU ${entry.operatorCpuSeconds.toFixed(1)} s, peak RSS ${after.peakRssMiB.toFixed(0)} MiB, ${requests} API requests`,
+    );
+  }
+  results.bulk = bulk;
+
+  // 3. Ceiling: the same writes by a bare client, no operator.
+  {
+    const n = BULK[0]!;
+    await operator.stop();
+    const ns = 'ceiling';
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    await pool(n, 32, (i) => createCertificate(ns, `x${i}`));
+    const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    const pem = Buffer.from(ca.certPem).toString('base64');
+    const started = performance.now();
+    await pool(n, 32, async (i) => {
+      await core.createNamespacedSecret({
+        namespace: ns,
+        body: {
+          metadata: { name: `x${i}-tls`, labels: { 'sigil.dev/managed': 'true' } },
+          type: 'kubernetes.io/tls',
+          data: { 'tls.crt': pem, 'tls.key': pem, 'ca.crt': pem },
+        },
+      });
+      await custom.patchNamespacedCustomObjectStatus(
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace: ns,
+          plural: Plural.Certificate,
+          name: `x${i}`,
+          body: {
+            status: {
+              conditions: [
+                {
+                  type: 'Ready',
+                  status: 'True',
+                  reason: 'Ready',
+                  message: 'bench',
+                  lastTransitionTime: new Date().toISOString(),
+                },
+              ],
+              revision: 1,
+            },
+          },
+        },
+        merge,
+      );
+    });
+    const seconds = (performance.now() - started) / 1000;
+    results.ceiling = { count: n, seconds, perSecond: n / seconds };
+    row(
+      `ceiling: ${n} Secret creates + status writes, bare client`,
+      `${seconds.toFixed(1)} s (${(n / seconds).toFixed(0)}/s)`,
+    );
+  }
+
+  // 6. Restart with every bulk certificate Ready.
+  {
+    const started = performance.now();
+    operator = await startOperatorProcess(cp.kubeconfig, ['--concurrency', '16']);
+    const total = BULK.reduce((a, b) => a + b, 0) + 2 * SEQUENTIAL + BULK[0]!;
+    let steady = 0;
+    for (;;) {
+      const reconciled = await operator.metric('sigil_controller_reconcile_total');
+      const depth = await operator.metric('sigil_controller_queue_depth', 'controller="certificates"');
+      if (reconciled >= total && depth === 0) {
+        steady = performance.now() - started;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const reissued = await operator.metric('sigil_issuance_total');
+    const stats = processStats(operator.child.pid!);
+    results.restart = { certificates: total, steadySeconds: steady / 1000, reissued, rssMiB: stats.rssMiB };
+    row(
+      `restart with ${total} Ready certificates`,
+      `steady in ${(steady / 1000).toFixed(1)} s, ${reissued} re-issued, RSS ${stats.rssMiB.toFixed(0)} MiB`,
+    );
+  }
+
+  // 5. Memory: with and without unrelated Secrets.
+  {
+    const rssBefore = processStats(operator.child.pid!).rssMiB;
+    await core.createNamespace({ body: { metadata: { name: 'unrelated' } } });
+    const big = 'x'.repeat(900 * 1024);
+    await pool(UNRELATED, 32, (i) =>
+      core.createNamespacedSecret({
+        namespace: 'unrelated',
+        body: { metadata: { name: `u${i}` }, stringData: { data: i < LARGE ? big : `value-${i}` } },
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 5000));
+    const rssAfter = processStats(operator.child.pid!).rssMiB;
+    const cached = await operator.metric('sigil_controller_cached_objects', 'resource="secrets"');
+    results.memory = {
+      certificates: BULK.reduce((a, b) => a + b, 0),
+      unrelatedSecrets: UNRELATED,
+      largeSecrets: LARGE,
+      rssBeforeMiB: rssBefore,
+      rssAfterMiB: rssAfter,
+      cachedSecrets: cached,
+    };
+    row(
+      `operator RSS, +${UNRELATED} unrelated Secrets (${LARGE} ~1 MB)`,
+      `${rssBefore.toFixed(0)} MiB before, ${rssAfter.toFixed(0)} MiB after; Secrets cached: ${cached}`,
+    );
+  }
+
+  // 4. Webhook: straight at it, then pods through the API server.
+  const webhookSeries: Record<string, number[]> = {};
+  {
+    await operator.stop();
+    operator = await startOperatorProcess(
+      cp.kubeconfig,
+      ['--concurrency', '16', '--webhook-ip-sans', '127.0.0.1'],
+      true,
+    );
+    const port = await freePort();
+    await rawRequest(
+      kc,
+      'POST',
+      '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
+      webhookConfiguration({
+        name: 'sigil-webhook',
+        operatorNamespace: 'sigil-system',
+        url: `https://127.0.0.1:${port}/mutate-v1-pod`,
+      }),
+    );
+    const hook = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'cli', 'main.ts'),
+        'webhook',
+        '--kubeconfig',
+        cp.kubeconfig,
+        '--address',
+        `127.0.0.1:${port}`,
+        '--log-level',
+        'warn',
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_NO_WARNINGS: '1' } },
+    );
+    let bundle = '';
+    for (let i = 0; i < 300 && !bundle; i++) {
+      const c = await rawRequest<{ webhooks: { clientConfig: { caBundle?: string } }[] }>(
+        kc,
+        'GET',
+        '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/sigil-webhook',
+      );
+      bundle = c.webhooks[0]?.clientConfig.caBundle ?? '';
+      if (!bundle) await new Promise((r) => setTimeout(r, 100));
+    }
+    const ca = Buffer.from(bundle, 'base64');
+    const ready = async () =>
+      new Promise<boolean>((r) => {
+        const req = httpsRequest({ host: '127.0.0.1', port, path: '/readyz', ca }, (res) =>
+          r(res.statusCode === 200),
+        );
+        req.on('error', () => r(false));
+        req.end();
+      });
+    for (let i = 0; i < 300 && !(await ready()); i++) await new Promise((r) => setTimeout(r, 100));
+    await core.createNamespace({ body: { metadata: { name: 'bench-wh' } } });
+    const review = JSON.stringify({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: {
+        uid: 'bench',
+        kind: { group: '', version: 'v1', kind: 'Pod' },
+        operation: 'CREATE',
+        namespace: 'bench-wh',
+        object: {
+          metadata: { generateName: 'web-' },
+          spec: { serviceAccountName: 'web', containers: [{ name: 'app', image: 'x' }] },
+        },
+      },
+    });
+    const straight: Record<string, unknown>[] = [];
+    for (const concurrency of [1, 8, 32]) {
+      const agent = new Agent({ keepAlive: true, maxSockets: concurrency, ca });
+      const one = () =>
+        new Promise<number>((resolveOne, reject) => {
+          const t0 = performance.now();
+          const req = httpsRequest(
+            {
+              host: '127.0.0.1',
+              port,
+              path: '/mutate-v1-pod',
+              method: 'POST',
+              agent,
+              headers: { 'content-type': 'application/json' },
+            },
+            (res) => {
+              res.resume();
+              res.on('end', () =>
+                res.statusCode === 200
+                  ? resolveOne(performance.now() - t0)
+                  : reject(new Error(`status ${res.statusCode}`)),
+              );
+            },
+          );
+          req.on('error', reject);
+          req.end(review);
+        });
+      await pool(200, concurrency, one); // warm-up
+      const started = performance.now();
+      const latencies = await pool(WEBHOOK_REQUESTS, concurrency, one);
+      const seconds = (performance.now() - started) / 1000;
+      agent.destroy();
+      webhookSeries[`webhook c=${concurrency}`] = latencies;
+      const s = summary(latencies);
+      straight.push({ concurrency, requests: WEBHOOK_REQUESTS, perSecond: WEBHOOK_REQUESTS / seconds, ...s });
+      row(
+        `webhook AdmissionReviews, concurrency ${concurrency}`,
+        `${(WEBHOOK_REQUESTS / seconds).toFixed(0)}/s  p50 ${ms(s.p50)}  p99 ${ms(s.p99)}  max ${ms(s.max)}`,
+      );
+    }
+    await core.createNamespace({
+      body: { metadata: { name: 'bench-pods', labels: { 'sigil.dev/inject': 'enabled' } } },
+    });
+    const podLatencies: number[] = [];
+    const started = performance.now();
+    await pool(PODS, 8, async () => {
+      const t0 = performance.now();
+      await core.createNamespacedPod({
+        namespace: 'bench-pods',
+        body: {
+          metadata: { generateName: 'web-' },
+          spec: { serviceAccountName: 'web', containers: [{ name: 'app', image: 'x' }] },
+        },
+      });
+      podLatencies.push(performance.now() - t0);
+    });
+    const seconds = (performance.now() - started) / 1000;
+    const metricsText = await rawText('/metrics');
+    const webhookMetric = (suffix: string) =>
+      metricsText
+        .split('\n')
+        .filter(
+          (l) =>
+            l.startsWith(`apiserver_admission_webhook_admission_duration_seconds_${suffix}`) &&
+            l.includes('namespace.inject.sigil.dev') &&
+            l.includes('operation="CREATE"'),
+        )
+        .map((l) => ({ le: /le="([^"]+)"/.exec(l)?.[1], value: Number(l.split(' ').pop()) }));
+    const sum = webhookMetric('sum').reduce((a, b) => a + b.value, 0);
+    const count = webhookMetric('count').reduce((a, b) => a + b.value, 0);
+    const buckets = webhookMetric('bucket');
+    const p99Bucket = buckets.find((b) => b.value >= 0.99 * count)?.le;
+    const s = summary(podLatencies);
+    webhookSeries['pod create via API server'] = podLatencies;
+    results.webhook = {
+      straight,
+      pods: {
+        perSecond: PODS / seconds,
+        ...s,
+        apiserverWebhookMeanMs: (sum / Math.max(1, count)) * 1000,
+        apiserverWebhookP99BucketSeconds: p99Bucket,
+        apiserverWebhookCalls: count,
+      },
+    };
+    row(
+      `pods through the API server (concurrency 8)`,
+      `${(PODS / seconds).toFixed(0)}/s  p50 ${ms(s.p50)}  p99 ${ms(s.p99)}`,
+    );
+    row(
+      `  API server's own webhook duration`,
+      `mean ${ms((sum / Math.max(1, count)) * 1000)}, p99 bucket <= ${p99Bucket} s (${count} calls)`,
+    );
+    hook.kill('SIGTERM');
+  }
+
+  // 7. Renewal storm: short-lived certificates created together.
+  {
+    const ns = 'storm';
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    const tracker = await readyTracker(ns);
+    await pool(STORM, 32, (i) => createCertificate(ns, `s${i}`, { duration: '2m' }));
+    await tracker.waitFor(() => tracker.readyAt.size >= STORM, 10 * 60_000);
+    await tracker
+      .waitFor(() => [...tracker.revisionAt.values()].filter((r) => r.has(2)).length >= STORM, 6 * 60_000)
+      .catch(() => undefined);
+    const lateness: number[] = [];
+    const renewedAt: number[] = [];
+    let expired = 0;
+    let missing = 0;
+    for (const [name, revs] of tracker.revisionAt) {
+      const first = tracker.status.get(name)?.get(1);
+      const at = revs.get(2);
+      if (!first || at === undefined) {
+        missing++;
+        continue;
+      }
+      renewedAt.push(at);
+      lateness.push(at - new Date(first.renewalTime!).getTime());
+      if (at >= new Date(first.notAfter!).getTime()) expired++;
+    }
+    tracker.stop();
+    const spread = renewedAt.length ? (Math.max(...renewedAt) - Math.min(...renewedAt)) / 1000 : Number.NaN;
+    const late = summary(lateness.map((x) => Math.max(0, x)));
+    results.storm = {
+      count: STORM,
+      renewed: renewedAt.length,
+      notRenewed: missing,
+      expired,
+      spreadSeconds: spread,
+      latenessMs: late,
+    };
+    row(
+      `renewal storm, ${STORM} x 2m certificates`,
+      `${renewedAt.length} renewed over ${spread.toFixed(1)} s; past renewalTime p50 ${ms(late.p50)} max ${ms(late.max)}; expired ${expired}; not renewed ${missing}`,
+    );
+  }
+
+  results.finishedAt = new Date().toISOString();
+  await operator.stop();
+  svg = cdfSvg('Latency distributions (cumulative, log scale)', {
+    ...Object.fromEntries(Object.entries(ttrRaw).map(([k, v]) => [`time to Ready ${k}`, v])),
+    ...webhookSeries,
+  });
+} finally {
+  await stopControlPlane(cp);
+  removeDir(dir);
+}
+
+const outDir = join(ROOT, 'bench', 'results');
+mkdirSync(outDir, { recursive: true });
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+writeFileSync(join(outDir, `${stamp}.json`), JSON.stringify(results, null, 2));
+writeFileSync(join(outDir, `${stamp}.txt`), `${lines.join('\n')}\n`);
+writeFileSync(join(outDir, `${stamp}.svg`), svg);
+console.log(`\nresults: bench/results/${stamp}.json`);
