@@ -88,7 +88,7 @@ docs: $(NODE_STAMP)
 
 ## bench: issuance, ceiling, webhook, memory, restart and renewal-storm figures (not part of make test)
 ## Counts: SEQUENTIAL=200 BULK=1000,10000 UNRELATED=30000 LARGE=300 STORM=1000 WEBHOOK_REQUESTS=3000 PODS=500
-bench: $(NODE_STAMP)
+bench: build
 	hack/build-tools.sh control-plane
 	node bench/run.ts
 

@@ -1,12 +1,25 @@
 // Helpers for the benchmarks: an operator as a child process with its CPU and
 // memory read from /proc, percentiles, and the machine description.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freePort } from '../lib/testing/controlplane.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
+
+/** Every component process the benchmark started, killed when it ends however it ends. */
+export const children = new Set<import('node:child_process').ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+/** Component logs go to a file, not the benchmark's output. */
+export function logFile(): string {
+  const dir = join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  return join(dir, 'components.log');
+}
 
 export function machine() {
   return {
@@ -60,22 +73,25 @@ export async function startOperatorProcess(
   const child = spawn(
     process.execPath,
     [
-      join(ROOT, 'cli', 'main.ts'),
+      // The compiled entry point, as the image runs it (make bench builds first).
+      join(ROOT, 'dist', 'cli', 'main.js'),
       'operator',
       '--kubeconfig',
       kubeconfig,
       '--no-leader-elect',
       ...(webhookTls ? [] : ['--no-webhook-tls']),
       '--log-level',
-      'warn',
+      process.env.BENCH_LOG_LEVEL ?? 'warn',
       '--min-duration',
       '1m',
       '--metrics-address',
       `127.0.0.1:${metricsPort}`,
       ...extra,
     ],
-    { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_NO_WARNINGS: '1' } },
+    { stdio: ['ignore', 'ignore', openSync(logFile(), 'a')], env: { ...process.env, NODE_NO_WARNINGS: '1' } },
   );
+  children.add(child);
+  child.on('exit', () => children.delete(child));
   const metric = async (name: string, labels = '') => {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     let total = 0;
