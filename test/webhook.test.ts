@@ -195,6 +195,115 @@ describe('injection', () => {
   });
 });
 
+describe('re-invocation', () => {
+  it('should change nothing more when a later webhook re-invokes it', async () => {
+    // A second mutating webhook that labels every pod, so the API server re-invokes Sigil (IfNeeded).
+    const { createServer } = await import('node:https');
+    const { testCA } = await import('../lib/testing/pki.ts');
+    const { issueCertificate } = await import('../lib/pki/issue.ts');
+    const { rawRequest } = await import('../lib/kube/rest.ts');
+    const { ca } = await testCA({ commonName: 'labeller CA' });
+    const serving = await issueCertificate(
+      ca,
+      { ipAddresses: ['127.0.0.1'], durationMs: 3_600_000 },
+      new Date(),
+    );
+    let calls = 0;
+    const labeller = createServer(
+      { cert: serving.certificatePem, key: serving.privateKeyPem },
+      (req, res) => {
+        let body = '';
+        req.on('data', (d) => {
+          body += d;
+        });
+        req.on('end', () => {
+          calls++;
+          const review = JSON.parse(body);
+          const hasLabels = Boolean(review.request.object.metadata.labels);
+          const patch = hasLabels
+            ? [{ op: 'add', path: '/metadata/labels/labelled-by', value: 'second-webhook' }]
+            : [{ op: 'add', path: '/metadata/labels', value: { 'labelled-by': 'second-webhook' } }];
+          const already = review.request.object.metadata.labels?.['labelled-by'] === 'second-webhook';
+          res.setHeader('content-type', 'application/json');
+          res.end(
+            JSON.stringify({
+              apiVersion: 'admission.k8s.io/v1',
+              kind: 'AdmissionReview',
+              response: already
+                ? { uid: review.request.uid, allowed: true }
+                : {
+                    uid: review.request.uid,
+                    allowed: true,
+                    patchType: 'JSONPatch',
+                    patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
+                  },
+            }),
+          );
+        });
+      },
+    );
+    await new Promise<void>((r) => labeller.listen(0, '127.0.0.1', r));
+    const port = (labeller.address() as import('node:net').AddressInfo).port;
+    const ns = await createTestNamespace(kc, 'reinvoke', { 'sigil.dev/inject': 'enabled' });
+    const name = `zz-labeller-${ns}`;
+    await rawRequest(kc, 'POST', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations', {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'MutatingWebhookConfiguration',
+      metadata: { name },
+      webhooks: [
+        {
+          name: 'labeller.example.com',
+          admissionReviewVersions: ['v1'],
+          clientConfig: {
+            url: `https://127.0.0.1:${port}/`,
+            caBundle: Buffer.from(ca.trustAnchorPem).toString('base64'),
+          },
+          rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }],
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+          sideEffects: 'None',
+          failurePolicy: 'Fail',
+          reinvocationPolicy: 'IfNeeded',
+        },
+      ],
+    });
+    try {
+      const unchangedBefore =
+        (await setup.webhook.metrics.admissions.get()).values.find((v) => v.labels.result === 'unchanged')
+          ?.value ?? 0;
+      const created = await createPod(
+        kc,
+        ns,
+        pod('twice', {
+          initContainers: [{ name: 'init', image: 'x' }],
+          containers: [
+            { name: 'app', image: 'x' },
+            { name: 'side', image: 'y' },
+          ],
+        }),
+      );
+      const unchangedAfter =
+        (await setup.webhook.metrics.admissions.get()).values.find((v) => v.labels.result === 'unchanged')
+          ?.value ?? 0;
+      expect(created.metadata?.labels?.['labelled-by']).toBe('second-webhook');
+      expect(calls).toBeGreaterThanOrEqual(1);
+      // Sigil saw the pod again (re-invocation) and left it as it was.
+      expect(unchangedAfter).toBeGreaterThan(unchangedBefore);
+      expect(sigilVolumes(created)).toHaveLength(1);
+      for (const c of [...created.spec!.initContainers!, ...created.spec!.containers]) {
+        expect((c.volumeMounts ?? []).filter((m) => m.name === 'sigil-identity')).toHaveLength(1);
+        expect((c.env ?? []).filter((e) => e.name === 'SIGIL_SPIFFE_ID')).toHaveLength(1);
+      }
+    } finally {
+      await rawRequest(
+        kc,
+        'DELETE',
+        `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${name}`,
+      );
+      labeller.close();
+    }
+  });
+});
+
 describe('unused identities', () => {
   it("should delete an identity Certificate and its Secret once no pod uses it, and never a user's Certificate", async () => {
     const ns = await createTestNamespace(kc, 'gc', { 'sigil.dev/inject': 'enabled' });
