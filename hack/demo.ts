@@ -299,7 +299,6 @@ async function main() {
   const td = 'spiffe://cluster.local';
   const port = await freePort();
   const server = peer('server', dirs.payments, port, `${td}/ns/${APP_NS}/sa/frontend`) as ChildProcess;
-  void server;
   await until('the payments server', () => canConnect(port));
   const ok = await (peer('client', dirs.frontend, port, `${td}/ns/${APP_NS}/sa/payments`) as Promise<string>);
   detail(ok);
