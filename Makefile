@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: install tools build typecheck lint format test-unit test-integration test cluster-up cluster-down dev demo demo-down docs chart-lint bench bench-injection clean
+.PHONY: install tools build typecheck lint format test-unit test-integration test test-faults cluster-up cluster-down dev demo demo-down docs chart-lint bench bench-injection clean
 
 ## install: npm ci and the control-plane binaries (built once per machine into ~/.cache/sigil)
 install: $(NODE_STAMP) tools
@@ -46,6 +46,11 @@ test: $(NODE_STAMP)
 	npm run lint
 	npm run test:unit
 	npm run test:integration
+
+## test-faults: break things on purpose (component restarts, kills); not part of make test
+test-faults: $(NODE_STAMP)
+	hack/build-tools.sh control-plane
+	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects faults
 
 ## cluster-up: a local kube-apiserver + etcd in the background; admin kubeconfig in .cluster/kubeconfig
 cluster-up: $(NODE_STAMP)

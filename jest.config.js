@@ -21,9 +21,18 @@ export default {
       extensionsToTreatAsEsm: ['.ts'],
       resolver: '<rootDir>/test/support/resolver.cjs',
       transform,
-      testMatch: ['<rootDir>/test/**/*.test.ts'],
+      testMatch: ['<rootDir>/test/*.test.ts'],
       globalSetup: '<rootDir>/test/support/global-setup.mjs',
       globalTeardown: '<rootDir>/test/support/global-teardown.mjs',
+    },
+    {
+      // make test-faults: each file starts and breaks its own control plane.
+      displayName: 'faults',
+      testEnvironment: 'node',
+      extensionsToTreatAsEsm: ['.ts'],
+      transform,
+      resolver: '<rootDir>/test/support/resolver.cjs',
+      testMatch: ['<rootDir>/test/faults/*.test.ts'],
     },
   ],
 };

@@ -25,6 +25,8 @@ export interface ControlPlaneState {
   caPem: string;
   token: string;
   ownerPid?: number | undefined;
+  /** How each process was started, so fault tests can restart it the same way. */
+  commands?: { etcd: { bin: string; args: string[] }; apiserver: { bin: string; args: string[] } };
 }
 
 /** Finds kube-apiserver and etcd: KUBEBUILDER_ASSETS first, then the per-machine cache (building it if needed). */
@@ -193,23 +195,19 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
   const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
   const etcdUrl = `http://127.0.0.1:${etcdPort}`;
   const etcdLog = join(dir, 'etcd.log');
-  const etcd = spawnLogged(
-    join(bin, 'etcd'),
-    [
-      '--name=sigil',
-      `--data-dir=${join(dir, 'etcd-data')}`,
-      `--listen-client-urls=${etcdUrl}`,
-      `--advertise-client-urls=${etcdUrl}`,
-      `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
-      `--initial-cluster=sigil=http://127.0.0.1:${peerPort}`,
-      '--unsafe-no-fsync',
-      '--quota-backend-bytes=8589934592',
-      '--log-level=warn',
-    ],
-    etcdLog,
-    options.persistent,
-  );
+  const etcdArgs = [
+    '--name=sigil',
+    `--data-dir=${join(dir, 'etcd-data')}`,
+    `--listen-client-urls=${etcdUrl}`,
+    `--advertise-client-urls=${etcdUrl}`,
+    `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
+    `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
+    `--initial-cluster=sigil=http://127.0.0.1:${peerPort}`,
+    '--unsafe-no-fsync',
+    '--quota-backend-bytes=8589934592',
+    '--log-level=warn',
+  ];
+  const etcd = spawnLogged(join(bin, 'etcd'), etcdArgs, etcdLog, options.persistent);
   const server = `https://127.0.0.1:${apiPort}`;
   const state: ControlPlaneState = {
     dir,
@@ -231,34 +229,34 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
       30_000,
     );
     const apiLog = join(dir, 'kube-apiserver.log');
-    const apiserver = spawnLogged(
-      join(bin, 'kube-apiserver'),
-      [
-        `--etcd-servers=${etcdUrl}`,
-        '--bind-address=127.0.0.1',
-        // Never contacted: with no endpoint reconciler the address is only recorded.
-        '--advertise-address=192.0.2.1',
-        '--endpoint-reconciler-type=none',
-        `--secure-port=${apiPort}`,
-        `--cert-dir=${pki}`,
-        `--tls-cert-file=${join(pki, 'apiserver.crt')}`,
-        `--tls-private-key-file=${join(pki, 'apiserver.key')}`,
-        `--token-auth-file=${join(pki, 'tokens.csv')}`,
-        '--authorization-mode=RBAC',
-        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-        `--service-account-key-file=${join(pki, 'sa.pub')}`,
-        `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
-        '--service-cluster-ip-range=10.96.0.0/16',
-        '--allow-privileged=true',
-        '--disable-admission-plugins=ServiceAccount',
-        '--max-requests-inflight=1000',
-        '--max-mutating-requests-inflight=500',
-        ...(options.apiserverArgs ?? []),
-      ],
-      apiLog,
-      options.persistent,
-    );
+    const apiserverArgs = [
+      `--etcd-servers=${etcdUrl}`,
+      '--bind-address=127.0.0.1',
+      // Never contacted: with no endpoint reconciler the address is only recorded.
+      '--advertise-address=192.0.2.1',
+      '--endpoint-reconciler-type=none',
+      `--secure-port=${apiPort}`,
+      `--cert-dir=${pki}`,
+      `--tls-cert-file=${join(pki, 'apiserver.crt')}`,
+      `--tls-private-key-file=${join(pki, 'apiserver.key')}`,
+      `--token-auth-file=${join(pki, 'tokens.csv')}`,
+      '--authorization-mode=RBAC',
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-key-file=${join(pki, 'sa.pub')}`,
+      `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
+      '--service-cluster-ip-range=10.96.0.0/16',
+      '--allow-privileged=true',
+      '--disable-admission-plugins=ServiceAccount',
+      '--max-requests-inflight=1000',
+      '--max-mutating-requests-inflight=500',
+      ...(options.apiserverArgs ?? []),
+    ];
+    const apiserver = spawnLogged(join(bin, 'kube-apiserver'), apiserverArgs, apiLog, options.persistent);
     state.apiserverPid = apiserver.pid!;
+    state.commands = {
+      etcd: { bin: join(bin, 'etcd'), args: etcdArgs },
+      apiserver: { bin: join(bin, 'kube-apiserver'), args: apiserverArgs },
+    };
     if (!options.persistent) state.watchdogPid = startWatchdog(process.pid, [apiserver.pid!, etcd.pid!], dir);
     writeFileSync(join(dir, 'state.json'), JSON.stringify(state, null, 2));
     await waitFor(
@@ -356,4 +354,49 @@ export async function serverVersion(state: ControlPlaneState): Promise<string> {
 
 export function removeDir(dir: string) {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Stops one component, keeps it down for `downMs`, and starts it again with the
+ * same flags (same ports, same data). For fault tests of an owned control plane.
+ */
+export async function restartComponent(
+  state: ControlPlaneState,
+  which: 'etcd' | 'apiserver',
+  downMs: number,
+): Promise<void> {
+  if (!state.commands) throw new Error('this control plane was not started by startControlPlane');
+  const pid = which === 'etcd' ? state.etcdPid : state.apiserverPid;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {}
+  if (!(await waitForExit(pid, 10_000))) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+    await waitForExit(pid, 5_000);
+  }
+  await new Promise((r) => setTimeout(r, downMs));
+  const command = which === 'etcd' ? state.commands.etcd : state.commands.apiserver;
+  const log = join(state.dir, which === 'etcd' ? 'etcd.log' : 'kube-apiserver.log');
+  const child = spawnLogged(command.bin, command.args, log, false);
+  if (which === 'etcd') state.etcdPid = child.pid!;
+  else state.apiserverPid = child.pid!;
+  if (state.ownerPid) startWatchdog(state.ownerPid, [child.pid!], state.dir);
+  if (which === 'etcd') {
+    await waitFor(
+      'etcd',
+      async () => (await fetch(`${state.etcdUrl}/health`, { signal: AbortSignal.timeout(1000) })).ok,
+      child,
+      log,
+      30_000,
+    );
+  }
+  await waitFor(
+    'kube-apiserver',
+    async () => (await apiGet(state, '/readyz')).status === 200,
+    child,
+    log,
+    90_000,
+  );
 }
