@@ -3,7 +3,7 @@
 // Prints a table, writes bench/results/<timestamp>.json and .svg. Asserts nothing.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +24,6 @@ import { freePort, removeDir, startControlPlane, stopControlPlane } from '../lib
 import {
   cdfSvg,
   children,
-  logFile,
   machine,
   type OperatorProcess,
   processStats,

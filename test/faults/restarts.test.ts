@@ -98,14 +98,12 @@ describe.each([
     await new Promise((r) => setTimeout(r, 300));
     await restartComponent(cp, which, 2_000);
     await creating.catch(() => undefined); // some creates may fail while it is down; they are retried below
-    const existing = (await kc
-      .makeApiClient(CustomObjectsApi)
-      .listNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        namespace: ns,
-        plural: Plural.Certificate,
-      })) as { items: Certificate[] };
+    const existing = (await kc.makeApiClient(CustomObjectsApi).listNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: ns,
+      plural: Plural.Certificate,
+    })) as { items: Certificate[] };
     await createMany(ns, 'b', 20);
     const total = existing.items.length + 20;
     expect(await allReadyAndMatching(ns, total)).toBe(total);
