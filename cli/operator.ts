@@ -23,6 +23,11 @@ export function operatorCommand(program: Command) {
     )
     .option('--trust-domain <domain>', 'SPIFFE trust domain', env('SIGIL_TRUST_DOMAIN', 'cluster.local'))
     .option(
+      '--cluster-domain <domain>',
+      'cluster DNS domain; service names of other namespaces are refused',
+      env('SIGIL_CLUSTER_DOMAIN', 'cluster.local'),
+    )
+    .option(
       '--metrics-address <host:port>',
       'address for /healthz, /readyz and /metrics',
       env('SIGIL_METRICS_ADDRESS', '0.0.0.0:9402'),
@@ -160,6 +165,7 @@ export function operatorCommand(program: Command) {
         minDurationMs,
         ownerReferences: Boolean(opts.ownerReferences),
         watchNamespace: opts.watchNamespace,
+        clusterDomain: opts.clusterDomain,
         identityGracePeriodMs,
         bootstrapCaSecret: opts.bootstrapCaSecret,
         createDefaultIssuer: opts.createDefaultIssuer

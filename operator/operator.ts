@@ -28,6 +28,8 @@ export interface OperatorOptions {
   identity?: string;
   minDurationMs: number;
   ownerReferences: boolean;
+  /** Cluster DNS domain (default cluster.local). */
+  clusterDomain?: string | undefined;
   /** Limit Certificates, Issuers and their Secrets to one namespace (all when unset). */
   watchNamespace?: string | undefined;
   concurrency: number;
@@ -91,6 +93,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       defaultIssuer: o.defaultIssuer,
       minDurationMs: o.minDurationMs,
       ownerReferences: o.ownerReferences,
+      clusterDomain: o.clusterDomain,
       watchNamespace: o.watchNamespace,
       concurrency: o.concurrency,
       ratePerSecond: o.apiQps ?? 0,

@@ -456,7 +456,7 @@ describe('failures', () => {
     await createCertificate(kc, ns, 'p-dns', {
       secretName: 'p-dns',
       issuerRef: strict,
-      dnsNames: ['api.bank.svc'],
+      dnsNames: ['api.bank.example.com'],
     });
     await createCertificate(kc, ns, 'p-dur', {
       secretName: 'p-dur',
@@ -477,7 +477,7 @@ describe('failures', () => {
     });
     await waitForCertificate(kc, ns, 'p-ok', { status: 'True' });
     for (const [name, phrase] of [
-      ['p-dns', 'DNS name api.bank.svc is not allowed'],
+      ['p-dns', 'DNS name api.bank.example.com is not allowed'],
       ['p-dur', "longer than the issuer's maximum 48h"],
       ['p-rsa', 'key algorithm RSA is not allowed'],
       ['p-spiffe', 'names another namespace'],

@@ -69,6 +69,16 @@ export function podIdentity(
   o: IdentityOptions,
 ): { identity: Identity; foreignNames: string[] } {
   const annotations = pod.metadata?.annotations ?? {};
+  if (typeof annotations !== 'object' || Array.isArray(annotations))
+    throw new IdentityError('metadata.annotations must be a map of strings');
+  for (const [key, value] of Object.entries(annotations)) {
+    if (key.startsWith('sigil.dev/') && typeof value !== 'string')
+      throw new IdentityError(`annotation ${key} must be a string`);
+  }
+  const sa = pod.spec?.serviceAccountName ?? pod.spec?.serviceAccount;
+  if (sa !== undefined && sa !== null && (typeof sa !== 'string' || (sa !== '' && dnsNameProblem(sa)))) {
+    throw new IdentityError('spec.serviceAccountName must be a lower-case DNS name');
+  }
   const serviceAccount = pod.spec?.serviceAccountName || pod.spec?.serviceAccount || 'default';
   const names = new Set<string>();
   for (const service of list(annotations[PodAnnotation.Service])) {

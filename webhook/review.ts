@@ -106,7 +106,14 @@ export function planAdmission(body: unknown, options: IdentityOptions): Plan {
       throw Object.assign(new ReviewError(ReviewErrorCode.InvalidAnnotation, err.message), { uid });
     if (err instanceof PatchConflict)
       throw Object.assign(new ReviewError(ReviewErrorCode.Conflict, err.message), { uid });
-    throw Object.assign(err as Error, { uid });
+    // Anything else means fields of the wrong shape deep in the pod; the API server never sends those.
+    throw Object.assign(
+      new ReviewError(
+        ReviewErrorCode.MalformedReview,
+        `the pod object is malformed (${(err as Error)?.message ?? String(err)})`,
+      ),
+      { uid },
+    );
   }
 }
 

@@ -84,3 +84,27 @@ export function spiffeViolation(
   }
   return undefined;
 }
+
+/**
+ * In-cluster service names belong to their namespace: a Certificate in `a` may
+ * not carry `x.b.svc` or `x.b.svc.<clusterDomain>` unless the issuer's policy
+ * lists the name explicitly in allowedDNSNames.
+ */
+export function clusterNameViolation(
+  namespace: string,
+  dnsNames: readonly string[] | undefined,
+  clusterDomain: string,
+  policy: IssuerPolicy | undefined,
+): string | undefined {
+  const suffix = `.svc.${clusterDomain}`;
+  for (const name of dnsNames ?? []) {
+    const base = name.endsWith(suffix) ? name.slice(0, -clusterDomain.length - 1) : name;
+    const labels = base.split('.');
+    if (labels.length < 3 || labels[labels.length - 1] !== 'svc') continue;
+    const owner = labels[labels.length - 2];
+    if (owner === namespace) continue;
+    if ((policy?.allowedDNSNames ?? []).some((p) => dnsPatternMatches(p, name))) continue;
+    return `DNS name ${name} is a service name of namespace ${owner}; Certificates in ${namespace} may only claim service names of their own namespace unless the issuer's policy.allowedDNSNames lists it`;
+  }
+  return undefined;
+}

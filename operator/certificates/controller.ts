@@ -10,7 +10,7 @@ import {
   type V1Secret,
 } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
-import { policyViolation, spiffeViolation } from '../../lib/api/policy.ts';
+import { clusterNameViolation, policyViolation, spiffeViolation } from '../../lib/api/policy.ts';
 import {
   Annotation,
   API_VERSION,
@@ -74,6 +74,8 @@ export interface CertificateControllerOptions {
   defaultIssuer: { kind: IssuerKind; name: string };
   minDurationMs: number;
   ownerReferences: boolean;
+  /** Cluster DNS domain, for the rule that service names belong to their namespace. */
+  clusterDomain?: string | undefined;
   /** Limit Certificates and Secrets to one namespace; all when undefined. */
   watchNamespace?: string | undefined;
   concurrency: number;
@@ -364,6 +366,12 @@ export class CertificateController {
     // Policy and tenancy are checked before anything is signed.
     const denied =
       spiffeViolation(issuer.trustDomain, namespace, resolved.request.uris) ??
+      clusterNameViolation(
+        namespace,
+        resolved.request.dnsNames,
+        this.o.clusterDomain ?? 'cluster.local',
+        issuer.issuer.spec.policy,
+      ) ??
       policyViolation(issuer.issuer.spec.policy, namespace, resolved.request);
     if (denied) {
       this.event(certificate, 'Warning', EventReason.Denied, `Not issued: ${denied}`);
