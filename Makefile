@@ -39,18 +39,19 @@ test-integration: $(NODE_STAMP)
 	hack/build-tools.sh control-plane
 	npm run test:integration
 
-## test: what CI runs: typecheck, lint, unit and integration tests against a real control plane
+## test: what CI runs: typecheck, lint, unit, integration and fault tests against real control planes
 test: $(NODE_STAMP)
 	hack/build-tools.sh all
 	npm run typecheck
 	npm run lint
 	npm run test:unit
 	npm run test:integration
+	npm run test:faults
 
-## test-faults: break things on purpose (component restarts, kills); not part of make test
+## test-faults: break things on purpose: component restarts, operator kills, bad input, fuzzing (also run by make test)
 test-faults: $(NODE_STAMP)
 	hack/build-tools.sh control-plane
-	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects faults
+	npm run test:faults
 
 ## cluster-up: a local kube-apiserver + etcd in the background; admin kubeconfig in .cluster/kubeconfig
 cluster-up: $(NODE_STAMP)
