@@ -88,8 +88,9 @@ chart-lint:
 	  --set-json 'issuer.policy={"maxDuration":"720h","allowedDNSNames":["*.example.com"]}' >/dev/null
 	@echo "chart renders with default values and with every option on"
 
-## docs: regenerate docs/api.md from the CRD schemas
+## docs: regenerate docs/api.md from the CRD schemas and copy the CRDs into the chart
 docs: $(NODE_STAMP)
+	cp crds/*.yaml charts/sigil/files/crds/
 	node hack/gen-api-docs.ts
 
 ## bench: issuance, ceiling, webhook, memory, restart and renewal-storm figures (not part of make test)

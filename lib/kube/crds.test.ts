@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderApiDocs } from '../../hack/gen-api-docs.ts';
 import { crdDirectory, loadCrds } from './crds.ts';
@@ -17,6 +17,15 @@ describe('the CRDs', () => {
     for (const crd of loadCrds())
       walk(crd.spec.versions[0]!.schema!.openAPIV3Schema as Record<string, unknown>, crd.spec.names.kind);
     expect(untyped.filter((p) => !p.endsWith('[] (no description)'))).toEqual([]);
+  });
+
+  it('should be the same in the Helm chart (run make docs after changing a CRD)', () => {
+    const dir = crdDirectory();
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
+      expect(readFileSync(join(dir, '..', 'charts', 'sigil', 'files', 'crds', file), 'utf8')).toBe(
+        readFileSync(join(dir, file), 'utf8'),
+      );
+    }
   });
 
   it('should match docs/api.md (run make docs after changing a CRD)', () => {
