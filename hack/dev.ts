@@ -3,15 +3,13 @@
 // registered by URL on 127.0.0.1 (the API server cannot reach a Service here).
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { API_VERSION, GROUP, Plural, VERSION } from '../lib/api/types.ts';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../lib/kube/config.ts';
 import { installCrds } from '../lib/kube/crds.ts';
-import { isConflict, isNotFound } from '../lib/kube/errors.ts';
+import { isConflict } from '../lib/kube/errors.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
 import { webhookConfiguration } from '../lib/kube/webhookconfig.ts';
 import { createLogger } from '../lib/log.ts';
-import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { freePort, isHealthy, readState, startControlPlane } from '../lib/testing/controlplane.ts';
 import { startOperator } from '../operator/operator.ts';
 import { startWebhook } from '../webhook/server.ts';
@@ -33,42 +31,7 @@ const core = kc.makeApiClient(CoreV1Api);
 await core.createNamespace({ body: { metadata: { name: NS } } }).catch((err) => {
   if (!isConflict(err)) throw err;
 });
-try {
-  await core.readNamespacedSecret({ name: ISSUER, namespace: NS });
-} catch (err) {
-  if (!isNotFound(err)) throw err;
-  const ca = await createSelfSignedCA({
-    commonName: 'sigil dev root CA',
-    notBefore: new Date(Date.now() - 60_000),
-    notAfter: new Date(Date.now() + 365 * 86_400_000),
-  });
-  await core.createNamespacedSecret({
-    namespace: NS,
-    body: {
-      metadata: { name: ISSUER },
-      type: 'kubernetes.io/tls',
-      stringData: { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem },
-    },
-  });
-  logger.info('bootstrapped a dev CA', { secret: `${NS}/${ISSUER}` });
-}
-await kc
-  .makeApiClient(CustomObjectsApi)
-  .createClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: Plural.ClusterIssuer,
-    body: {
-      apiVersion: API_VERSION,
-      kind: 'ClusterIssuer',
-      metadata: { name: ISSUER },
-      spec: { ca: { secretName: ISSUER } },
-    },
-  })
-  .catch((err) => {
-    if (!isConflict(err)) throw err;
-  });
-
+// The operator bootstraps the dev CA into a Secret and creates the ClusterIssuer on start.
 const port = Number(process.env.SIGIL_WEBHOOK_PORT ?? (await freePort()));
 const webhook = await startWebhook({
   kc,
@@ -99,6 +62,8 @@ const operator = await startOperator({
   ownerReferences: false,
   concurrency: 8,
   identityGracePeriodMs: 3_600_000,
+  bootstrapCaSecret: ISSUER,
+  createDefaultIssuer: { secretName: ISSUER },
   logger: logger.child({ component: 'operator' }),
   webhookTls: {
     caSecretName: 'sigil-webhook-ca',

@@ -307,21 +307,24 @@ async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   return !isAlive(pid);
 }
 
+/** SIGTERM, then SIGKILL if the process is still there after a grace period. */
+async function terminate(pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {}
+  if (await waitForExit(pid, 10_000)) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {}
+  await waitForExit(pid, 5_000);
+}
+
 /** Stops kube-apiserver then etcd (SIGTERM, then SIGKILL after a grace period). */
 export async function stopControlPlane(
   state: Pick<ControlPlaneState, 'apiserverPid' | 'etcdPid' | 'watchdogPid'>,
 ) {
   for (const pid of [state.apiserverPid, state.etcdPid]) {
-    if (!isAlive(pid)) continue;
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {}
-    if (!(await waitForExit(pid, 10_000))) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {}
-      await waitForExit(pid, 5_000);
-    }
+    if (isAlive(pid)) await terminate(pid);
   }
   if (state.watchdogPid && isAlive(state.watchdogPid)) {
     try {
@@ -366,16 +369,7 @@ export async function restartComponent(
   downMs: number,
 ): Promise<void> {
   if (!state.commands) throw new Error('this control plane was not started by startControlPlane');
-  const pid = which === 'etcd' ? state.etcdPid : state.apiserverPid;
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {}
-  if (!(await waitForExit(pid, 10_000))) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {}
-    await waitForExit(pid, 5_000);
-  }
+  await terminate(which === 'etcd' ? state.etcdPid : state.apiserverPid);
   await new Promise((r) => setTimeout(r, downMs));
   const command = which === 'etcd' ? state.commands.etcd : state.commands.apiserver;
   const log = join(state.dir, which === 'etcd' ? 'etcd.log' : 'kube-apiserver.log');

@@ -27,7 +27,7 @@ import {
   setCondition,
   VERSION,
 } from '../../lib/api/types.ts';
-import { describeApiError, isConflict, isNotFound, statusCode } from '../../lib/kube/errors.ts';
+import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
@@ -36,6 +36,7 @@ import { issueCertificate } from '../../lib/pki/issue.ts';
 import type { IssuerController, IssuerState } from '../issuers/controller.ts';
 import { issuerKey } from '../issuers/controller.ts';
 import type { OperatorMetrics } from '../metrics.ts';
+import { reconcileKey } from '../reconcile.ts';
 import { type CheckInput, firstVerdict, issuanceChecks, scheduledRenewal } from './checks.ts';
 import { resolveSpec } from './request.ts';
 import { buildSecret, managedMetadata, metadataDrift } from './secret.ts';
@@ -229,20 +230,15 @@ export class CertificateController {
     return { kind: c.spec.issuerRef.kind ?? 'ClusterIssuer', name: c.spec.issuerRef.name };
   }
 
-  private async run(key: string): Promise<void> {
-    try {
-      await this.processItem(key);
-      this.o.metrics.reconcile.inc({ controller: 'certificates', result: 'success' });
-    } catch (err) {
-      this.o.metrics.reconcile.inc({ controller: 'certificates', result: 'error' });
-      const delay = this.queue.retry(key);
-      this.o.logger.error('reconcile failed; retrying', {
-        controller: 'certificates',
-        key,
-        retryInMs: delay,
-        error: describeApiError(err),
-      });
-    }
+  private run(key: string): Promise<void> {
+    return reconcileKey(
+      'certificates',
+      key,
+      (k) => this.processItem(k),
+      this.queue,
+      this.o.metrics,
+      this.o.logger,
+    );
   }
 
   private secretFor(namespace: string, name: string): V1Secret | undefined {
@@ -464,7 +460,7 @@ export class CertificateController {
               isPkiError(err) ? err.message : describeApiError(err),
               true,
             );
-      if (isConflict(err) || statusCode(err) === 409) {
+      if (isConflict(err)) {
         // Someone changed the Secret between our read and write: look again with fresh data.
         log.info('Secret changed while issuing; re-checking');
         this.queue.add(key);

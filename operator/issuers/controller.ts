@@ -28,6 +28,7 @@ import { WorkQueue } from '../../lib/kube/queue.ts';
 import { type CertificateAuthority, loadCertificateAuthority } from '../../lib/pki/ca.ts';
 import { isPkiError, PkiErrorCode } from '../../lib/pki/errors.ts';
 import type { OperatorMetrics } from '../metrics.ts';
+import { reconcileKey } from '../reconcile.ts';
 
 /** Reasons on an issuer's Ready condition. */
 export const IssuerReason = {
@@ -217,20 +218,15 @@ export class IssuerController {
     }
   }
 
-  private async run(key: string): Promise<void> {
-    try {
-      await this.processItem(key);
-      this.o.metrics.reconcile.inc({ controller: 'issuers', result: 'success' });
-    } catch (err) {
-      this.o.metrics.reconcile.inc({ controller: 'issuers', result: 'error' });
-      const delay = this.queue.retry(key);
-      this.o.logger.error('reconcile failed; retrying', {
-        controller: 'issuers',
-        key,
-        retryInMs: delay,
-        error: describeApiError(err),
-      });
-    }
+  private run(key: string): Promise<void> {
+    return reconcileKey(
+      'issuers',
+      key,
+      (k) => this.processItem(k),
+      this.queue,
+      this.o.metrics,
+      this.o.logger,
+    );
   }
 
   private async processItem(key: string): Promise<void> {
