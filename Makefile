@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: install tools build typecheck lint format test-unit test-integration test test-faults cluster-up cluster-down dev demo demo-down docs chart-lint bench bench-injection clean
+.PHONY: install tools build typecheck lint format test-unit test-integration test test-faults cluster-up cluster-down dev demo demo-down docs chart-lint bench bench-profile bench-injection clean
 
 ## install: npm ci and the control-plane binaries (built once per machine into ~/.cache/sigil)
 install: $(NODE_STAMP) tools
@@ -98,6 +98,10 @@ docs: $(NODE_STAMP)
 bench: build
 	hack/build-tools.sh control-plane
 	node bench/run.ts
+
+## bench-profile: CPU profile of the operator issuing COUNT (default 2000) Certificates at once, summarised
+bench-profile: build
+	node bench/profile.ts
 
 ## bench-injection: how long a new pod waits for its certificate (prints figures, asserts nothing)
 bench-injection: $(NODE_STAMP)

@@ -4,6 +4,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
+import { API_VERSION, type Certificate, GROUP, Plural, VERSION } from '../lib/api/types.ts';
+import { installCrds } from '../lib/kube/crds.ts';
+import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { freePort } from '../lib/testing/controlplane.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -68,11 +72,13 @@ export async function startOperatorProcess(
   kubeconfig: string,
   extra: string[] = [],
   webhookTls = false,
+  nodeArgs: string[] = [],
 ): Promise<OperatorProcess> {
   const metricsPort = await freePort();
   const child = spawn(
     process.execPath,
     [
+      ...nodeArgs,
       // The compiled entry point, as the image runs it (make bench builds first).
       join(ROOT, 'dist', 'cli', 'main.js'),
       'operator',
@@ -159,4 +165,138 @@ export function cdfSvg(title: string, series: Record<string, number[]>, unit = '
       `<text x="${pad.l - 8}" y="${ly(q) + 4}" font-size="11" text-anchor="end">p${Math.round(q * 100)}</text><line x1="${pad.l}" x2="${W - pad.r}" y1="${ly(q)}" y2="${ly(q)}" stroke="#eee"/>`,
     );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/><text x="${pad.l}" y="24" font-size="14">${title}</text>${ticks.join('')}${lines.join('')}</svg>`;
+}
+
+/** CRDs, the sigil-system namespace, a CA Secret and the ClusterIssuer sigil-ca every benchmark issues from. */
+export async function setupClusterIssuer(kc: KubeConfig) {
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  await installCrds(kc);
+  await core.createNamespace({ body: { metadata: { name: 'sigil-system' } } });
+  const ca = await createSelfSignedCA({
+    commonName: 'Bench CA',
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 365 * 86_400_000),
+  });
+  await core.createNamespacedSecret({
+    namespace: 'sigil-system',
+    body: {
+      metadata: { name: 'sigil-ca' },
+      type: 'kubernetes.io/tls',
+      stringData: { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem },
+    },
+  });
+  await custom.createClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: Plural.ClusterIssuer,
+    body: {
+      apiVersion: API_VERSION,
+      kind: 'ClusterIssuer',
+      metadata: { name: 'sigil-ca' },
+      spec: { ca: { secretName: 'sigil-ca' } },
+    },
+  });
+  return ca;
+}
+
+export async function pool<T>(n: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(n);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= n) return;
+        for (let attempt = 0; ; attempt++) {
+          try {
+            out[i] = await fn(i);
+            break;
+          } catch (err) {
+            if (attempt > 5) throw err;
+            await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+          }
+        }
+      }
+    }),
+  );
+  return out;
+}
+
+/** Watches a namespace's Certificates; resolves per name when Ready (at a given revision). */
+export async function readyTracker(kc: KubeConfig, ns: string) {
+  const readyAt = new Map<string, number>();
+  const revisionAt = new Map<string, Map<number, number>>();
+  const status = new Map<string, Map<number, NonNullable<Certificate['status']>>>();
+  const waiters: (() => void)[] = [];
+  let stopped = false;
+  let controller: AbortController | undefined;
+  // Re-opened whenever it ends: right after the CRDs are created the API server answers 429 for a while.
+  const open = async (): Promise<void> => {
+    if (stopped) return;
+    controller = await new Watch(kc).watch(
+      `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${Plural.Certificate}`,
+      {},
+      (_phase: string, c: Certificate) => {
+        const now = performance.now();
+        const name = c.metadata.name!;
+        const ready = c.status?.conditions?.find((x) => x.type === 'Ready')?.status === 'True';
+        if (!ready) return;
+        if (!readyAt.has(name)) readyAt.set(name, now);
+        const rev = c.status?.revision ?? 0;
+        const statuses = status.get(name) ?? new Map();
+        if (!statuses.has(rev)) statuses.set(rev, c.status!);
+        status.set(name, statuses);
+        const revs = revisionAt.get(name) ?? new Map<number, number>();
+        if (!revs.has(rev)) revs.set(rev, Date.now());
+        revisionAt.set(name, revs);
+        for (const w of waiters.splice(0)) w();
+      },
+      () => {
+        if (!stopped) setTimeout(() => void open(), 200);
+      },
+    );
+  };
+  await open();
+  return {
+    readyAt,
+    revisionAt,
+    status,
+    waitFor: async (pred: () => boolean, timeoutMs: number) => {
+      const deadline = Date.now() + timeoutMs;
+      while (!pred()) {
+        if (Date.now() > deadline) throw new Error('timed out');
+        await new Promise<void>((r) => {
+          waiters.push(r);
+          setTimeout(r, 500);
+        });
+      }
+    },
+    stop: () => {
+      stopped = true;
+      controller?.abort();
+    },
+  };
+}
+
+export const certificateBody = (name: string, spec: Record<string, unknown> = {}) => ({
+  apiVersion: API_VERSION,
+  kind: 'Certificate',
+  metadata: { name },
+  spec: { secretName: `${name}-tls`, dnsNames: [`${name}.example.com`], ...spec },
+});
+
+export async function createCertificate(
+  custom: CustomObjectsApi,
+  ns: string,
+  name: string,
+  spec: Record<string, unknown> = {},
+) {
+  await custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace: ns,
+    plural: Plural.Certificate,
+    body: certificateBody(name, spec),
+  });
 }

@@ -13,21 +13,22 @@ import {
   KubeConfig,
   PatchStrategy,
   setHeaderOptions,
-  Watch,
 } from '@kubernetes/client-node';
-import { API_VERSION, type Certificate, GROUP, Plural, VERSION } from '../lib/api/types.ts';
-import { installCrds } from '../lib/kube/crds.ts';
+import { GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
 import { webhookConfiguration } from '../lib/kube/webhookconfig.ts';
-import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { freePort, removeDir, startControlPlane, stopControlPlane } from '../lib/testing/controlplane.ts';
 import {
   cdfSvg,
   children,
+  createCertificate,
   machine,
   type OperatorProcess,
+  pool,
   processStats,
   ROOT,
+  readyTracker,
+  setupClusterIssuer,
   startOperatorProcess,
   summary,
 } from './lib.ts';
@@ -80,129 +81,8 @@ async function rawText(path: string): Promise<string> {
   });
 }
 
-async function pool<T>(n: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(n);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (;;) {
-        const i = next++;
-        if (i >= n) return;
-        for (let attempt = 0; ; attempt++) {
-          try {
-            out[i] = await fn(i);
-            break;
-          } catch (err) {
-            if (attempt > 5) throw err;
-            await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
-          }
-        }
-      }
-    }),
-  );
-  return out;
-}
-
-/** Watches a namespace's Certificates; resolves per name when Ready (at a given revision). */
-async function readyTracker(ns: string) {
-  const readyAt = new Map<string, number>();
-  const revisionAt = new Map<string, Map<number, number>>();
-  const status = new Map<string, Map<number, NonNullable<Certificate['status']>>>();
-  const waiters: (() => void)[] = [];
-  let stopped = false;
-  let controller: AbortController | undefined;
-  // Re-opened whenever it ends: right after the CRDs are created the API server answers 429 for a while.
-  const open = async (): Promise<void> => {
-    if (stopped) return;
-    controller = await new Watch(kc).watch(
-      `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${Plural.Certificate}`,
-      {},
-      (_phase: string, c: Certificate) => {
-        const now = performance.now();
-        const name = c.metadata.name!;
-        const ready = c.status?.conditions?.find((x) => x.type === 'Ready')?.status === 'True';
-        if (!ready) return;
-        if (!readyAt.has(name)) readyAt.set(name, now);
-        const rev = c.status?.revision ?? 0;
-        const statuses = status.get(name) ?? new Map();
-        if (!statuses.has(rev)) statuses.set(rev, c.status!);
-        status.set(name, statuses);
-        const revs = revisionAt.get(name) ?? new Map<number, number>();
-        if (!revs.has(rev)) revs.set(rev, Date.now());
-        revisionAt.set(name, revs);
-        for (const w of waiters.splice(0)) w();
-      },
-      () => {
-        if (!stopped) setTimeout(() => void open(), 200);
-      },
-    );
-  };
-  await open();
-  return {
-    readyAt,
-    revisionAt,
-    status,
-    waitFor: async (pred: () => boolean, timeoutMs: number) => {
-      const deadline = Date.now() + timeoutMs;
-      while (!pred()) {
-        if (Date.now() > deadline) throw new Error('timed out');
-        await new Promise<void>((r) => {
-          waiters.push(r);
-          setTimeout(r, 500);
-        });
-      }
-    },
-    stop: () => {
-      stopped = true;
-      controller?.abort();
-    },
-  };
-}
-
-const certificateBody = (name: string, spec: Record<string, unknown> = {}) => ({
-  apiVersion: API_VERSION,
-  kind: 'Certificate',
-  metadata: { name },
-  spec: { secretName: `${name}-tls`, dnsNames: [`${name}.example.com`], ...spec },
-});
-
-async function createCertificate(ns: string, name: string, spec: Record<string, unknown> = {}) {
-  await custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: ns,
-    plural: Plural.Certificate,
-    body: certificateBody(name, spec),
-  });
-}
-
 try {
-  await installCrds(kc);
-  await core.createNamespace({ body: { metadata: { name: 'sigil-system' } } });
-  const ca = await createSelfSignedCA({
-    commonName: 'Bench CA',
-    notBefore: new Date(Date.now() - 60_000),
-    notAfter: new Date(Date.now() + 365 * 86_400_000),
-  });
-  await core.createNamespacedSecret({
-    namespace: 'sigil-system',
-    body: {
-      metadata: { name: 'sigil-ca' },
-      type: 'kubernetes.io/tls',
-      stringData: { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem },
-    },
-  });
-  await custom.createClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: Plural.ClusterIssuer,
-    body: {
-      apiVersion: API_VERSION,
-      kind: 'ClusterIssuer',
-      metadata: { name: 'sigil-ca' },
-      spec: { ca: { secretName: 'sigil-ca' } },
-    },
-  });
+  const ca = await setupClusterIssuer(kc);
   let operator: OperatorProcess = await startOperatorProcess(cp.kubeconfig, ['--concurrency', '16']);
   console.log(`machine: ${JSON.stringify(results.machine)}`);
 
@@ -215,12 +95,12 @@ try {
   ] as const) {
     const ns = `ttr-${label.toLowerCase().replace(/[^a-z0-9]/g, '')}`;
     await core.createNamespace({ body: { metadata: { name: ns } } });
-    const tracker = await readyTracker(ns);
+    const tracker = await readyTracker(kc, ns);
     const latencies: number[] = [];
     for (let i = 0; i < SEQUENTIAL; i++) {
       const name = `c${i}`;
       const started = performance.now();
-      await createCertificate(ns, name, { privateKey });
+      await createCertificate(custom, ns, name, { privateKey });
       await tracker.waitFor(() => tracker.readyAt.has(name), 30_000);
       latencies.push(tracker.readyAt.get(name)! - started);
     }
@@ -239,11 +119,11 @@ try {
   for (const n of BULK) {
     const ns = `bulk-${n}`;
     await core.createNamespace({ body: { metadata: { name: ns } } });
-    const tracker = await readyTracker(ns);
+    const tracker = await readyTracker(kc, ns);
     const before = processStats(operator.child.pid!);
     const requestsBefore = await operator.metric('sigil_controller_api_requests_total');
     const started = performance.now();
-    await pool(n, 32, (i) => createCertificate(ns, `b${i}`));
+    await pool(n, 32, (i) => createCertificate(custom, ns, `b${i}`));
     const created = performance.now();
     await tracker.waitFor(() => tracker.readyAt.size >= n, 30 * 60_000);
     const done = performance.now();
@@ -274,7 +154,7 @@ try {
     await operator.stop();
     const ns = 'ceiling';
     await core.createNamespace({ body: { metadata: { name: ns } } });
-    await pool(n, 32, (i) => createCertificate(ns, `x${i}`));
+    await pool(n, 32, (i) => createCertificate(custom, ns, `x${i}`));
     const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
     const pem = Buffer.from(ca.certPem).toString('base64');
     const started = performance.now();
@@ -547,8 +427,8 @@ try {
   {
     const ns = 'storm';
     await core.createNamespace({ body: { metadata: { name: ns } } });
-    const tracker = await readyTracker(ns);
-    await pool(STORM, 32, (i) => createCertificate(ns, `s${i}`, { duration: '2m' }));
+    const tracker = await readyTracker(kc, ns);
+    await pool(STORM, 32, (i) => createCertificate(custom, ns, `s${i}`, { duration: '2m' }));
     await tracker.waitFor(() => tracker.readyAt.size >= STORM, 10 * 60_000);
     await tracker
       .waitFor(() => [...tracker.revisionAt.values()].filter((r) => r.has(2)).length >= STORM, 6 * 60_000)
