@@ -6,6 +6,7 @@ import {
   parseCertificateChain,
   toPemBundle,
 } from './certificate.ts';
+import { certificateSubject } from './der.ts';
 import { PkiError, PkiErrorCode } from './errors.ts';
 import {
   exportPrivateKeyPem,
@@ -15,7 +16,6 @@ import {
   parsePrivateKeyPem,
   publicKeySpki,
   signingAlgorithmFor,
-  toSigningKey,
 } from './keys.ts';
 import { x509 } from './provider.ts';
 
@@ -27,9 +27,10 @@ export interface CertificateAuthority {
   chainPem: string;
   /** The last certificate of the chain: what peers should trust (ca.crt). */
   trustAnchorPem: string;
-  signingKey: CryptoKey;
-  signingAlgorithm: Algorithm | EcdsaParams;
+  signingKey: KeyObject;
   keyDescription: KeyDescription;
+  /** The CA certificate's subject, byte for byte: every leaf's issuer. */
+  subjectDer: Buffer;
   facts: CertificateFacts;
 }
 
@@ -97,9 +98,9 @@ export function loadCertificateAuthority(
     chain,
     chainPem: toPemBundle(chain),
     trustAnchorPem: chain[chain.length - 1]!.pem,
-    signingKey: toSigningKey(key.keyObject, key.description),
-    signingAlgorithm: signingAlgorithmFor(key.description),
+    signingKey: key.keyObject,
     keyDescription: key.description,
+    subjectDer: certificateSubject(ca.der),
     facts: ca.facts,
   };
 }

@@ -109,6 +109,30 @@ function parseOne(der: Buffer, what: string, index: number): ParsedCertificate {
   }
 }
 
+/**
+ * Recently parsed certificates by DER. Parsing with @peculiar/x509 costs about
+ * a millisecond, and the same certificates come back again and again: the CA
+ * certificate at the end of every issued chain, and a leaf read back right
+ * after it was written. Entries are shared: treat a ParsedCertificate as
+ * read-only. Bounded, least recently used first out.
+ */
+const parsed = new Map<string, ParsedCertificate>();
+const MAX_PARSED = 256;
+
+function parseCached(der: Buffer, what: string, index: number): ParsedCertificate {
+  const key = der.toString('base64');
+  const hit = parsed.get(key);
+  if (hit) {
+    parsed.delete(key);
+    parsed.set(key, hit);
+    return hit;
+  }
+  const fresh = parseOne(der, what, index);
+  parsed.set(key, fresh);
+  if (parsed.size > MAX_PARSED) parsed.delete(parsed.keys().next().value!);
+  return fresh;
+}
+
 /** Parses every CERTIFICATE block, first one first. Other blocks are an error: a key stored in tls.crt is a mistake worth reporting. */
 export function parseCertificateChain(pem: string | Buffer, what = 'certificate'): ParsedCertificate[] {
   const blocks = decodePem(pem, what, MAX_PEM_BUNDLE_BYTES);
@@ -125,7 +149,7 @@ export function parseCertificateChain(pem: string | Buffer, what = 'certificate'
       `${what} holds ${blocks.length} certificates, more than the ${MAX_CHAIN_CERTIFICATES} allowed in a chain`,
     );
   }
-  return blocks.map((b, i) => parseOne(b.der, what, i));
+  return blocks.map((b, i) => parseCached(b.der, what, i));
 }
 
 /**

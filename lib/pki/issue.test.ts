@@ -95,6 +95,44 @@ describe('issueCertificate', () => {
     expect(f.notAfter.getTime() - f.notBefore.getTime()).toBe(DAY);
   });
 
+  it('should derive the subject key identifier as RFC 5280 method 1 does', async () => {
+    const { ca } = await testCA();
+    const issued = await issueCertificate(ca, request(), now);
+    const leaf = parseCertificateChain(issued.certificatePem)[0]!;
+    const publicKey = await leaf.cert.publicKey.export();
+    const expected = await x509.SubjectKeyIdentifierExtension.create(publicKey);
+    expect(leaf.facts.subjectKeyId).toBe(expected.keyId);
+  });
+
+  it('should leave out the key usage extension when only extended usages are asked for', async () => {
+    const { ca } = await testCA();
+    const issued = await issueCertificate(ca, request({ usages: ['server auth'] }), now);
+    const leaf = parseCertificateChain(issued.certificatePem)[0]!;
+    expect(leaf.facts.keyUsageFlags).toBeUndefined();
+    expect(leaf.facts.extendedKeyUsageOids).toEqual(['1.3.6.1.5.5.7.3.1']);
+    expect(requestMismatches(request({ usages: ['server auth'] }), leaf)).toEqual([]);
+    expect(opensslVerify(issued.caPem, issued.certificatePem, 'sslserver')).toContain('leaf.pem: OK');
+  });
+
+  it('should write dates from 2050 on as GeneralizedTime and read them back exactly', async () => {
+    const { ca } = await testCA({ notAfter: new Date('2061-01-01T00:00:00Z') });
+    const issued = await issueCertificate(ca, request({ durationMs: 30 * 365 * DAY }), now);
+    const leaf = parseCertificateChain(issued.certificatePem)[0]!;
+    expect(leaf.facts.notAfter.getTime()).toBe(issued.notAfter.getTime());
+    expect(issued.notAfter.getUTCFullYear()).toBeGreaterThanOrEqual(2050);
+    expect(opensslVerify(issued.caPem, issued.certificatePem, 'sslclient')).toContain('leaf.pem: OK');
+  });
+
+  it('should make the SAN extension critical when the subject is empty', async () => {
+    const { ca } = await testCA();
+    const req = { uris: ['spiffe://cluster.local/ns/a/sa/b'], durationMs: DAY };
+    const issued = await issueCertificate(ca, req, now);
+    const leaf = parseCertificateChain(issued.certificatePem)[0]!;
+    expect(leaf.cert.getExtension(x509.SubjectAlternativeNameExtension)?.critical).toBe(true);
+    expect(leaf.facts.subject.commonName).toBeUndefined();
+    expect(opensslVerify(issued.caPem, issued.certificatePem, 'sslclient')).toContain('leaf.pem: OK');
+  });
+
   it('should put the chain after the leaf and the root in ca.crt when the CA is an intermediate', async () => {
     const root = await testCA({ commonName: 'Root' });
     const intermediate = await issueCertificate(

@@ -1,9 +1,10 @@
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject, sign } from 'node:crypto';
 import { type CertificateAuthority, randomSerial } from './ca.ts';
+import * as der from './der.ts';
 import { PkiError, PkiErrorCode } from './errors.ts';
 import {
   exportPrivateKeyPem,
-  generateKey,
+  generatePrivateKey,
   type KeyDescription,
   KeyEncoding,
   type KeySpec,
@@ -11,7 +12,7 @@ import {
   publicKeySpki,
 } from './keys.ts';
 import { dnsNameProblem, emailProblem, ipAddressProblem, uriProblem } from './names.ts';
-import { subtle, x509 } from './provider.ts';
+import { encodePem } from './pem.ts';
 import { DEFAULT_USAGES, splitUsages, unknownUsages } from './usages.ts';
 
 export interface SubjectSpec {
@@ -101,19 +102,71 @@ export function requestProblems(req: IssueRequest): string[] {
   return problems;
 }
 
-function subjectName(req: IssueRequest): x509.JsonName {
-  const name: x509.JsonName = [];
-  const add = (type: string, values: string[] | undefined) => {
-    if (values && values.length > 0) name.push({ [type]: values });
+const SUBJECT_OIDS = {
+  C: '2.5.4.6',
+  ST: '2.5.4.8',
+  L: '2.5.4.7',
+  O: '2.5.4.10',
+  OU: '2.5.4.11',
+  CN: '2.5.4.3',
+} as const;
+
+/** The subject Name: one RDN per value, in the order OpenSSL prints (C, ST, L, O, OU, CN). */
+function subjectName(req: IssueRequest): { der: Buffer; empty: boolean } {
+  const rdns: Buffer[] = [];
+  const add = (type: keyof typeof SUBJECT_OIDS, values: string[] | undefined) => {
+    for (const v of values ?? [])
+      rdns.push(
+        der.setOfOne(der.sequence(der.oid(SUBJECT_OIDS[type]), der.directoryString(v, type === 'C'))),
+      );
   };
   add('C', req.subject?.countries);
   add('ST', req.subject?.provinces);
   add('L', req.subject?.localities);
   add('O', req.subject?.organizations);
   add('OU', req.subject?.organizationalUnits);
-  if (req.commonName) name.push({ CN: [req.commonName] });
-  return name;
+  if (req.commonName) add('CN', [req.commonName]);
+  return { der: der.sequence(...rdns), empty: rdns.length === 0 };
 }
+
+const OID = {
+  basicConstraints: '2.5.29.19',
+  keyUsage: '2.5.29.15',
+  extKeyUsage: '2.5.29.37',
+  subjectKeyId: '2.5.29.14',
+  authorityKeyId: '2.5.29.35',
+  subjectAltName: '2.5.29.17',
+} as const;
+
+function extension(id: string, critical: boolean, value: Buffer): Buffer {
+  return critical
+    ? der.sequence(der.oid(id), der.booleanTrue(), der.octetString(value))
+    : der.sequence(der.oid(id), der.octetString(value));
+}
+
+/** How the CA's key signs: the hash node:crypto uses and the AlgorithmIdentifier that names it. */
+function signatureAlgorithm(key: KeyDescription): { hash: string | null; id: Buffer } {
+  switch (key.algorithm) {
+    case 'ECDSA': {
+      const [hash, id] =
+        key.size === 384
+          ? ['sha384', '1.2.840.10045.4.3.3']
+          : key.size === 521
+            ? ['sha512', '1.2.840.10045.4.3.4']
+            : ['sha256', '1.2.840.10045.4.3.2'];
+      return { hash, id: der.sequence(der.oid(id)) };
+    }
+    case 'RSA':
+      return { hash: 'sha256', id: der.sequence(der.oid('1.2.840.113549.1.1.11'), der.nullValue()) };
+    case 'Ed25519':
+      return { hash: null, id: der.sequence(der.oid('1.3.101.112')) };
+  }
+}
+
+const signAsync = (hash: string | null, data: Buffer, key: KeyObject) =>
+  new Promise<Buffer>((resolve, reject) =>
+    sign(hash, data, key, (err, signature) => (err ? reject(err) : resolve(signature))),
+  );
 
 /** An existing key to sign for instead of generating one (rotationPolicy: Never). */
 export interface ReusedKey {
@@ -123,7 +176,9 @@ export interface ReusedKey {
 
 /**
  * Issues a certificate for `req`, signed by `ca`. The key is generated here
- * unless one is passed to reuse. The leaf never outlives the CA.
+ * unless one is passed to reuse. The leaf never outlives the CA. The DER is
+ * written directly (see der.ts for why); key generation and signing run on
+ * the thread pool.
  */
 export async function issueCertificate(
   ca: CertificateAuthority,
@@ -134,70 +189,72 @@ export async function issueCertificate(
   const problems = requestProblems(req);
   if (problems.length > 0) throw new PkiError(PkiErrorCode.InvalidRequest, `${problems.join('; ')}`);
   const spec = normalizeKeySpec(req.key);
-  let keyObject: KeyObject;
-  let publicKey: CryptoKey;
-  let description: KeyDescription;
-  if (reuse && reuse.description.algorithm === spec.algorithm && reuse.description.size === spec.size) {
-    keyObject = reuse.keyObject;
-    description = reuse.description;
-    publicKey = await subtle.importKey(
-      'spki',
-      new Uint8Array(publicKeySpki(keyObject)),
-      description.algorithm === 'ECDSA'
-        ? { name: 'ECDSA', namedCurve: description.size === 384 ? 'P-384' : 'P-256' }
-        : description.algorithm === 'RSA'
-          ? { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }
-          : { name: 'Ed25519' },
-      true,
-      ['verify'],
-    );
-  } else {
-    const generated = await generateKey(spec);
-    keyObject = generated.keyObject;
-    publicKey = generated.publicKey;
-    description = generated.description;
-  }
+  const { keyObject, description } =
+    reuse && reuse.description.algorithm === spec.algorithm && reuse.description.size === spec.size
+      ? reuse
+      : await generatePrivateKey(spec);
+  const spki = publicKeySpki(keyObject);
 
   const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000);
-  const notAfter = new Date(Math.min(notBefore.getTime() + req.durationMs, ca.facts.notAfter.getTime()));
+  const notAfter = new Date(
+    Math.floor(Math.min(notBefore.getTime() + req.durationMs, ca.facts.notAfter.getTime()) / 1000) * 1000,
+  );
   const isCA = req.isCA ?? false;
   const usages = splitUsages(req.usages && req.usages.length > 0 ? req.usages : DEFAULT_USAGES, isCA);
   const subject = subjectName(req);
 
-  const sans: x509.JsonGeneralName[] = [
-    ...(req.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
-    ...(req.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
-    ...(req.uris ?? []).map((value) => ({ type: 'url' as const, value })),
-    ...(req.emailAddresses ?? []).map((value) => ({ type: 'email' as const, value })),
+  const names: Buffer[] = [
+    ...(req.dnsNames ?? []).map((v) => der.implicit(2, Buffer.from(v, 'ascii'))),
+    ...(req.ipAddresses ?? []).map((v) => der.implicit(7, der.ipBytes(v))),
+    ...(req.uris ?? []).map((v) => der.implicit(6, Buffer.from(v, 'ascii'))),
+    ...(req.emailAddresses ?? []).map((v) => der.implicit(1, Buffer.from(v, 'ascii'))),
   ];
-  const extensions: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(isCA, undefined, true),
-    new x509.KeyUsagesExtension(usages.keyUsageFlags, true),
-    await x509.SubjectKeyIdentifierExtension.create(publicKey),
+  const extensions: Buffer[] = [
+    extension(OID.basicConstraints, true, isCA ? der.sequence(der.booleanTrue()) : der.sequence()),
   ];
+  // RFC 5280: a KeyUsage extension names at least one usage; with none it is left out.
+  if (usages.keyUsageFlags !== 0)
+    extensions.push(extension(OID.keyUsage, true, der.namedBits(usages.keyUsageFlags)));
+  extensions.push(
+    extension(
+      OID.subjectKeyId,
+      false,
+      der.octetString(createHash('sha1').update(der.spkiPublicKeyBits(spki)).digest()),
+    ),
+  );
   if (usages.extendedKeyUsageOids.length > 0) {
-    extensions.push(new x509.ExtendedKeyUsageExtension(usages.extendedKeyUsageOids, false));
+    extensions.push(
+      extension(OID.extKeyUsage, false, der.sequence(...usages.extendedKeyUsageOids.map((o) => der.oid(o)))),
+    );
   }
-  if (ca.facts.subjectKeyId)
-    extensions.push(new x509.AuthorityKeyIdentifierExtension(ca.facts.subjectKeyId, false));
+  if (ca.facts.subjectKeyId) {
+    extensions.push(
+      extension(
+        OID.authorityKeyId,
+        false,
+        der.sequence(der.implicit(0, Buffer.from(ca.facts.subjectKeyId, 'hex'))),
+      ),
+    );
+  }
   // RFC 5280: with an empty subject the SAN extension must be critical.
-  if (sans.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(sans, subject.length === 0));
+  if (names.length > 0) extensions.push(extension(OID.subjectAltName, subject.empty, der.sequence(...names)));
 
   const serialNumber = randomSerial();
-  const leaf = await x509.X509CertificateGenerator.create({
-    serialNumber,
-    subject,
-    issuer: ca.certificate.cert.subjectName,
-    notBefore,
-    notAfter,
-    publicKey,
-    signingKey: ca.signingKey,
-    signingAlgorithm: ca.signingAlgorithm,
-    extensions,
-  });
-  const leafPem = leaf.toString('pem');
+  const algorithm = signatureAlgorithm(ca.keyDescription);
+  const tbs = der.sequence(
+    der.explicit(0, der.smallInteger(2)),
+    der.unsignedInteger(Buffer.from(serialNumber, 'hex')),
+    algorithm.id,
+    ca.subjectDer,
+    der.sequence(der.time(notBefore), der.time(notAfter)),
+    subject.der,
+    spki,
+    der.explicit(3, der.sequence(...extensions)),
+  );
+  const signature = await signAsync(algorithm.hash, tbs, ca.signingKey);
+  const leafPem = encodePem('CERTIFICATE', der.sequence(tbs, algorithm.id, der.bitString(signature)));
   return {
-    certificatePem: `${leafPem.trimEnd()}\n${ca.chainPem}`,
+    certificatePem: `${leafPem}${ca.chainPem}`,
     privateKeyPem: exportPrivateKeyPem(keyObject, req.key?.encoding ?? KeyEncoding.PKCS8),
     caPem: ca.trustAnchorPem,
     // As certificates print it: hex without leading zeros.

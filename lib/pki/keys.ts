@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, KeyObject, webcrypto } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair, KeyObject, webcrypto } from 'node:crypto';
 import { PkiError, PkiErrorCode } from './errors.ts';
 import { decodePem, MAX_KEY_PEM_BYTES } from './pem.ts';
 
@@ -73,17 +73,6 @@ export function signingAlgorithmFor(key: KeyDescription): Algorithm | EcdsaParam
   }
 }
 
-function importParamsFor(key: KeyDescription): Algorithm | EcKeyImportParams | RsaHashedImportParams {
-  switch (key.algorithm) {
-    case KeyAlgorithm.ECDSA:
-      return { name: 'ECDSA', namedCurve: curveFor(key.size) } as EcKeyImportParams;
-    case KeyAlgorithm.RSA:
-      return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as RsaHashedImportParams;
-    case KeyAlgorithm.Ed25519:
-      return { name: 'Ed25519' };
-  }
-}
-
 export interface GeneratedKey {
   keyObject: KeyObject;
   publicKey: CryptoKey;
@@ -112,6 +101,29 @@ export async function generateKey(spec: Partial<KeySpec> | undefined): Promise<G
     privateKey: pair.privateKey,
     description: { algorithm, size },
   };
+}
+
+/** A private key as a KeyObject, generated on the thread pool (no WebCrypto round trip). */
+export async function generatePrivateKey(
+  spec: Partial<KeySpec> | undefined,
+): Promise<{ keyObject: KeyObject; description: KeyDescription }> {
+  const description = normalizeKeySpec(spec);
+  const done =
+    (resolve: (k: KeyObject) => void, reject: (e: Error) => void) =>
+    (err: Error | null, _pub: KeyObject, priv: KeyObject) =>
+      err ? reject(err) : resolve(priv);
+  const keyObject = await new Promise<KeyObject>((resolve, reject) => {
+    if (description.algorithm === KeyAlgorithm.ECDSA)
+      generateKeyPair('ec', { namedCurve: curveFor(description.size) }, done(resolve, reject));
+    else if (description.algorithm === KeyAlgorithm.RSA)
+      generateKeyPair(
+        'rsa',
+        { modulusLength: description.size, publicExponent: 0x10001 },
+        done(resolve, reject),
+      );
+    else generateKeyPair('ed25519', {}, done(resolve, reject));
+  });
+  return { keyObject, description };
 }
 
 /** PEM of a private key in the requested encoding. PKCS#1 means SEC1 for ECDSA, as OpenSSL writes it. */
@@ -210,9 +222,4 @@ export function parsePrivateKeyPem(pem: string | Buffer, what = 'private key'): 
 /** The DER SubjectPublicKeyInfo of a private key, to compare with a certificate's. */
 export function publicKeySpki(key: KeyObject): Buffer {
   return createPublicKey(key).export({ type: 'spki', format: 'der' });
-}
-
-/** A WebCrypto signing key from a parsed private key. */
-export function toSigningKey(key: KeyObject, description: KeyDescription): CryptoKey {
-  return key.toCryptoKey(importParamsFor(description), false, ['sign']) as unknown as CryptoKey;
 }

@@ -179,21 +179,23 @@ export class CertificateController {
         this.queue.cancel(objectKey(c));
         this.queue.add(objectKey(c));
       });
-    const secretChanged = (s: V1Secret) => {
+    const secretChanged = (s: V1Secret, deleted = false) => {
       const key = objectKey(s);
       const written = this.written.get(key);
       if (written && !resourceVersionNewer(written.metadata?.resourceVersion, s.metadata?.resourceVersion)) {
         this.written.delete(key);
+        // The echo of this replica's own write: the reconcile that made it already accounted for it.
+        if (!deleted && written.metadata?.resourceVersion === s.metadata?.resourceVersion) return;
       }
       const name = s.metadata?.annotations?.[Annotation.CertificateName];
       if (name) this.queue.add(`${s.metadata!.namespace}/${name}`);
     };
     this.secrets
-      .on('add', secretChanged)
-      .on('update', secretChanged)
+      .on('add', (s) => secretChanged(s))
+      .on('update', (s) => secretChanged(s))
       .on('delete', (s) => {
         this.written.delete(objectKey(s));
-        secretChanged(s);
+        secretChanged(s, true);
       });
   }
 

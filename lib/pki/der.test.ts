@@ -1,0 +1,66 @@
+import { X509Certificate } from 'node:crypto';
+import { testCA } from '../testing/pki.ts';
+import { certificateSubject, ipBytes, namedBits, oid, time, tlv, unsignedInteger } from './der.ts';
+
+const hex = (b: Buffer) => b.toString('hex');
+
+describe('DER writer', () => {
+  it('encodes short and long lengths', () => {
+    expect(hex(tlv(0x04, Buffer.alloc(3)))).toBe('0403000000');
+    expect(hex(tlv(0x04, Buffer.alloc(200)).subarray(0, 3))).toBe('0481c8');
+    expect(hex(tlv(0x04, Buffer.alloc(300)).subarray(0, 4))).toBe('0482012c');
+  });
+
+  it('encodes object identifiers with multi-byte arcs', () => {
+    expect(hex(oid('1.2.840.113549.1.1.11'))).toBe('06092a864886f70d01010b');
+    expect(hex(oid('2.5.29.17'))).toBe('0603551d11');
+    expect(() => oid('1')).toThrow(/not an object identifier/);
+  });
+
+  it('encodes non-negative integers minimally, with a zero byte before a set top bit', () => {
+    expect(hex(unsignedInteger(Buffer.from([0x80])))).toBe('02020080');
+    expect(hex(unsignedInteger(Buffer.from([0, 0, 0x7f])))).toBe('02017f');
+    expect(hex(unsignedInteger(Buffer.from([0])))).toBe('020100');
+  });
+
+  it('encodes key usage bits with trailing zero bits dropped', () => {
+    // digitalSignature | keyEncipherment: bits 0 and 2 -> 1010 0000, 5 unused bits.
+    expect(hex(namedBits(1 | 4))).toBe('030205a0');
+    // digitalSignature | keyCertSign | cRLSign: bits 0, 5, 6 -> 1000 0110, 1 unused bit.
+    expect(hex(namedBits(1 | 32 | 64))).toBe('03020186');
+    // decipherOnly is bit 8: a second byte.
+    expect(hex(namedBits(256))).toBe('0303070080');
+  });
+
+  it('uses UTCTime through 2049 and GeneralizedTime from 2050', () => {
+    expect(time(new Date('2049-12-31T23:59:59Z')).toString('latin1').slice(2)).toBe('491231235959Z');
+    expect(time(new Date('2049-12-31T23:59:59Z'))[0]).toBe(0x17);
+    expect(time(new Date('2050-01-01T00:00:00Z')).toString('latin1').slice(2)).toBe('20500101000000Z');
+    expect(time(new Date('2050-01-01T00:00:00Z'))[0]).toBe(0x18);
+  });
+
+  it.each([
+    ['10.0.0.7', '0a000007'],
+    ['2001:db8::1', '20010db8000000000000000000000001'],
+    ['::1', '00000000000000000000000000000001'],
+    ['::', '00000000000000000000000000000000'],
+    ['fe80::', 'fe800000000000000000000000000000'],
+    ['::ffff:1.2.3.4', '00000000000000000000ffff01020304'],
+    ['2001:0db8:0000:0000:0000:ff00:0042:8329', '20010db8000000000000ff0000428329'],
+  ])('writes the IP address %s as %s', (ip, expected) => {
+    expect(hex(ipBytes(ip))).toBe(expected);
+  });
+
+  it('refuses what is not an IP address', () => {
+    expect(() => ipBytes('10.0.0')).toThrow(/not an IP address/);
+  });
+
+  it("finds a certificate's subject byte for byte", async () => {
+    const { ca } = await testCA({ commonName: 'Subject Finder' });
+    const subject = certificateSubject(ca.certificate.der);
+    // A self-signed certificate's issuer is its subject; node:crypto agrees it holds the CN.
+    expect(subject.includes(Buffer.from('Subject Finder'))).toBe(true);
+    expect(new X509Certificate(ca.certificate.der).subject).toContain('CN=Subject Finder');
+    expect(() => certificateSubject(Buffer.from([0x30, 0x05, 0x30]))).toThrow(/DER/);
+  });
+});

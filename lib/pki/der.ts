@@ -1,0 +1,193 @@
+// A small DER writer (and a reader that only finds element boundaries) for
+// the one structure Sigil builds at volume: a leaf certificate. @peculiar/x509
+// builds the same certificate through a generic ASN.1 schema layer and parses
+// its own output back, about 3 ms per certificate and the largest single cost
+// of a burst of issuance; this writes the fixed template directly. Parsing
+// stays with @peculiar/x509 and node:crypto, which the tests use to read every
+// certificate written here back (and OpenSSL to verify it).
+import { isIP } from 'node:net';
+import { canonicalIp } from './names.ts';
+
+const Tag = {
+  Boolean: 0x01,
+  Integer: 0x02,
+  BitString: 0x03,
+  OctetString: 0x04,
+  Null: 0x05,
+  Oid: 0x06,
+  Utf8String: 0x0c,
+  PrintableString: 0x13,
+  Ia5String: 0x16,
+  UtcTime: 0x17,
+  GeneralizedTime: 0x18,
+  Sequence: 0x30,
+  Set: 0x31,
+} as const;
+
+function lengthBytes(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+
+/** One element: tag, length, content. */
+export function tlv(tag: number, content: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([tag]), lengthBytes(content.length), content]);
+}
+
+export const sequence = (...items: Buffer[]) => tlv(Tag.Sequence, Buffer.concat(items));
+/** A SET of one element (Sigil never writes larger sets, so DER's sort order never arises). */
+export const setOfOne = (item: Buffer) => tlv(Tag.Set, item);
+export const octetString = (b: Buffer) => tlv(Tag.OctetString, b);
+export const nullValue = () => tlv(Tag.Null, Buffer.alloc(0));
+export const booleanTrue = () => tlv(Tag.Boolean, Buffer.from([0xff]));
+export const utf8String = (s: string) => tlv(Tag.Utf8String, Buffer.from(s, 'utf8'));
+export const ia5String = (s: string) => tlv(Tag.Ia5String, Buffer.from(s, 'ascii'));
+/** [n] EXPLICIT: a constructed context tag around a whole element. */
+export const explicit = (n: number, inner: Buffer) => tlv(0xa0 | n, inner);
+/** [n] IMPLICIT on a primitive: the content with a context tag instead of its own. */
+export const implicit = (n: number, content: Buffer) => tlv(0x80 | n, content);
+
+/** PrintableString when the text fits its alphabet (countryName must be one), else UTF8String. */
+export function directoryString(s: string, preferPrintable: boolean): Buffer {
+  return preferPrintable && /^[A-Za-z0-9 '()+,\-./:=?]*$/.test(s)
+    ? tlv(Tag.PrintableString, Buffer.from(s, 'ascii'))
+    : utf8String(s);
+}
+
+/** A non-negative INTEGER from big-endian magnitude bytes (a leading zero added when the top bit is set). */
+export function unsignedInteger(magnitude: Buffer): Buffer {
+  let start = 0;
+  while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
+  const trimmed = magnitude.subarray(start);
+  return tlv(Tag.Integer, (trimmed[0]! & 0x80) !== 0 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed);
+}
+
+export const smallInteger = (n: number) => unsignedInteger(Buffer.from([n]));
+
+export function oid(dotted: string): Buffer {
+  const parts = dotted.split('.').map(Number);
+  if (parts.length < 2 || parts.some((p) => !Number.isInteger(p) || p < 0)) {
+    throw new Error(`not an object identifier: ${dotted}`);
+  }
+  const bytes: number[] = [];
+  const arc = (v: number) => {
+    const chunk: number[] = [v & 0x7f];
+    for (let x = Math.floor(v / 128); x > 0; x = Math.floor(x / 128)) chunk.unshift(0x80 | (x & 0x7f));
+    bytes.push(...chunk);
+  };
+  arc(parts[0]! * 40 + parts[1]!);
+  for (const p of parts.slice(2)) arc(p);
+  return tlv(Tag.Oid, Buffer.from(bytes));
+}
+
+/** A BIT STRING holding whole bytes (signatures, public keys). */
+export const bitString = (bytes: Buffer) => tlv(Tag.BitString, Buffer.concat([Buffer.from([0]), bytes]));
+
+/**
+ * A named-bit BIT STRING (KeyUsage): bit i of `flags` is bit i of the string,
+ * counted from the most significant bit of the first byte; trailing zero bits
+ * are dropped as DER requires.
+ */
+export function namedBits(flags: number): Buffer {
+  if (flags === 0) return tlv(Tag.BitString, Buffer.from([0]));
+  const highest = 31 - Math.clz32(flags);
+  const out = Buffer.alloc(Math.floor(highest / 8) + 1);
+  for (let i = 0; i <= highest; i++) if (flags & (1 << i)) out[i >> 3]! |= 0x80 >> (i & 7);
+  return tlv(Tag.BitString, Buffer.concat([Buffer.from([7 - (highest % 8)]), out]));
+}
+
+/** RFC 5280: UTCTime through 2049, GeneralizedTime from 2050; whole seconds, UTC. */
+export function time(d: Date): Buffer {
+  const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
+  const digits = iso.slice(0, 19).replace(/[-T:]/g, '');
+  const year = d.getUTCFullYear();
+  return year < 2050
+    ? tlv(Tag.UtcTime, Buffer.from(`${digits.slice(2)}Z`, 'ascii'))
+    : tlv(Tag.GeneralizedTime, Buffer.from(`${digits}Z`, 'ascii'));
+}
+
+/** Where one element sits in a buffer. */
+export interface Element {
+  tag: number;
+  /** Offset of the tag byte. */
+  start: number;
+  /** Offset of the first content byte. */
+  contentStart: number;
+  /** Offset just past the content. */
+  end: number;
+}
+
+/** Reads one element's header at `offset`. Throws on truncated or oversized lengths. */
+export function readElement(buf: Buffer, offset: number): Element {
+  const tag = buf[offset];
+  const first = buf[offset + 1];
+  if (tag === undefined || first === undefined) throw new Error('DER: truncated element');
+  let length = first;
+  let contentStart = offset + 2;
+  if (first & 0x80) {
+    const n = first & 0x7f;
+    if (n === 0 || n > 4) throw new Error('DER: unsupported length');
+    length = 0;
+    for (let i = 0; i < n; i++) {
+      const b = buf[offset + 2 + i];
+      if (b === undefined) throw new Error('DER: truncated length');
+      length = length * 256 + b;
+    }
+    contentStart += n;
+  }
+  const end = contentStart + length;
+  if (end > buf.length) throw new Error('DER: element runs past the end');
+  return { tag, start: offset, contentStart, end };
+}
+
+/** The elements directly inside a constructed element. */
+export function children(buf: Buffer, parent: Element): Element[] {
+  const out: Element[] = [];
+  for (let at = parent.contentStart; at < parent.end; ) {
+    const e = readElement(buf, at);
+    out.push(e);
+    at = e.end;
+  }
+  return out;
+}
+
+/** The subject Name of a DER certificate, byte for byte (a leaf's issuer must match it exactly). */
+export function certificateSubject(certDer: Buffer): Buffer {
+  const cert = readElement(certDer, 0);
+  const tbs = children(certDer, cert)[0];
+  if (!tbs) throw new Error('DER: certificate without TBSCertificate');
+  const fields = children(certDer, tbs);
+  // version [0] is optional; then serial, signature, issuer, validity, subject.
+  const skip = fields[0]?.tag === 0xa0 ? 1 : 0;
+  const subject = fields[skip + 4];
+  if (!subject) throw new Error('DER: TBSCertificate without subject');
+  return certDer.subarray(subject.start, subject.end);
+}
+
+/** The subjectPublicKey bits of a SubjectPublicKeyInfo (what a key identifier hashes). */
+export function spkiPublicKeyBits(spki: Buffer): Buffer {
+  const info = readElement(spki, 0);
+  const bits = children(spki, info)[1];
+  if (!bits || bits.tag !== Tag.BitString) throw new Error('DER: SubjectPublicKeyInfo without a key');
+  return spki.subarray(bits.contentStart + 1, bits.end);
+}
+
+/** 4 bytes for IPv4, 16 for IPv6 (the iPAddress GeneralName form). */
+export function ipBytes(ip: string): Buffer {
+  const kind = isIP(ip);
+  if (kind === 4) return Buffer.from(ip.split('.').map(Number));
+  if (kind !== 6) throw new Error(`not an IP address: ${ip}`);
+  // The canonical form has no embedded IPv4 part and at most one "::".
+  const [head = '', tail] = canonicalIp(ip).split('::');
+  const words = (s: string) => (s === '' ? [] : s.split(':').map((g) => Number.parseInt(g, 16)));
+  const left = words(head);
+  const right = tail === undefined ? [] : words(tail);
+  const all = [...left, ...new Array(8 - left.length - right.length).fill(0), ...right];
+  const out = Buffer.alloc(16);
+  all.forEach((w, i) => {
+    out.writeUInt16BE(w, i * 2);
+  });
+  return out;
+}
