@@ -7,7 +7,8 @@
 import { mkdtempSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
+import { CoreV1Api, Watch } from '@kubernetes/client-node';
+import { loadKubeConfig } from '../lib/kube/config.ts';
 import { removeDir, startControlPlane, stopControlPlane } from '../lib/testing/controlplane.ts';
 import { setupInjection } from '../test/support/webhook.ts';
 
@@ -15,8 +16,7 @@ const COUNT = Number(process.env.COUNT ?? 200);
 const dir = mkdtempSync(join(tmpdir(), 'sigil-bench-'));
 const cp = await startControlPlane({ dir, persistent: false });
 try {
-  const kc = new KubeConfig();
-  kc.loadFromFile(cp.kubeconfig);
+  const kc = loadKubeConfig(cp.kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
   const setup = await setupInjection(kc);
   const ns = `bench-${Date.now()}`;

@@ -6,7 +6,8 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { loadKubeConfig } from '../lib/kube/config.ts';
 import { removeDir, startControlPlane, stopControlPlane } from '../lib/testing/controlplane.ts';
 import {
   createCertificate,
@@ -82,8 +83,7 @@ const profDir = join(ROOT, 'bench', 'results', 'profiles');
 mkdirSync(profDir, { recursive: true });
 const cp = await startControlPlane({ dir, persistent: false });
 try {
-  const kc = new KubeConfig();
-  kc.loadFromFile(cp.kubeconfig);
+  const kc = loadKubeConfig(cp.kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
   await setupClusterIssuer(kc);

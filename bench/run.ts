@@ -7,14 +7,9 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, Plural, VERSION } from '../lib/api/types.ts';
+import { loadKubeConfig } from '../lib/kube/config.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
 import { webhookConfiguration } from '../lib/kube/webhookconfig.ts';
 import { freePort, removeDir, startControlPlane, stopControlPlane } from '../lib/testing/controlplane.ts';
@@ -53,8 +48,7 @@ const row = (name: string, text: string) => {
 let svg = '';
 const dir = mkdtempSync(join(tmpdir(), 'sigil-bench-'));
 const cp = await startControlPlane({ dir, persistent: false });
-const kc = new KubeConfig();
-kc.loadFromFile(cp.kubeconfig);
+const kc = loadKubeConfig(cp.kubeconfig);
 const core = kc.makeApiClient(CoreV1Api);
 const custom = kc.makeApiClient(CustomObjectsApi);
 

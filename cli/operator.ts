@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { loadKubeConfig } from '../lib/kube/config.ts';
 import { createLogger } from '../lib/log.ts';
 import { formatDuration, parseDuration } from '../lib/pki/renewal.ts';
+import { DEFAULT_NORMAL_EVENTS_PER_SECOND } from '../operator/certificates/controller.ts';
 import { startOperator } from '../operator/operator.ts';
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
@@ -56,6 +57,11 @@ export function operatorCommand(program: Command) {
       '--api-qps <n>',
       'upper bound on reconciles started per second (each makes one or two writes); 0 for none',
       env('SIGIL_API_QPS', '0'),
+    )
+    .option(
+      '--event-qps <n>',
+      'Normal Events (Issued) recorded per second at most, bursting to ten times that; Warnings are always recorded; 0 for no limit',
+      env('SIGIL_EVENT_QPS', String(DEFAULT_NORMAL_EVENTS_PER_SECOND)),
     )
     .option(
       '--identity-grace-period <duration>',
@@ -126,6 +132,19 @@ export function operatorCommand(program: Command) {
         logger.error('invalid --min-duration or --lease-duration: use a Go duration such as 1h or 15s');
         process.exit(2);
       }
+      for (const [flag, value] of [
+        ['--concurrency', opts.concurrency],
+        ['--api-qps', opts.apiQps],
+        ['--event-qps', opts.eventQps],
+      ] as const) {
+        const n = Number(value);
+        if (!Number.isFinite(n) || n < 0 || (flag === '--concurrency' && (n < 1 || !Number.isInteger(n)))) {
+          logger.error(
+            `invalid ${flag} "${value}": use ${flag === '--concurrency' ? 'a whole number of at least 1' : 'a number, 0 for no limit'}`,
+          );
+          process.exit(2);
+        }
+      }
       const certDurationMs = parseDuration(opts.webhookCertDuration);
       const caDurationMs = parseDuration(opts.webhookCaDuration);
       if (certDurationMs === undefined || caDurationMs === undefined) {
@@ -185,6 +204,7 @@ export function operatorCommand(program: Command) {
           : undefined,
         concurrency: Number(opts.concurrency),
         apiQps: Number(opts.apiQps),
+        eventQps: Number(opts.eventQps),
         logger,
         onLostLeadership: () => {
           logger.error('leadership lost; exiting so a fresh process can campaign again');

@@ -74,6 +74,12 @@ export function createOperatorMetrics() {
       labelNames: ['verb', 'resource'],
       registers: [registry],
     }),
+    eventsDropped: new Counter({
+      name: 'sigil_events_dropped_total',
+      help: 'Normal Events not recorded because more were due per second than --event-qps allows (the status still says it).',
+      labelNames: ['type', 'reason'],
+      registers: [registry],
+    }),
     cachedObjects: new Gauge({
       name: 'sigil_controller_cached_objects',
       help: "Objects held in the operator's informer caches, by resource.",

@@ -35,6 +35,8 @@ export interface OperatorOptions {
   concurrency: number;
   /** Reconciles started per second at most; 0 for no limit. */
   apiQps?: number;
+  /** Normal Events per second at most (bursting to ten times that); 0 for no limit. */
+  eventQps?: number | undefined;
   logger: Logger;
   now?: () => Date;
   leaseDurationMs?: number;
@@ -97,6 +99,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       watchNamespace: o.watchNamespace,
       concurrency: o.concurrency,
       ratePerSecond: o.apiQps ?? 0,
+      normalEventsPerSecond: o.eventQps,
       logger,
       metrics,
       now,

@@ -3,6 +3,8 @@
 // failures retry with per-key exponential backoff; delayed adds are timers,
 // not polling. The clock and timers are injectable for tests.
 
+import { TokenBucket } from './ratelimit.ts';
+
 export interface QueueOptions {
   /** Workers processing keys in parallel. */
   concurrency: number;
@@ -33,8 +35,7 @@ export class WorkQueue {
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private active = 0;
   private shuttingDown = false;
-  private tokens: number;
-  private lastRefill: number;
+  private readonly bucket: TokenBucket;
   private refillTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private idleWaiters: (() => void)[] = [];
@@ -46,8 +47,8 @@ export class WorkQueue {
     this.process = process;
     this.options = options;
     this.now = options.now ?? Date.now;
-    this.tokens = options.burst ?? Math.max(1, options.ratePerSecond ?? 0);
-    this.lastRefill = this.now();
+    const rate = options.ratePerSecond ?? 0;
+    this.bucket = new TokenBucket(rate, options.burst ?? Math.max(1, rate), this.now);
   }
 
   get depth(): number {
@@ -140,24 +141,12 @@ export class WorkQueue {
   }
 
   private takeToken(): boolean {
-    const rate = this.options.ratePerSecond ?? 0;
-    if (rate <= 0) return true;
-    const now = this.now();
-    const burst = this.options.burst ?? Math.max(1, rate);
-    this.tokens = Math.min(burst, this.tokens + ((now - this.lastRefill) / 1000) * rate);
-    this.lastRefill = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return true;
-    }
+    if (this.bucket.take()) return true;
     if (!this.refillTimer) {
-      this.refillTimer = setTimeout(
-        () => {
-          this.refillTimer = undefined;
-          this.pump();
-        },
-        Math.ceil(((1 - this.tokens) / rate) * 1000),
-      );
+      this.refillTimer = setTimeout(() => {
+        this.refillTimer = undefined;
+        this.pump();
+      }, this.bucket.waitMs());
     }
     return false;
   }

@@ -30,6 +30,7 @@ import {
 import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
+import { TokenBucket } from '../../lib/kube/ratelimit.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
 import { type KeyPair, readKeyPair } from '../../lib/pki/inspect.ts';
 import { issueCertificate } from '../../lib/pki/issue.ts';
@@ -65,6 +66,9 @@ export const EventReason = {
   Denied: 'PolicyDenied',
 } as const;
 
+/** Default budget for Normal Events: a steady trickle of renewals is always recorded. */
+export const DEFAULT_NORMAL_EVENTS_PER_SECOND = 5;
+
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const FIELD_MANAGER = 'sigil-operator';
 
@@ -81,6 +85,8 @@ export interface CertificateControllerOptions {
   watchNamespace?: string | undefined;
   concurrency: number;
   ratePerSecond?: number;
+  /** Normal Events (Issued) recorded per second at most, bursting to ten times that; Warnings always. 0: no limit. */
+  normalEventsPerSecond?: number | undefined;
   logger: Logger;
   metrics: OperatorMetrics;
   now: () => Date;
@@ -114,6 +120,7 @@ export class CertificateController {
   private readonly o: CertificateControllerOptions;
   private readonly core: CoreV1Api;
   private eventErrorLogged = false;
+  private readonly normalEvents: TokenBucket;
   /** Secrets this replica wrote that the informer has not delivered yet. */
   private readonly written = new Map<string, V1Secret>();
   /** The Certificate as the API server returned it after this replica's last status write. */
@@ -122,6 +129,8 @@ export class CertificateController {
   constructor(o: CertificateControllerOptions) {
     this.o = o;
     this.core = o.kc.makeApiClient(CoreV1Api);
+    const eventRate = o.normalEventsPerSecond ?? DEFAULT_NORMAL_EVENTS_PER_SECOND;
+    this.normalEvents = new TokenBucket(eventRate, 10 * eventRate);
     const count = (resource: string) => (verb: string) => o.metrics.apiRequests.inc({ verb, resource });
     this.certificates = new Informer<Certificate>(o.kc, {
       name: 'certificates',
@@ -616,6 +625,12 @@ export class CertificateController {
   }
 
   private event(certificate: Certificate, type: 'Normal' | 'Warning', reason: string, message: string) {
+    // Under a burst of issuance, Issued Events would add a third write per certificate for what the
+    // status already says; past the budget they are counted, not written. Warnings are always written.
+    if (type === 'Normal' && !this.normalEvents.take()) {
+      this.o.metrics.eventsDropped.inc({ type, reason });
+      return;
+    }
     const now = new Date();
     this.core
       .createNamespacedEvent({

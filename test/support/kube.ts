@@ -1,7 +1,8 @@
 // Helpers for integration tests: clients for the run's control plane and
 // namespaces of their own.
 import { randomBytes } from 'node:crypto';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { loadKubeConfig } from '../../lib/kube/config.ts';
 
 export function testKubeConfig(): KubeConfig {
   const path = process.env.SIGIL_TEST_KUBECONFIG;
@@ -9,8 +10,7 @@ export function testKubeConfig(): KubeConfig {
     throw new Error(
       'SIGIL_TEST_KUBECONFIG is not set: run integration tests through jest (npm run test:integration)',
     );
-  const kc = new KubeConfig();
-  kc.loadFromFile(path);
+  const kc = loadKubeConfig(path);
   return kc;
 }
 
