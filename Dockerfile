@@ -15,6 +15,9 @@ RUN npm run build && npm prune --omit=dev
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
+# A smaller young generation: under a burst of issuance the default lets the
+# heap (and RSS) run ~100 MiB higher for ~10% less CPU (make bench-profile).
+ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules

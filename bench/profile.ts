@@ -22,6 +22,8 @@ import {
 
 const COUNT = Number(process.env.COUNT ?? 2000);
 const TOP = Number(process.env.TOP ?? 25);
+/** CPU_PROFILE=0 runs without the profiler (whose samples take memory too), for the memory figures. */
+const CPU_PROFILE = process.env.CPU_PROFILE !== '0';
 
 interface ProfileNode {
   id: number;
@@ -89,9 +91,9 @@ try {
   await setupClusterIssuer(kc);
   const before = new Set(readdirSync(profDir));
   const operator = await startOperatorProcess(cp.kubeconfig, ['--concurrency', '16'], false, [
-    '--cpu-prof',
-    '--cpu-prof-dir',
-    profDir,
+    ...(process.env.OPERATOR_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+    ...(CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
+    ...(process.env.HEAP_SNAPSHOT ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profDir}`] : []),
   ]);
   console.log(`machine: ${JSON.stringify(machine())}`);
   const ns = 'profile';
@@ -115,16 +117,29 @@ try {
   console.log(
     `${COUNT} Certificates Ready in ${seconds.toFixed(1)} s (${(COUNT / seconds).toFixed(0)}/s); operator CPU ${cpu.toFixed(1)} s (${((1000 * cpu) / COUNT).toFixed(1)} ms per certificate), peak RSS ${stats.peakRssMiB.toFixed(0)} MiB, ${requests} API requests (${(requests / COUNT).toFixed(2)} per certificate), ${reconciles} reconciles; kube-apiserver + etcd CPU ${server.toFixed(1)} s (${((1000 * server) / COUNT).toFixed(1)} ms per certificate)`,
   );
+  const heap = async () => (await operator.metric('sigil_operator_nodejs_heap_size_used_bytes')) / 2 ** 20;
+  const heapAfter = await heap();
+  await new Promise((r) => setTimeout(r, 10_000));
+  console.log(
+    `memory: heap used ${heapAfter.toFixed(0)} MiB right after, ${(await heap()).toFixed(0)} MiB and RSS ${processStats(operator.child.pid!).rssMiB.toFixed(0)} MiB 10 s later`,
+  );
+  if (process.env.HEAP_SNAPSHOT) {
+    // Written into bench/results/profiles after a full GC: what the operator really holds.
+    operator.child.kill('SIGUSR2');
+    await new Promise((r) => setTimeout(r, 15_000));
+  }
   await operator.stop();
-  const written = readdirSync(profDir).filter((f) => !before.has(f) && f.endsWith('.cpuprofile'));
-  if (written.length === 0) throw new Error(`the operator wrote no profile into ${profDir}`);
-  const file = join(profDir, written[0]!);
-  const s = summarise(JSON.parse(readFileSync(file, 'utf8')) as Profile);
-  console.log(`\nprofile: ${file} (${(s.totalMs / 1000).toFixed(1)} s sampled, whole process lifetime)`);
-  console.log('\nself time by package:');
-  for (const l of s.owners) console.log(l);
-  console.log('\nself time by function:');
-  for (const l of s.functions) console.log(l);
+  if (CPU_PROFILE) {
+    const written = readdirSync(profDir).filter((f) => !before.has(f) && f.endsWith('.cpuprofile'));
+    if (written.length === 0) throw new Error(`the operator wrote no profile into ${profDir}`);
+    const file = join(profDir, written[0]!);
+    const s = summarise(JSON.parse(readFileSync(file, 'utf8')) as Profile);
+    console.log(`\nprofile: ${file} (${(s.totalMs / 1000).toFixed(1)} s sampled, whole process lifetime)`);
+    console.log('\nself time by package:');
+    for (const l of s.owners) console.log(l);
+    console.log('\nself time by function:');
+    for (const l of s.functions) console.log(l);
+  }
 } catch (err) {
   console.error(`profile failed: ${(err as Error).stack ?? err}`);
   process.exitCode = 1;
