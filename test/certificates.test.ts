@@ -560,4 +560,22 @@ describe('caching', () => {
     // CA Secrets are watched one by one, by name.
     expect(operator.issuers()!.cachedSecretCount()).toBeLessThanOrEqual(10);
   });
+
+  it('should keep objects without their managedFields, frozen', async () => {
+    // The API server records managedFields on every write; the cache drops them.
+    const fromServer = await core.listNamespacedSecret({
+      namespace: ns,
+      labelSelector: 'sigil.dev/managed=true',
+    });
+    expect(fromServer.items.some((s) => (s.metadata?.managedFields?.length ?? 0) > 0)).toBe(true);
+    const cached = [
+      ...operator.certificates()!.secrets.list(),
+      ...operator.certificates()!.certificates.list(),
+    ];
+    expect(cached.length).toBeGreaterThan(0);
+    for (const o of cached) {
+      expect(o.metadata?.managedFields).toBeUndefined();
+      expect(Object.isFrozen(o)).toBe(true);
+    }
+  });
 });

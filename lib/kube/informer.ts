@@ -34,6 +34,16 @@ export interface InformerOptions<T> {
  * backs off and lists again; a watch that expires (410) or goes silent is
  * re-opened. Objects it hands out are frozen: copy before changing.
  */
+/**
+ * What the cache keeps of an object: all of it but metadata.managedFields
+ * (server-side apply bookkeeping nothing here reads, often the largest part of
+ * a small object's metadata), frozen so no handler can change the cache.
+ */
+function cached<T extends KubernetesObject>(obj: T): T {
+  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+  return Object.freeze(obj);
+}
+
 export class Informer<T extends KubernetesObject> {
   private readonly store = new Map<string, T>();
   private readonly handlers: Record<InformerEvent, Handler<T>[]> = { add: [], update: [], delete: [] };
@@ -120,7 +130,7 @@ export class Informer<T extends KubernetesObject> {
       if (this.stopped) return;
       const seen = new Set<string>();
       for (const item of result.items) {
-        const obj = Object.freeze(item);
+        const obj = cached(item);
         const key = objectKey(obj);
         seen.add(key);
         const old = this.store.get(key);
@@ -182,7 +192,7 @@ export class Informer<T extends KubernetesObject> {
         switch (phase) {
           case 'ADDED':
           case 'MODIFIED': {
-            const frozen = Object.freeze(obj);
+            const frozen = cached(obj);
             const key = objectKey(frozen);
             const old = this.store.get(key);
             this.store.set(key, frozen);
