@@ -29,12 +29,6 @@ export interface InformerOptions<T> {
 }
 
 /**
- * A list+watch cache of one resource, with label and field selectors applied
- * on the server. Unlike client-node's informer it never stops on an error: it
- * backs off and lists again; a watch that expires (410) or goes silent is
- * re-opened. Objects it hands out are frozen: copy before changing.
- */
-/**
  * What the cache keeps of an object: all of it but metadata.managedFields
  * (server-side apply bookkeeping nothing here reads, often the largest part of
  * a small object's metadata), frozen so no handler can change the cache.
@@ -44,6 +38,12 @@ function cached<T extends KubernetesObject>(obj: T): T {
   return Object.freeze(obj);
 }
 
+/**
+ * A list+watch cache of one resource, with label and field selectors applied
+ * on the server. Unlike client-node's informer it never stops on an error: it
+ * backs off and lists again; a watch that expires (410) or goes silent is
+ * re-opened. Objects it hands out are frozen: copy before changing.
+ */
 export class Informer<T extends KubernetesObject> {
   private readonly store = new Map<string, T>();
   private readonly handlers: Record<InformerEvent, Handler<T>[]> = { add: [], update: [], delete: [] };
