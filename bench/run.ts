@@ -218,14 +218,18 @@ try {
     operator = await startOperatorProcess(cp.kubeconfig, ['--concurrency', '16']);
     const total = BULK.reduce((a, b) => a + b, 0) + 2 * SEQUENTIAL;
     let steady = 0;
+    let last = -1;
     for (;;) {
-      const reconciled = await operator.metric('sigil_controller_reconcile_total');
+      const reconciled = await operator.metric(
+        'sigil_controller_reconcile_total',
+        'controller="certificates"',
+      );
       const depth = await operator.metric('sigil_controller_queue_depth', 'controller="certificates"');
-      if (reconciled >= total && depth === 0) {
-        steady = performance.now() - started;
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 250));
+      // Every Certificate looked at, nothing queued, and no reconcile since the last look.
+      if (reconciled >= total && depth === 0 && reconciled === last) break;
+      if (reconciled >= total && depth === 0 && last !== reconciled) steady = performance.now() - started;
+      last = reconciled;
+      await new Promise((r) => setTimeout(r, 500));
     }
     const reissued = await operator.metric('sigil_issuance_total');
     const stats = processStats(operator.child.pid!);

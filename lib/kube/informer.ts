@@ -221,8 +221,12 @@ export class Informer<T extends KubernetesObject> {
         if (this.stopped || generation !== this.watchGeneration) return;
         this.abort = undefined;
         const rewatch = () => this.startWatch();
-        if (expired) void this.relist();
-        else if (err) this.retry('watch', err, rewatch);
+        if (expired) {
+          this.options.logger.info(`informer ${this.options.name}: watch expired (410), listing again`, {
+            informer: this.options.name,
+          });
+          void this.relist();
+        } else if (err) this.retry('watch', err, rewatch);
         else {
           this.failures = 0;
           void rewatch();

@@ -60,7 +60,7 @@ export function loadCertificateAuthority(
   const chain = parseCertificateChain(certPem, `${where} tls.crt`);
   const key = parsePrivateKeyPem(keyPem, `${where} tls.key`);
   const ca = chain[0]!;
-  if (!publicKeySpki(key.keyObject).equals(Buffer.from(ca.cert.publicKey.rawData))) {
+  if (!publicKeySpki(key.keyObject).equals(ca.spki)) {
     throw new PkiError(
       PkiErrorCode.KeyMismatch,
       `${where}: tls.key does not belong to the first certificate in tls.crt; store the CA's own key, and put the CA certificate first`,

@@ -1,8 +1,9 @@
-import { createPublicKey, X509Certificate as NodeX509 } from 'node:crypto';
+import { X509Certificate as NodeX509 } from 'node:crypto';
+import { children, contentHex, readCertificate, readElement, readIp, readOid } from './der.ts';
 import { PkiError, PkiErrorCode } from './errors.ts';
 import { describeKeyObject, type KeyDescription } from './keys.ts';
 import { canonicalIp } from './names.ts';
-import { decodePem, MAX_CHAIN_CERTIFICATES, MAX_PEM_BUNDLE_BYTES } from './pem.ts';
+import { decodePem, encodePem, MAX_CHAIN_CERTIFICATES, MAX_PEM_BUNDLE_BYTES } from './pem.ts';
 import { x509 } from './provider.ts';
 
 export interface SubjectFields {
@@ -39,8 +40,11 @@ export interface CertificateFacts {
 export interface ParsedCertificate {
   pem: string;
   der: Buffer;
-  cert: x509.X509Certificate;
+  /** @peculiar/x509's view of it, built on first use (about a millisecond): facts do not need it. */
+  readonly cert: x509.X509Certificate;
   node: NodeX509;
+  /** The DER SubjectPublicKeyInfo. */
+  spki: Buffer;
   facts: CertificateFacts;
 }
 
@@ -48,49 +52,88 @@ function sortedUnique(values: string[]): string[] {
   return [...new Set(values)].sort();
 }
 
-function factsOf(cert: x509.X509Certificate, node: NodeX509): CertificateFacts {
-  const field = (name: string) => cert.subjectName.getField(name);
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  const names = san?.names.items ?? [];
-  const of = (type: string) => names.filter((n) => n.type === type).map((n) => n.value);
-  const bc = cert.getExtension(x509.BasicConstraintsExtension);
-  const ku = cert.getExtension(x509.KeyUsagesExtension);
-  const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
-  const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension);
-  const aki = cert.getExtension(x509.AuthorityKeyIdentifierExtension);
+const ATTRIBUTE = { CN: '2.5.4.3', C: '2.5.4.6', L: '2.5.4.7', ST: '2.5.4.8', O: '2.5.4.10', OU: '2.5.4.11' };
+const EXTENSION = {
+  basicConstraints: '2.5.29.19',
+  keyUsage: '2.5.29.15',
+  extKeyUsage: '2.5.29.37',
+  subjectKeyId: '2.5.29.14',
+  authorityKeyId: '2.5.29.35',
+  subjectAltName: '2.5.29.17',
+};
+
+/**
+ * The facts, read natively: OpenSSL (node:crypto) has already accepted the
+ * certificate, and the fields it does not expose (key usage bits, key
+ * identifiers, names) are read by walking the DER. @peculiar/x509 took about
+ * a millisecond per certificate for the same, which dominated a restart.
+ */
+function factsOf(der: Buffer, node: NodeX509): { facts: CertificateFacts; spki: Buffer } {
+  const f = readCertificate(der);
+  const field = (oid: string) => f.subject.get(oid) ?? [];
+  const ext = (oid: string) => {
+    const e = f.extensions.get(oid);
+    return e ? { value: e.value, root: readElement(e.value, 0) } : undefined;
+  };
+  const names: Record<'dns' | 'ip' | 'uri' | 'email', string[]> = { dns: [], ip: [], uri: [], email: [] };
+  const san = ext(EXTENSION.subjectAltName);
+  if (san) {
+    for (const n of children(san.value, san.root)) {
+      const bytes = san.value.subarray(n.contentStart, n.end);
+      if (n.tag === 0x81) names.email.push(bytes.toString('utf8'));
+      else if (n.tag === 0x82) names.dns.push(bytes.toString('utf8'));
+      else if (n.tag === 0x86) names.uri.push(bytes.toString('utf8'));
+      else if (n.tag === 0x87) names.ip.push(canonicalIp(readIp(bytes)));
+    }
+  }
+  const bc = ext(EXTENSION.basicConstraints);
+  const bcFirst = bc ? children(bc.value, bc.root)[0] : undefined;
+  const ku = ext(EXTENSION.keyUsage);
+  let keyUsageFlags: number | undefined;
+  if (ku) {
+    keyUsageFlags = 0;
+    const bits = ku.value.subarray(ku.root.contentStart + 1, ku.root.end);
+    for (let i = 0; i < bits.length * 8 && i < 16; i++)
+      if (bits[i >> 3]! & (0x80 >> (i & 7))) keyUsageFlags |= 1 << i;
+  }
+  const eku = ext(EXTENSION.extKeyUsage);
+  const ski = ext(EXTENSION.subjectKeyId);
+  const aki = ext(EXTENSION.authorityKeyId);
+  const akiId = aki ? children(aki.value, aki.root).find((e) => e.tag === 0x80) : undefined;
   return {
-    subject: {
-      commonName: field('CN')[0],
-      organizations: field('O'),
-      organizationalUnits: field('OU'),
-      countries: field('C'),
-      localities: field('L'),
-      provinces: field('ST'),
+    spki: f.spki,
+    facts: {
+      subject: {
+        commonName: field(ATTRIBUTE.CN)[0],
+        organizations: field(ATTRIBUTE.O),
+        organizationalUnits: field(ATTRIBUTE.OU),
+        countries: field(ATTRIBUTE.C),
+        localities: field(ATTRIBUTE.L),
+        provinces: field(ATTRIBUTE.ST),
+      },
+      dnsNames: sortedUnique(names.dns),
+      ipAddresses: sortedUnique(names.ip),
+      uris: sortedUnique(names.uri),
+      emailAddresses: sortedUnique(names.email),
+      isCA: bcFirst?.tag === 0x01 && bc!.value[bcFirst.contentStart] !== 0,
+      keyUsageFlags,
+      extendedKeyUsageOids: sortedUnique(
+        eku ? children(eku.value, eku.root).map((o) => readOid(eku.value, o)) : [],
+      ),
+      key: describeKeyObject(node.publicKey),
+      notBefore: node.validFromDate,
+      notAfter: node.validToDate,
+      serialNumber: f.serialHex.replace(/^0+(?=.)/, ''),
+      subjectKeyId: ski ? contentHex(ski.value, ski.root) : undefined,
+      authorityKeyId: akiId && aki ? contentHex(aki.value, akiId) : undefined,
+      fingerprint: node.fingerprint256.replaceAll(':', '').toLowerCase(),
     },
-    dnsNames: sortedUnique(of('dns')),
-    ipAddresses: sortedUnique(of('ip').map(canonicalIp)),
-    uris: sortedUnique(of('url')),
-    emailAddresses: sortedUnique(of('email')),
-    isCA: bc?.ca ?? false,
-    keyUsageFlags: ku?.usages,
-    extendedKeyUsageOids: sortedUnique((eku?.usages ?? []).map(String)),
-    key: describeKeyObject(
-      createPublicKey({ key: Buffer.from(cert.publicKey.rawData), format: 'der', type: 'spki' }),
-    ),
-    notBefore: cert.notBefore,
-    notAfter: cert.notAfter,
-    serialNumber: cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, ''),
-    subjectKeyId: ski?.keyId,
-    authorityKeyId: aki?.keyId,
-    fingerprint: node.fingerprint256.replaceAll(':', '').toLowerCase(),
   };
 }
 
 function parseOne(der: Buffer, what: string, index: number): ParsedCertificate {
-  let cert: x509.X509Certificate;
   let node: NodeX509;
   try {
-    cert = new x509.X509Certificate(new Uint8Array(der));
     node = new NodeX509(der);
   } catch (err) {
     throw new PkiError(
@@ -98,15 +141,28 @@ function parseOne(der: Buffer, what: string, index: number): ParsedCertificate {
       `${what}: certificate ${index + 1} is not a valid X.509 certificate (${(err as Error).message})`,
     );
   }
+  let read: ReturnType<typeof factsOf>;
   try {
-    return { pem: cert.toString('pem'), der, cert, node, facts: factsOf(cert, node) };
+    read = factsOf(der, node);
   } catch (err) {
     if (err instanceof PkiError) throw err;
     throw new PkiError(
       PkiErrorCode.MalformedPem,
-      `${what}: certificate ${index + 1} has an extension Sigil cannot read (${(err as Error).message})`,
+      `${what}: certificate ${index + 1} has a field Sigil cannot read (${(err as Error).message})`,
     );
   }
+  let peculiar: x509.X509Certificate | undefined;
+  return {
+    pem: encodePem('CERTIFICATE', der),
+    der,
+    node,
+    spki: read.spki,
+    facts: read.facts,
+    get cert() {
+      peculiar ??= new x509.X509Certificate(new Uint8Array(der));
+      return peculiar;
+    },
+  };
 }
 
 /**

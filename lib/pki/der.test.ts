@@ -1,6 +1,17 @@
 import { X509Certificate } from 'node:crypto';
 import { testCA } from '../testing/pki.ts';
-import { certificateSubject, ipBytes, namedBits, oid, time, tlv, unsignedInteger } from './der.ts';
+import {
+  certificateSubject,
+  ipBytes,
+  namedBits,
+  oid,
+  readElement,
+  readOid,
+  readString,
+  time,
+  tlv,
+  unsignedInteger,
+} from './der.ts';
 
 const hex = (b: Buffer) => b.toString('hex');
 
@@ -53,6 +64,23 @@ describe('DER writer', () => {
 
   it('refuses what is not an IP address', () => {
     expect(() => ipBytes('10.0.0')).toThrow(/not an IP address/);
+  });
+
+  it('reads BMP, Universal and Teletex strings as OpenSSL does', () => {
+    const at = (b: Buffer) => readElement(b, 0);
+    const bmp = Buffer.concat([Buffer.from([0x1e, 0x06]), Buffer.from('Zür', 'utf16le').swap16()]);
+    expect(readString(bmp, at(bmp))).toBe('Zür');
+    const universal = Buffer.from([0x1c, 0x04, 0, 0x01, 0xf6, 0x00]);
+    expect(readString(universal, at(universal))).toBe('\u{1f600}');
+    const teletex = Buffer.from([0x14, 0x02, 0xfc, 0x41]);
+    expect(readString(teletex, at(teletex))).toBe('üA');
+  });
+
+  it('reads object identifiers back', () => {
+    for (const id of ['1.2.840.113549.1.1.11', '2.5.29.17', '1.3.6.1.5.5.7.3.1', '2.999.3']) {
+      const b = oid(id);
+      expect(readOid(b, readElement(b, 0))).toBe(id);
+    }
   });
 
   it("finds a certificate's subject byte for byte", async () => {

@@ -191,3 +191,101 @@ export function ipBytes(ip: string): Buffer {
   });
   return out;
 }
+
+/** A dotted object identifier from an OBJECT IDENTIFIER element. */
+export function readOid(buf: Buffer, e: Element): string {
+  const arcs: number[] = [];
+  let value = 0;
+  for (let i = e.contentStart; i < e.end; i++) {
+    const b = buf[i]!;
+    value = value * 128 + (b & 0x7f);
+    if ((b & 0x80) === 0) {
+      if (arcs.length === 0)
+        arcs.push(value < 80 ? Math.floor(value / 40) : 2, value < 80 ? value % 40 : value - 80);
+      else arcs.push(value);
+      value = 0;
+    }
+  }
+  return arcs.join('.');
+}
+
+/** The text of a directory string (UTF8, Printable, IA5, Teletex, BMP or Universal). */
+export function readString(buf: Buffer, e: Element): string {
+  const content = buf.subarray(e.contentStart, e.end);
+  switch (e.tag) {
+    case 0x1e: // BMPString: UTF-16BE
+      return Buffer.from(content).swap16().toString('utf16le');
+    case 0x1c: {
+      // UniversalString: UTF-32BE
+      let out = '';
+      for (let i = 0; i + 3 < content.length; i += 4) out += String.fromCodePoint(content.readUInt32BE(i));
+      return out;
+    }
+    case 0x14: // TeletexString, read as Latin-1 as OpenSSL does
+      return content.toString('latin1');
+    default:
+      return content.toString('utf8');
+  }
+}
+
+/** Lower-case hex of a content's bytes. */
+export const contentHex = (buf: Buffer, e: Element) => buf.subarray(e.contentStart, e.end).toString('hex');
+
+/** An iPAddress GeneralName's text: dotted IPv4, or IPv6 as groups (callers canonicalise). */
+export function readIp(bytes: Buffer): string {
+  if (bytes.length === 4) return [...bytes].join('.');
+  if (bytes.length === 16) {
+    const groups: string[] = [];
+    for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
+    return groups.join(':');
+  }
+  throw new Error(`DER: an IP address of ${bytes.length} bytes`);
+}
+
+/** The parts of a certificate Sigil reads, found by walking its DER. */
+export interface CertificateFields {
+  serialHex: string;
+  /** Attribute values by type OID, in order. */
+  subject: Map<string, string[]>;
+  spki: Buffer;
+  /** Extensions by OID: whether critical, and the DER inside the OCTET STRING. */
+  extensions: Map<string, { critical: boolean; value: Buffer }>;
+}
+
+export function readCertificate(der: Buffer): CertificateFields {
+  const root = readElement(der, 0);
+  const tbs = children(der, root)[0];
+  if (!tbs) throw new Error('DER: certificate without TBSCertificate');
+  const fields = children(der, tbs);
+  const skip = fields[0]?.tag === 0xa0 ? 1 : 0;
+  const serial = fields[skip];
+  const subject = fields[skip + 4];
+  const spki = fields[skip + 5];
+  if (!serial || !subject || !spki) throw new Error('DER: TBSCertificate is missing fields');
+  const names = new Map<string, string[]>();
+  for (const rdn of children(der, subject)) {
+    for (const atv of children(der, rdn)) {
+      const [type, value] = children(der, atv);
+      if (!type || !value) continue;
+      const oidText = readOid(der, type);
+      names.set(oidText, [...(names.get(oidText) ?? []), readString(der, value)]);
+    }
+  }
+  const extensions = new Map<string, { critical: boolean; value: Buffer }>();
+  const wrapper = fields.slice(skip + 6).find((f) => f.tag === 0xa3);
+  const list = wrapper ? children(der, wrapper)[0] : undefined;
+  for (const ext of list ? children(der, list) : []) {
+    const parts = children(der, ext);
+    const id = parts[0];
+    const octets = parts[parts.length - 1];
+    if (!id || !octets || octets.tag !== Tag.OctetString) throw new Error('DER: malformed extension');
+    const critical = parts.length === 3 && parts[1]!.tag === Tag.Boolean && der[parts[1]!.contentStart] !== 0;
+    extensions.set(readOid(der, id), { critical, value: der.subarray(octets.contentStart, octets.end) });
+  }
+  return {
+    serialHex: contentHex(der, serial),
+    subject: names,
+    spki: der.subarray(spki.start, spki.end),
+    extensions,
+  };
+}

@@ -21,7 +21,7 @@ export function readKeyPair(certPem: string | Buffer, keyPem: string | Buffer, w
     leaf,
     chain,
     key,
-    keyMatches: publicKeySpki(key.keyObject).equals(Buffer.from(leaf.cert.publicKey.rawData)),
+    keyMatches: publicKeySpki(key.keyObject).equals(leaf.spki),
   };
 }
 

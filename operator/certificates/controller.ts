@@ -196,6 +196,8 @@ export class CertificateController {
         // The echo of this replica's own write: the reconcile that made it already accounted for it.
         if (!deleted && written.metadata?.resourceVersion === s.metadata?.resourceVersion) return;
       }
+      // Until the Certificates are listed (which queues every one of them), a Secret's Certificate is unknown.
+      if (!this.certificates.hasSynced()) return;
       const name = s.metadata?.annotations?.[Annotation.CertificateName];
       if (name) this.queue.add(`${s.metadata!.namespace}/${name}`);
     };

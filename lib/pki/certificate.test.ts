@@ -1,0 +1,138 @@
+import { execFileSync } from 'node:child_process';
+import { createPublicKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DAY, testCA } from '../testing/pki.ts';
+import { loadCertificateAuthority } from './ca.ts';
+import { type CertificateFacts, parseCertificateChain } from './certificate.ts';
+import { issueCertificate } from './issue.ts';
+import { describeKeyObject, type KeySpec } from './keys.ts';
+import { canonicalIp } from './names.ts';
+import { x509 } from './provider.ts';
+
+/** The same facts read with @peculiar/x509, an independent parser: the oracle. */
+function peculiarFacts(pem: string): CertificateFacts {
+  const cert = new x509.X509Certificate(pem);
+  const field = (name: string) => cert.subjectName.getField(name);
+  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  const names = san?.names.items ?? [];
+  const of = (type: string) => [...new Set(names.filter((n) => n.type === type).map((n) => n.value))].sort();
+  return {
+    subject: {
+      commonName: field('CN')[0],
+      organizations: field('O'),
+      organizationalUnits: field('OU'),
+      countries: field('C'),
+      localities: field('L'),
+      provinces: field('ST'),
+    },
+    dnsNames: of('dns'),
+    ipAddresses: [...new Set(of('ip').map(canonicalIp))].sort(),
+    uris: of('url'),
+    emailAddresses: of('email'),
+    isCA: cert.getExtension(x509.BasicConstraintsExtension)?.ca ?? false,
+    keyUsageFlags: cert.getExtension(x509.KeyUsagesExtension)?.usages,
+    extendedKeyUsageOids: [
+      ...new Set((cert.getExtension(x509.ExtendedKeyUsageExtension)?.usages ?? []).map(String)),
+    ].sort(),
+    key: describeKeyObject(
+      createPublicKey({ key: Buffer.from(cert.publicKey.rawData), format: 'der', type: 'spki' }),
+    ),
+    notBefore: cert.notBefore,
+    notAfter: cert.notAfter,
+    serialNumber: cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, ''),
+    subjectKeyId: cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId,
+    authorityKeyId: cert.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId,
+    fingerprint: Buffer.from(cert.rawData).length > 0 ? expect.any(String) : '',
+  } as CertificateFacts;
+}
+
+function expectSameFacts(pem: string) {
+  const parsed = parseCertificateChain(pem)[0]!;
+  expect(parsed.facts).toEqual(peculiarFacts(pem));
+  expect(parsed.spki.equals(Buffer.from(parsed.cert.publicKey.rawData))).toBe(true);
+  expect(parsed.pem.trim()).toBe(parsed.cert.toString('pem').trim());
+}
+
+describe('parseCertificateChain reads the same facts as @peculiar/x509', () => {
+  it.each([
+    ['ECDSA P-256', { algorithm: 'ECDSA', size: 256 }],
+    ['RSA 2048', { algorithm: 'RSA', size: 2048 }],
+    ['Ed25519', { algorithm: 'Ed25519' }],
+  ] as [string, Partial<KeySpec>][])('for a self-signed %s CA', async (_n, key) => {
+    const { certPem } = await testCA({ key });
+    expectSameFacts(certPem);
+  });
+
+  it('for a leaf with every kind of name, subject fields and usages, and for an intermediate', async () => {
+    const root = await testCA();
+    const now = new Date();
+    const issued = await issueCertificate(
+      root.ca,
+      {
+        commonName: 'api',
+        dnsNames: ['b.shop.svc', 'a.shop.svc'],
+        ipAddresses: ['10.0.0.7', '2001:db8::1', '::ffff:1.2.3.4'],
+        uris: ['spiffe://cluster.local/ns/shop/sa/api'],
+        emailAddresses: ['ops@example.com'],
+        subject: { organizations: ['Shop', 'Bank'], organizationalUnits: ['Payments'], countries: ['DE'] },
+        usages: ['digital signature', 'key encipherment', 'content commitment', 'server auth', 'client auth'],
+        durationMs: DAY,
+      },
+      now,
+    );
+    expectSameFacts(issued.certificatePem);
+    const intermediate = await issueCertificate(
+      root.ca,
+      { commonName: 'Intermediate', isCA: true, durationMs: 30 * DAY, usages: ['cert sign', 'crl sign'] },
+      now,
+    );
+    expectSameFacts(intermediate.certificatePem);
+    const ca = loadCertificateAuthority(intermediate.certificatePem, intermediate.privateKeyPem, now);
+    expect(ca.facts.isCA).toBe(true);
+  });
+
+  it.each([
+    ['UTF-8 strings', ['-utf8']],
+    ['a multi-valued RDN', ['-utf8', '-multivalue-rdn']],
+  ])('for a certificate OpenSSL wrote with %s, IPv6 and more key usages', (_n, extra) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sigil-parse-'));
+    try {
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:P-384',
+          '-nodes',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+          '-days',
+          '2',
+          '-subj',
+          '/C=DE/ST=Berlin/L=Kreuzberg/O=Zürich Größe/OU=a+OU=b/CN=ünïcødé',
+          '-addext',
+          'subjectAltName=DNS:a.example,IP:2001:db8::7,IP:10.1.2.3,URI:spiffe://td/ns/a/sa/b,email:a@b.example',
+          '-addext',
+          'keyUsage=critical,digitalSignature,keyAgreement,decipherOnly',
+          '-addext',
+          'extendedKeyUsage=serverAuth,codeSigning',
+          ...extra,
+        ],
+        { stdio: 'ignore' },
+      );
+      expectSameFacts(readFileSync(join(dir, 'cert.pem'), 'utf8'));
+      expect(
+        parseCertificateChain(readFileSync(join(dir, 'cert.pem'), 'utf8'))[0]!.facts.subject.organizations,
+      ).toEqual(['Zürich Größe']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
