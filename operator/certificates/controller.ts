@@ -95,6 +95,17 @@ export interface CertificateControllerOptions {
   maxBackoffMs?: number;
 }
 
+/** JSON with object keys sorted at every level, for comparing values built in different orders. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        )
+      : v,
+  );
+}
+
 function resourceVersionNewer(a: string | undefined, b: string | undefined): boolean {
   try {
     return BigInt(a ?? '0') > BigInt(b ?? '0');
@@ -213,7 +224,7 @@ export class CertificateController {
   /** True when the cached object's status is exactly what this replica last wrote. */
   private onlyOwnStatus(c: Certificate): boolean {
     const mine = this.statusWritten.get(objectKey(c));
-    return mine !== undefined && JSON.stringify(mine.status ?? {}) === JSON.stringify(c.status ?? {});
+    return mine !== undefined && canonicalJson(mine.status ?? {}) === canonicalJson(c.status ?? {});
   }
 
   /** Secrets first: a Certificate looked at before the Secret cache is full would look unissued. */
@@ -723,8 +734,9 @@ export class CertificateController {
       next.failedIssuanceAttempts = s.failures.attempts;
       next.lastFailureTime = iso(s.failures.last)!;
     }
+    // Key order differs between what the API server returns and what is built here; compare canonically.
     const normalize = (st: CertificateStatus) =>
-      JSON.stringify({
+      canonicalJson({
         ...st,
         conditions: (st.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: '' })),
       });
