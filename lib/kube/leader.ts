@@ -26,6 +26,8 @@ export class LeaderElector {
   private readonly o: Required<Omit<LeaderElectorOptions, 'now'>> & { now: () => Date };
   private leading = false;
   private stopped = false;
+  /** The acquire-or-renew round in flight, if any. */
+  private ticking: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastRenew = 0;
   /** What we last saw of the lease: holder and when we first saw its current renewTime. */
@@ -55,23 +57,35 @@ export class LeaderElector {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    if (!this.leading) return;
-    this.setLeading(false);
-    try {
-      const lease = await this.api.readNamespacedLease({ name: this.o.name, namespace: this.o.namespace });
-      if (lease.spec?.holderIdentity !== this.o.identity) return;
-      lease.spec = {
-        ...lease.spec,
-        holderIdentity: undefined,
-        leaseDurationSeconds: 1,
-        renewTime: this.microNow(),
-      };
-      await this.api.replaceNamespacedLease({ name: this.o.name, namespace: this.o.namespace, body: lease });
-      this.o.logger.info('released leadership', { lease: `${this.o.namespace}/${this.o.name}` });
-    } catch (err) {
-      this.o.logger.warn('could not release the lease; another replica takes over when it expires', {
-        error: (err as Error).message,
-      });
+    // A renewal in flight would land after the release and hold the lease again for its whole duration.
+    await this.ticking;
+    if (this.leading) this.setLeading(false);
+    // Even when not leading: a round that stop() waited for may just have acquired the lease.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const lease = await this.api.readNamespacedLease({ name: this.o.name, namespace: this.o.namespace });
+        if (lease.spec?.holderIdentity !== this.o.identity) return;
+        lease.spec = {
+          ...lease.spec,
+          holderIdentity: undefined,
+          leaseDurationSeconds: 1,
+          renewTime: this.microNow(),
+        };
+        await this.api.replaceNamespacedLease({
+          name: this.o.name,
+          namespace: this.o.namespace,
+          body: lease,
+        });
+        this.o.logger.info('released leadership', { lease: `${this.o.namespace}/${this.o.name}` });
+        return;
+      } catch (err) {
+        if (isNotFound(err)) return;
+        if (isConflict(err) && attempt < 3) continue;
+        this.o.logger.warn('could not release the lease; another replica takes over when it expires', {
+          error: (err as Error).message,
+        });
+        return;
+      }
     }
   }
 
@@ -105,17 +119,24 @@ export class LeaderElector {
 
   private async tick(): Promise<void> {
     if (this.stopped) return;
+    this.ticking = this.campaign();
+    await this.ticking;
+    this.ticking = undefined;
+    // Retry sooner while not leading so a released lease is picked up fast.
+    this.schedule(this.leading ? this.o.retryPeriodMs : Math.max(250, this.o.retryPeriodMs / 2));
+  }
+
+  /** One round: acquire or renew, and step down once renewals have failed past the deadline. Never throws. */
+  private async campaign(): Promise<void> {
     try {
       const acquired = await this.tryAcquireOrRenew();
       if (acquired) this.lastRenew = Date.now();
-      if (acquired) this.setLeading(true);
+      if (acquired && !this.stopped) this.setLeading(true);
       else if (this.leading) this.setLeading(false);
     } catch (err) {
       this.o.logger.warn('lease update failed', { error: (err as Error).message });
       if (this.leading && Date.now() - this.lastRenew > this.o.renewDeadlineMs) this.setLeading(false);
     }
-    // Retry sooner while not leading so a released lease is picked up fast.
-    this.schedule(this.leading ? this.o.retryPeriodMs : Math.max(250, this.o.retryPeriodMs / 2));
   }
 
   private async tryAcquireOrRenew(): Promise<boolean> {
