@@ -111,11 +111,16 @@ export async function startOperatorProcess(
     }
     return total;
   };
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; ; i++) {
     try {
       await metric('sigil_leader_election_is_leader');
       break;
-    } catch {
+    } catch (err) {
+      if (child.exitCode !== null || child.signalCode !== null || i >= 600) {
+        throw new Error(
+          `the operator did not serve metrics (exit ${child.exitCode ?? child.signalCode}; last error: ${(err as Error).message}); see ${logFile()}`,
+        );
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
   }
