@@ -6,7 +6,6 @@ import {
   parseCertificateChain,
   toPemBundle,
 } from './certificate.ts';
-import { certificateSubject } from './der.ts';
 import { PkiError, PkiErrorCode } from './errors.ts';
 import {
   exportPrivateKeyPem,
@@ -29,8 +28,6 @@ export interface CertificateAuthority {
   trustAnchorPem: string;
   signingKey: KeyObject;
   keyDescription: KeyDescription;
-  /** The CA certificate's subject, byte for byte: every leaf's issuer. */
-  subjectDer: Buffer;
   facts: CertificateFacts;
 }
 
@@ -100,7 +97,6 @@ export function loadCertificateAuthority(
     trustAnchorPem: chain[chain.length - 1]!.pem,
     signingKey: key.keyObject,
     keyDescription: key.description,
-    subjectDer: certificateSubject(ca.der),
     facts: ca.facts,
   };
 }

@@ -1,5 +1,14 @@
 import { X509Certificate as NodeX509 } from 'node:crypto';
-import { children, contentHex, readCertificate, readElement, readIp, readOid } from './der.ts';
+import {
+  AttributeOid,
+  children,
+  contentHex,
+  ExtensionOid,
+  readCertificate,
+  readElement,
+  readIp,
+  readOid,
+} from './der.ts';
 import { PkiError, PkiErrorCode } from './errors.ts';
 import { describeKeyObject, type KeyDescription } from './keys.ts';
 import { canonicalIp } from './names.ts';
@@ -45,6 +54,8 @@ export interface ParsedCertificate {
   node: NodeX509;
   /** The DER SubjectPublicKeyInfo. */
   spki: Buffer;
+  /** The DER subject Name, byte for byte. */
+  subjectDer: Buffer;
   facts: CertificateFacts;
 }
 
@@ -52,23 +63,13 @@ function sortedUnique(values: string[]): string[] {
   return [...new Set(values)].sort();
 }
 
-const ATTRIBUTE = { CN: '2.5.4.3', C: '2.5.4.6', L: '2.5.4.7', ST: '2.5.4.8', O: '2.5.4.10', OU: '2.5.4.11' };
-const EXTENSION = {
-  basicConstraints: '2.5.29.19',
-  keyUsage: '2.5.29.15',
-  extKeyUsage: '2.5.29.37',
-  subjectKeyId: '2.5.29.14',
-  authorityKeyId: '2.5.29.35',
-  subjectAltName: '2.5.29.17',
-};
-
 /**
  * The facts, read natively: OpenSSL (node:crypto) has already accepted the
  * certificate, and the fields it does not expose (key usage bits, key
  * identifiers, names) are read by walking the DER. @peculiar/x509 took about
  * a millisecond per certificate for the same, which dominated a restart.
  */
-function factsOf(der: Buffer, node: NodeX509): { facts: CertificateFacts; spki: Buffer } {
+function factsOf(der: Buffer, node: NodeX509): { facts: CertificateFacts; spki: Buffer; subjectDer: Buffer } {
   const f = readCertificate(der);
   const field = (oid: string) => f.subject.get(oid) ?? [];
   const ext = (oid: string) => {
@@ -76,7 +77,7 @@ function factsOf(der: Buffer, node: NodeX509): { facts: CertificateFacts; spki: 
     return e ? { value: e.value, root: readElement(e.value, 0) } : undefined;
   };
   const names: Record<'dns' | 'ip' | 'uri' | 'email', string[]> = { dns: [], ip: [], uri: [], email: [] };
-  const san = ext(EXTENSION.subjectAltName);
+  const san = ext(ExtensionOid.subjectAltName);
   if (san) {
     for (const n of children(san.value, san.root)) {
       const bytes = san.value.subarray(n.contentStart, n.end);
@@ -86,9 +87,9 @@ function factsOf(der: Buffer, node: NodeX509): { facts: CertificateFacts; spki: 
       else if (n.tag === 0x87) names.ip.push(canonicalIp(readIp(bytes)));
     }
   }
-  const bc = ext(EXTENSION.basicConstraints);
+  const bc = ext(ExtensionOid.basicConstraints);
   const bcFirst = bc ? children(bc.value, bc.root)[0] : undefined;
-  const ku = ext(EXTENSION.keyUsage);
+  const ku = ext(ExtensionOid.keyUsage);
   let keyUsageFlags: number | undefined;
   if (ku) {
     keyUsageFlags = 0;
@@ -96,20 +97,21 @@ function factsOf(der: Buffer, node: NodeX509): { facts: CertificateFacts; spki: 
     for (let i = 0; i < bits.length * 8 && i < 16; i++)
       if (bits[i >> 3]! & (0x80 >> (i & 7))) keyUsageFlags |= 1 << i;
   }
-  const eku = ext(EXTENSION.extKeyUsage);
-  const ski = ext(EXTENSION.subjectKeyId);
-  const aki = ext(EXTENSION.authorityKeyId);
+  const eku = ext(ExtensionOid.extKeyUsage);
+  const ski = ext(ExtensionOid.subjectKeyId);
+  const aki = ext(ExtensionOid.authorityKeyId);
   const akiId = aki ? children(aki.value, aki.root).find((e) => e.tag === 0x80) : undefined;
   return {
     spki: f.spki,
+    subjectDer: f.subjectDer,
     facts: {
       subject: {
-        commonName: field(ATTRIBUTE.CN)[0],
-        organizations: field(ATTRIBUTE.O),
-        organizationalUnits: field(ATTRIBUTE.OU),
-        countries: field(ATTRIBUTE.C),
-        localities: field(ATTRIBUTE.L),
-        provinces: field(ATTRIBUTE.ST),
+        commonName: field(AttributeOid.CN)[0],
+        organizations: field(AttributeOid.O),
+        organizationalUnits: field(AttributeOid.OU),
+        countries: field(AttributeOid.C),
+        localities: field(AttributeOid.L),
+        provinces: field(AttributeOid.ST),
       },
       dnsNames: sortedUnique(names.dns),
       ipAddresses: sortedUnique(names.ip),
@@ -157,6 +159,7 @@ function parseOne(der: Buffer, what: string, index: number): ParsedCertificate {
     der,
     node,
     spki: read.spki,
+    subjectDer: read.subjectDer,
     facts: read.facts,
     get cert() {
       peculiar ??= new x509.X509Certificate(new Uint8Array(der));

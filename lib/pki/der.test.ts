@@ -1,10 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import { testCA } from '../testing/pki.ts';
 import {
-  certificateSubject,
   ipBytes,
   namedBits,
   oid,
+  readCertificate,
   readElement,
   readOid,
   readString,
@@ -85,10 +85,10 @@ describe('DER writer', () => {
 
   it("finds a certificate's subject byte for byte", async () => {
     const { ca } = await testCA({ commonName: 'Subject Finder' });
-    const subject = certificateSubject(ca.certificate.der);
+    const subject = readCertificate(ca.certificate.der).subjectDer;
     // A self-signed certificate's issuer is its subject; node:crypto agrees it holds the CN.
     expect(subject.includes(Buffer.from('Subject Finder'))).toBe(true);
     expect(new X509Certificate(ca.certificate.der).subject).toContain('CN=Subject Finder');
-    expect(() => certificateSubject(Buffer.from([0x30, 0x05, 0x30]))).toThrow(/DER/);
+    expect(() => readCertificate(Buffer.from([0x30, 0x05, 0x30]))).toThrow(/DER/);
   });
 });

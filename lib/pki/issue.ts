@@ -102,22 +102,13 @@ export function requestProblems(req: IssueRequest): string[] {
   return problems;
 }
 
-const SUBJECT_OIDS = {
-  C: '2.5.4.6',
-  ST: '2.5.4.8',
-  L: '2.5.4.7',
-  O: '2.5.4.10',
-  OU: '2.5.4.11',
-  CN: '2.5.4.3',
-} as const;
-
 /** The subject Name: one RDN per value, in the order OpenSSL prints (C, ST, L, O, OU, CN). */
 function subjectName(req: IssueRequest): { der: Buffer; empty: boolean } {
   const rdns: Buffer[] = [];
-  const add = (type: keyof typeof SUBJECT_OIDS, values: string[] | undefined) => {
+  const add = (type: keyof typeof der.AttributeOid, values: string[] | undefined) => {
     for (const v of values ?? [])
       rdns.push(
-        der.setOfOne(der.sequence(der.oid(SUBJECT_OIDS[type]), der.directoryString(v, type === 'C'))),
+        der.setOfOne(der.sequence(der.oid(der.AttributeOid[type]), der.directoryString(v, type === 'C'))),
       );
   };
   add('C', req.subject?.countries);
@@ -128,15 +119,6 @@ function subjectName(req: IssueRequest): { der: Buffer; empty: boolean } {
   if (req.commonName) add('CN', [req.commonName]);
   return { der: der.sequence(...rdns), empty: rdns.length === 0 };
 }
-
-const OID = {
-  basicConstraints: '2.5.29.19',
-  keyUsage: '2.5.29.15',
-  extKeyUsage: '2.5.29.37',
-  subjectKeyId: '2.5.29.14',
-  authorityKeyId: '2.5.29.35',
-  subjectAltName: '2.5.29.17',
-} as const;
 
 function extension(id: string, critical: boolean, value: Buffer): Buffer {
   return critical
@@ -210,34 +192,43 @@ export async function issueCertificate(
     ...(req.emailAddresses ?? []).map((v) => der.implicit(1, Buffer.from(v, 'ascii'))),
   ];
   const extensions: Buffer[] = [
-    extension(OID.basicConstraints, true, isCA ? der.sequence(der.booleanTrue()) : der.sequence()),
+    extension(
+      der.ExtensionOid.basicConstraints,
+      true,
+      isCA ? der.sequence(der.booleanTrue()) : der.sequence(),
+    ),
   ];
   // RFC 5280: a KeyUsage extension names at least one usage; with none it is left out.
   if (usages.keyUsageFlags !== 0)
-    extensions.push(extension(OID.keyUsage, true, der.namedBits(usages.keyUsageFlags)));
+    extensions.push(extension(der.ExtensionOid.keyUsage, true, der.namedBits(usages.keyUsageFlags)));
   extensions.push(
     extension(
-      OID.subjectKeyId,
+      der.ExtensionOid.subjectKeyId,
       false,
       der.octetString(createHash('sha1').update(der.spkiPublicKeyBits(spki)).digest()),
     ),
   );
   if (usages.extendedKeyUsageOids.length > 0) {
     extensions.push(
-      extension(OID.extKeyUsage, false, der.sequence(...usages.extendedKeyUsageOids.map((o) => der.oid(o)))),
+      extension(
+        der.ExtensionOid.extKeyUsage,
+        false,
+        der.sequence(...usages.extendedKeyUsageOids.map((o) => der.oid(o))),
+      ),
     );
   }
   if (ca.facts.subjectKeyId) {
     extensions.push(
       extension(
-        OID.authorityKeyId,
+        der.ExtensionOid.authorityKeyId,
         false,
         der.sequence(der.implicit(0, Buffer.from(ca.facts.subjectKeyId, 'hex'))),
       ),
     );
   }
   // RFC 5280: with an empty subject the SAN extension must be critical.
-  if (names.length > 0) extensions.push(extension(OID.subjectAltName, subject.empty, der.sequence(...names)));
+  if (names.length > 0)
+    extensions.push(extension(der.ExtensionOid.subjectAltName, subject.empty, der.sequence(...names)));
 
   const serialNumber = randomSerial();
   const algorithm = signatureAlgorithm(ca.keyDescription);
@@ -245,7 +236,7 @@ export async function issueCertificate(
     der.explicit(0, der.smallInteger(2)),
     der.unsignedInteger(Buffer.from(serialNumber, 'hex')),
     algorithm.id,
-    ca.subjectDer,
+    ca.certificate.subjectDer,
     der.sequence(der.time(notBefore), der.time(notAfter)),
     subject.der,
     spki,
