@@ -4,11 +4,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
+import { type CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
 import { API_VERSION, type Certificate, GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { installCrds } from '../lib/kube/crds.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { freePort } from '../lib/testing/controlplane.ts';
+import { createIssuer, createSecret, ensureNamespace } from '../test/support/sigil.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -176,34 +177,19 @@ export function cdfSvg(title: string, series: Record<string, number[]>, unit = '
 
 /** CRDs, the sigil-system namespace, a CA Secret and the ClusterIssuer sigil-ca every benchmark issues from. */
 export async function setupClusterIssuer(kc: KubeConfig) {
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
   await installCrds(kc);
-  await core.createNamespace({ body: { metadata: { name: 'sigil-system' } } });
+  await ensureNamespace(kc, 'sigil-system');
   const ca = await createSelfSignedCA({
     commonName: 'Bench CA',
     notBefore: new Date(Date.now() - 60_000),
     notAfter: new Date(Date.now() + 365 * 86_400_000),
   });
-  await core.createNamespacedSecret({
-    namespace: 'sigil-system',
-    body: {
-      metadata: { name: 'sigil-ca' },
-      type: 'kubernetes.io/tls',
-      stringData: { 'tls.crt': ca.certPem, 'tls.key': ca.keyPem },
-    },
+  const base64 = (pem: string) => Buffer.from(pem).toString('base64');
+  await createSecret(kc, 'sigil-system', 'sigil-ca', {
+    'tls.crt': base64(ca.certPem),
+    'tls.key': base64(ca.keyPem),
   });
-  await custom.createClusterCustomObject({
-    group: GROUP,
-    version: VERSION,
-    plural: Plural.ClusterIssuer,
-    body: {
-      apiVersion: API_VERSION,
-      kind: 'ClusterIssuer',
-      metadata: { name: 'sigil-ca' },
-      spec: { ca: { secretName: 'sigil-ca' } },
-    },
-  });
+  await createIssuer(kc, 'ClusterIssuer', 'sigil-ca', { ca: { secretName: 'sigil-ca' } });
   return ca;
 }
 

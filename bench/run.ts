@@ -225,9 +225,10 @@ try {
         'controller="certificates"',
       );
       const depth = await operator.metric('sigil_controller_queue_depth', 'controller="certificates"');
-      // Every Certificate looked at, nothing queued, and no reconcile since the last look.
-      if (reconciled >= total && depth === 0 && reconciled === last) break;
-      if (reconciled >= total && depth === 0 && last !== reconciled) steady = performance.now() - started;
+      // Steady: every Certificate looked at, nothing queued, and no reconcile since the last look.
+      const caughtUp = reconciled >= total && depth === 0;
+      if (caughtUp && reconciled === last) break;
+      if (caughtUp) steady = performance.now() - started;
       last = reconciled;
       await new Promise((r) => setTimeout(r, 500));
     }
