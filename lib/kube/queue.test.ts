@@ -97,4 +97,54 @@ describe('WorkQueue', () => {
     expect(starts).toHaveLength(5);
     expect(starts[4]! - starts[0]!).toBeGreaterThanOrEqual(150);
   });
+
+  it("should serve one namespace's single key before another namespace's flood is through", async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue(async (k) => void seen.push(k), {
+      concurrency: 1,
+      ratePerSecond: 1000,
+      burst: 1,
+    });
+    for (let i = 0; i < 200; i++) q.add(`flood/c${i}`);
+    q.add('quiet/only');
+    await q.idle();
+    expect(seen).toHaveLength(201);
+    // Round-robin: the quiet namespace's key is taken right after the flood's next key.
+    expect(seen.indexOf('quiet/only')).toBeLessThanOrEqual(2);
+  });
+
+  it('should keep each namespace first in first out and alternate between namespaces', async () => {
+    const seen: string[] = [];
+    let release!: () => void;
+    const blocker = new Promise<void>((r) => (release = r));
+    const q = new WorkQueue(
+      async (k) => {
+        seen.push(k);
+        if (k === 'x/block') await blocker;
+      },
+      { concurrency: 1 },
+    );
+    q.add('x/block');
+    for (const k of ['a/1', 'a/2', 'a/3', 'b/1', 'b/2', 'cluster-scoped', 'a/1']) q.add(k);
+    expect(q.depth).toBe(6);
+    release();
+    await q.idle();
+    expect(seen).toEqual(['x/block', 'a/1', 'b/1', 'cluster-scoped', 'a/2', 'b/2', 'a/3']);
+  });
+
+  it('should still apply the rate limit, backoff and delayed adds with many namespaces', async () => {
+    const starts: number[] = [];
+    const q = new WorkQueue(async () => void starts.push(Date.now()), {
+      concurrency: 10,
+      ratePerSecond: 20,
+      burst: 1,
+    });
+    for (let i = 0; i < 5; i++) q.add(`ns${i}/k`);
+    q.addAfter('late/k', 30);
+    await new Promise((r) => setTimeout(r, 450));
+    expect(starts).toHaveLength(6);
+    expect(starts[4]! - starts[0]!).toBeGreaterThanOrEqual(150);
+    expect(q.retry('ns0/k')).toBe(1000);
+    q.shutdown();
+  });
 });

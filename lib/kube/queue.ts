@@ -2,6 +2,11 @@
 // while it is being processed runs again afterwards, never twice at once;
 // failures retry with per-key exponential backoff; delayed adds are timers,
 // not polling. The clock and timers are injectable for tests.
+//
+// Ready keys are served fairly by namespace (the part of a `namespace/name`
+// key before the slash): workers take one key from each namespace with work in
+// turn, so one namespace queueing thousands of keys delays another's single key
+// by at most one key per busy namespace, not by the whole flood.
 
 import { TokenBucket } from './ratelimit.ts';
 
@@ -26,8 +31,37 @@ export type Processor = (key: string) => Promise<void>;
 /** Longest setTimeout Node accepts; later work is re-checked then. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** One namespace's ready keys, first in first out. */
+class Lane {
+  private keys: string[] = [];
+  private head = 0;
+  get length(): number {
+    return this.keys.length - this.head;
+  }
+  push(key: string): void {
+    this.keys.push(key);
+  }
+  shift(): string | undefined {
+    const key = this.keys[this.head++];
+    // Compact now and then instead of Array.shift's copy on every take.
+    if (this.head > 1024 && this.head * 2 > this.keys.length) {
+      this.keys = this.keys.slice(this.head);
+      this.head = 0;
+    }
+    return key;
+  }
+}
+
+/** The fairness unit of a key: its namespace, or '' for cluster-scoped keys. */
+export function laneOf(key: string): string {
+  const slash = key.indexOf('/');
+  return slash < 0 ? '' : key.slice(0, slash);
+}
+
 export class WorkQueue {
-  private readonly queue: string[] = [];
+  /** Ready keys by namespace; the Map's order is the round-robin order (a served lane moves to the end). */
+  private readonly lanes = new Map<string, Lane>();
+  private ready = 0;
   private readonly queued = new Map<string, number>();
   private readonly processing = new Set<string>();
   private readonly dirty = new Set<string>();
@@ -52,7 +86,7 @@ export class WorkQueue {
   }
 
   get depth(): number {
-    return this.queue.length;
+    return this.ready;
   }
 
   add(key: string): void {
@@ -63,8 +97,15 @@ export class WorkQueue {
     }
     if (this.queued.has(key)) return;
     this.queued.set(key, this.now());
-    this.queue.push(key);
-    this.options.onDepth?.(this.queue.length);
+    const name = laneOf(key);
+    let lane = this.lanes.get(name);
+    if (!lane) {
+      lane = new Lane();
+      this.lanes.set(name, lane);
+    }
+    lane.push(key);
+    this.ready++;
+    this.options.onDepth?.(this.ready);
     this.pump();
   }
 
@@ -130,13 +171,14 @@ export class WorkQueue {
     for (const t of this.timers.values()) clearTimeout(t.timer);
     this.timers.clear();
     clearTimeout(this.refillTimer);
-    this.queue.length = 0;
+    this.lanes.clear();
+    this.ready = 0;
     this.queued.clear();
   }
 
   /** Resolves when nothing is queued or processing (scheduled timers do not count). */
   idle(): Promise<void> {
-    if (this.queue.length === 0 && this.active === 0) return Promise.resolve();
+    if (this.ready === 0 && this.active === 0) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
@@ -152,17 +194,27 @@ export class WorkQueue {
   }
 
   private pump(): void {
-    while (!this.shuttingDown && this.active < this.options.concurrency && this.queue.length > 0) {
+    while (!this.shuttingDown && this.active < this.options.concurrency && this.ready > 0) {
       if (!this.takeToken()) return;
-      const key = this.queue.shift()!;
+      const key = this.takeNext();
       const enqueuedAt = this.queued.get(key) ?? this.now();
       this.queued.delete(key);
-      this.options.onDepth?.(this.queue.length);
+      this.options.onDepth?.(this.ready);
       this.options.onLatency?.((this.now() - enqueuedAt) / 1000);
       this.processing.add(key);
       this.active++;
       void this.run(key);
     }
+  }
+
+  /** The next key round-robin across namespaces: the first lane's oldest key; that lane then goes last. */
+  private takeNext(): string {
+    const [name, lane] = this.lanes.entries().next().value as [string, Lane];
+    const key = lane.shift()!;
+    this.ready--;
+    this.lanes.delete(name);
+    if (lane.length > 0) this.lanes.set(name, lane);
+    return key;
   }
 
   private async run(key: string): Promise<void> {
@@ -175,7 +227,7 @@ export class WorkQueue {
       this.active--;
       if (this.dirty.delete(key)) this.add(key);
       this.pump();
-      if (this.queue.length === 0 && this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
+      if (this.ready === 0 && this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
   }
 }
