@@ -9,6 +9,7 @@ import { API_VERSION, GROUP, type IssuerKind, Plural, VERSION } from '../lib/api
 import { isConflict, isNotFound } from '../lib/kube/errors.ts';
 import { LeaderElector } from '../lib/kube/leader.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
+import { setRsaKeygenConcurrency } from '../lib/pki/keys.ts';
 import { CertificateController } from './certificates/controller.ts';
 import { IdentityGarbageCollector } from './identitygc/controller.ts';
 import { IssuerController } from './issuers/controller.ts';
@@ -33,6 +34,8 @@ export interface OperatorOptions {
   /** Limit Certificates, Issuers and their Secrets to one namespace (all when unset). */
   watchNamespace?: string | undefined;
   concurrency: number;
+  /** RSA keys generated at once at most (default 2): the rest wait, other key types do not. */
+  rsaKeygenConcurrency?: number | undefined;
   /** Reconciles started per second at most; 0 for no limit. */
   apiQps?: number;
   /** Normal Events per second at most (bursting to ten times that); 0 for no limit. */
@@ -65,6 +68,7 @@ export interface Operator {
 
 export async function startOperator(o: OperatorOptions): Promise<Operator> {
   const metrics = createOperatorMetrics();
+  if (o.rsaKeygenConcurrency !== undefined) setRsaKeygenConcurrency(o.rsaKeygenConcurrency);
   const now = o.now ?? (() => new Date());
   const custom = o.kc.makeApiClient(CustomObjectsApi);
   let certificates: CertificateController | undefined;

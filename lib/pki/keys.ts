@@ -73,6 +73,50 @@ export function signingAlgorithmFor(key: KeyDescription): Algorithm | EcdsaParam
   }
 }
 
+/**
+ * RSA key generation takes 0.1–3 s of a libuv thread-pool thread (4 by default,
+ * shared with signing, DNS and file I/O); ECDSA and Ed25519 take under a
+ * millisecond. At most this many RSA keys are generated at once, so a
+ * namespace asking for many 4096-bit keys queues behind itself instead of
+ * occupying every thread other issuances need.
+ */
+export const DEFAULT_RSA_KEYGEN_CONCURRENCY = 2;
+
+/** A counting semaphore: `run` waits for a free slot, first come first served. */
+export class Slots {
+  private free: number;
+  private readonly waiters: (() => void)[] = [];
+  constructor(size: number) {
+    this.free = Math.max(1, size);
+  }
+  get waiting(): number {
+    return this.waiters.length;
+  }
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((r) => this.waiters.push(r));
+    try {
+      return await work();
+    } finally {
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}
+
+let rsaSlots = new Slots(DEFAULT_RSA_KEYGEN_CONCURRENCY);
+
+/** Sets how many RSA keys may be generated at once in this process. */
+export function setRsaKeygenConcurrency(n: number): void {
+  rsaSlots = new Slots(n);
+}
+
+/** RSA key generations waiting for a slot, for metrics. */
+export function rsaKeygenWaiting(): number {
+  return rsaSlots.waiting;
+}
+
 export interface GeneratedKey {
   keyObject: KeyObject;
   publicKey: CryptoKey;
@@ -94,7 +138,8 @@ export async function generateKey(spec: Partial<KeySpec> | undefined): Promise<G
       hash: 'SHA-256',
     };
   else params = { name: 'Ed25519' };
-  const pair = (await subtle.generateKey(params, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const make = async () => (await subtle.generateKey(params, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const pair = algorithm === KeyAlgorithm.RSA ? await rsaSlots.run(make) : await make();
   return {
     keyObject: KeyObject.from(pair.privateKey as webcrypto.CryptoKey),
     publicKey: pair.publicKey,
@@ -112,15 +157,22 @@ export async function generatePrivateKey(
     (resolve: (k: KeyObject) => void, reject: (e: Error) => void) =>
     (err: Error | null, _pub: KeyObject, priv: KeyObject) =>
       err ? reject(err) : resolve(priv);
+  if (description.algorithm === KeyAlgorithm.RSA) {
+    const keyObject = await rsaSlots.run(
+      () =>
+        new Promise<KeyObject>((resolve, reject) =>
+          generateKeyPair(
+            'rsa',
+            { modulusLength: description.size, publicExponent: 0x10001 },
+            done(resolve, reject),
+          ),
+        ),
+    );
+    return { keyObject, description };
+  }
   const keyObject = await new Promise<KeyObject>((resolve, reject) => {
     if (description.algorithm === KeyAlgorithm.ECDSA)
       generateKeyPair('ec', { namedCurve: curveFor(description.size) }, done(resolve, reject));
-    else if (description.algorithm === KeyAlgorithm.RSA)
-      generateKeyPair(
-        'rsa',
-        { modulusLength: description.size, publicExponent: 0x10001 },
-        done(resolve, reject),
-      );
     else generateKeyPair('ed25519', {}, done(resolve, reject));
   });
   return { keyObject, description };
