@@ -76,8 +76,10 @@ export function podIdentity(
       throw new IdentityError(`annotation ${key} must be a string`);
   }
   const sa = pod.spec?.serviceAccountName ?? pod.spec?.serviceAccount;
-  if (sa !== undefined && sa !== null && (typeof sa !== 'string' || (sa !== '' && dnsNameProblem(sa)))) {
-    throw new IdentityError('spec.serviceAccountName must be a lower-case DNS name');
+  if (sa !== undefined && sa !== null && (typeof sa !== 'string' || (sa !== '' && !DNS_SUBDOMAIN.test(sa)))) {
+    throw new IdentityError(
+      'spec.serviceAccountName must be a lower-case DNS subdomain of at most 253 characters, as Kubernetes requires',
+    );
   }
   const serviceAccount = pod.spec?.serviceAccountName || pod.spec?.serviceAccount || 'default';
   const names = new Set<string>();
@@ -143,7 +145,7 @@ export function podIdentity(
     .update(JSON.stringify([serviceAccount, dnsNames, duration ?? '', issuerRef ?? '']))
     .digest('hex')
     .slice(0, 10);
-  const certificateName = `${serviceAccount.slice(0, 40)}-sigil-${digest}`;
+  const certificateName = identityCertificateName(serviceAccount, digest);
   return {
     identity: {
       namespace,
@@ -158,6 +160,40 @@ export function podIdentity(
     },
     foreignNames: dnsNames.filter((n) => !nameInNamespace(n, namespace, o.clusterDomain)),
   };
+}
+
+/** What Kubernetes accepts as a ServiceAccount name: a DNS-1123 subdomain (RFC 1123 labels joined by dots). */
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Characters of the service account kept in the Certificate name, for people reading `kubectl get`. */
+const NAME_PREFIX_LENGTH = 40;
+
+/**
+ * The Certificate (and Secret) name for an identity: a readable prefix of the
+ * service account, then `-sigil-` and a digest of everything that makes the
+ * identity, so the digest keeps long names apart. The prefix loses trailing
+ * dots and dashes (a cut can land on one), so the name is a DNS subdomain of at
+ * most 57 characters that is also a valid label value (the pod's
+ * `sigil.dev/identity` label carries it).
+ */
+export function identityCertificateName(serviceAccount: string, digest: string): string {
+  const prefix = serviceAccount.slice(0, NAME_PREFIX_LENGTH).replace(/[-.]+$/, '');
+  return `${prefix || 'sa'}-sigil-${digest}`;
+}
+
+/**
+ * A label value standing for `value`: itself when it is one (at most 63
+ * characters, alphanumeric at both ends), else a readable prefix and a digest
+ * of the whole, so two long values never share a label.
+ */
+export function labelValueFor(value: string): string {
+  if (/^(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(value)) return value;
+  const digest = createHash('sha256').update(value).digest('hex').slice(0, 10);
+  const prefix = value
+    .slice(0, 52)
+    .replace(/[^-A-Za-z0-9_.]/g, '-')
+    .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
+  return prefix ? `${prefix}-${digest}` : digest;
 }
 
 /** The Certificate the webhook creates for an identity. */

@@ -11,7 +11,7 @@ import { describeApiError, isConflict, isNotFound } from '../lib/kube/errors.ts'
 import { Informer } from '../lib/kube/informer.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { type AdmissionResponse, ReviewError, ReviewErrorCode, toAdmissionResponse } from './errors.ts';
-import { type Identity, identityCertificateSpec } from './identity.ts';
+import { type Identity, identityCertificateSpec, labelValueFor } from './identity.ts';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.ts';
 import { allowWithPatch, type Plan, planAdmission } from './review.ts';
 
@@ -109,7 +109,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
             namespace: identity.namespace,
             labels: {
               [Label.Identity]: 'true',
-              'sigil.dev/service-account': identity.serviceAccount.slice(0, 63),
+              'sigil.dev/service-account': labelValueFor(identity.serviceAccount),
             },
           },
           spec: identityCertificateSpec(identity),
