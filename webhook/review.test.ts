@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { ReviewErrorCode } from './errors.ts';
-import { nameInNamespace, podIdentity } from './identity.ts';
+import { podIdentity } from './identity.ts';
 import { buildPatch } from './patch.ts';
 import { planAdmission } from './review.ts';
 
@@ -62,22 +62,24 @@ describe('podIdentity', () => {
     expect(a).toMatch(/^[a-z0-9-]{1,63}$/);
   });
 
-  it('should expand a service into its in-cluster names', () => {
+  it('should expand a service into its namespace-qualified names, without the bare name every namespace resolves', () => {
     expect(podIdentity(pod({ 'sigil.dev/service': 'api' }), 'shop', options).identity.dnsNames).toEqual(
-      ['api', 'api.shop', 'api.shop.svc', 'api.shop.svc.cluster.local'].sort(),
+      ['api.shop', 'api.shop.svc', 'api.shop.svc.cluster.local'].sort(),
     );
   });
 
   it.each([
     ['api.shop.svc', true],
     ['api.shop.svc.cluster.local', true],
-    ['api', true],
     ['api.shop', true],
+    ['*.shop.svc', true],
+    ['api', false],
     ['api.bank.svc', false],
     ['api.shop.svc.evil.example', false],
     ['api.example.com', false],
   ])('should judge whether %s stays in namespace shop: %s', (name, inside) => {
-    expect(nameInNamespace(name, 'shop', 'cluster.local')).toBe(inside);
+    const { foreignNames } = podIdentity(pod({ 'sigil.dev/dns-names': name }), 'shop', options);
+    expect(foreignNames.length === 0).toBe(inside);
   });
 
   it('should report names outside the namespace for the issuer to approve', () => {

@@ -31,6 +31,11 @@ export const Annotation = {
   RenewRequestedAt: 'sigil.dev/renew-requested-at',
   /** Written to the Secret: the renew request it answered. */
   RenewHandled: 'sigil.dev/renew-handled',
+  /**
+   * Set on an existing Secret, by someone who may write it, to hand it to the Certificate it names:
+   * Sigil never writes a Secret it did not create for that Certificate without it.
+   */
+  AllowTakeover: 'sigil.dev/allow-takeover',
 } as const;
 
 export const ConditionType = { Ready: 'Ready', Issuing: 'Issuing' } as const;
@@ -104,11 +109,28 @@ export interface Certificate {
   status?: CertificateStatus;
 }
 
+/**
+ * What an issuer may sign. Without a policy an issuer signs only what tenancy
+ * allows every namespace: its own in-cluster names and SPIFFE IDs, external
+ * DNS names, the default usages, no CAs, no IP addresses, emails or other URIs.
+ */
 export interface IssuerPolicy {
   allowedNamespaces?: string[];
   allowedDNSNames?: string[];
+  /** CIDR ranges IP SANs may come from; without it no IP SAN is signed. */
+  allowedIPRanges?: string[];
+  /** Non-SPIFFE URI SANs, exact or ending in "*" (a prefix); without it none are signed. */
+  allowedURIs?: string[];
+  /** Email SANs, exact or "*@domain"; without it none are signed. */
+  allowedEmailAddresses?: string[];
+  /** Usages beyond the defaults (code signing, email protection, timestamping, ocsp signing). */
+  allowedUsages?: string[];
+  /** Namespaces whose Certificates may be subordinate CAs (isCA, cert sign, crl sign). */
+  allowedCANamespaces?: string[];
   maxDuration?: string;
   allowedKeyAlgorithms?: ('ECDSA' | 'RSA' | 'Ed25519')[];
+  /** RSA and ECDSA key sizes this issuer signs; empty allows all Sigil supports. */
+  allowedKeySizes?: number[];
 }
 
 export interface IssuerSpec {

@@ -11,6 +11,8 @@ import {
   type Server,
   type TLSSocket,
 } from 'node:tls';
+import { uriSubjectAltNames } from '../pki/der.ts';
+import { spiffeIdProblem } from '../tenancy/spiffe.ts';
 
 export const DEFAULT_DIRECTORY = '/var/run/secrets/sigil.dev';
 
@@ -33,18 +35,30 @@ export function readIdentity(directory = identityDirectory()): IdentityFiles {
   };
 }
 
-/** The SPIFFE ID (URI SAN starting with spiffe://) of a peer certificate, if any. */
+/**
+ * The SPIFFE ID of a peer certificate: its one URI SAN, read from the DER as
+ * written, when that is a canonical SPIFFE ID (lib/tenancy's rule, the same
+ * one the operator issues by). A certificate with several URI SANs, or a
+ * non-canonical one (SPIFFE://, %2e%2e, "//", non-ASCII), has no SPIFFE ID
+ * and is refused: a verifier that normalised it could be fooled.
+ */
 export function spiffeIdOf(cert: PeerCertificate | undefined): string | undefined {
-  const san = cert?.subjectaltname ?? '';
-  for (const part of san.split(', ')) {
-    if (part.startsWith('URI:spiffe://')) return part.slice(4);
+  if (!cert?.raw || cert.raw.length === 0) return undefined;
+  let uris: string[];
+  try {
+    uris = uriSubjectAltNames(cert.raw);
+  } catch {
+    return undefined;
   }
-  return undefined;
+  if (uris.length !== 1) return undefined;
+  const id = uris[0]!;
+  return spiffeIdProblem(id) === undefined ? id : undefined;
 }
 
 /**
  * A matcher for allowed peers: exact IDs, or patterns where `*` matches one
  * path segment and a trailing `/**` any rest ("spiffe://cluster.local/ns/shop/sa/*").
+ * Only canonical SPIFFE IDs ever match.
  */
 export function spiffeMatcher(allowed: readonly string[]): (id: string | undefined) => boolean {
   const patterns = allowed.map((a) => {
@@ -55,7 +69,7 @@ export function spiffeMatcher(allowed: readonly string[]): (id: string | undefin
       .replace('\u0000', '(/.*)?');
     return new RegExp(`^${source}$`);
   });
-  return (id) => id !== undefined && patterns.some((p) => p.test(id));
+  return (id) => id !== undefined && spiffeIdProblem(id) === undefined && patterns.some((p) => p.test(id));
 }
 
 export interface ReloadingIdentity {

@@ -282,6 +282,18 @@ export function readCertificate(der: Buffer): CertificateFields {
   };
 }
 
+/**
+ * The URI SANs of a certificate, byte for byte (latin1, so nothing is
+ * normalised: a non-ASCII byte stays visible to whoever checks the text).
+ */
+export function uriSubjectAltNames(der: Buffer): string[] {
+  const san = readCertificate(der).extensions.get(ExtensionOid.subjectAltName);
+  if (!san) return [];
+  return children(san.value, readElement(san.value, 0))
+    .filter((n) => n.tag === 0x86)
+    .map((n) => san.value.subarray(n.contentStart, n.end).toString('latin1'));
+}
+
 /** Object identifiers of the subject attributes Sigil writes and reads. */
 export const AttributeOid = {
   CN: '2.5.4.3',
@@ -300,4 +312,5 @@ export const ExtensionOid = {
   subjectKeyId: '2.5.29.14',
   authorityKeyId: '2.5.29.35',
   subjectAltName: '2.5.29.17',
+  nameConstraints: '2.5.29.30',
 } as const;

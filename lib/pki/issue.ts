@@ -33,8 +33,22 @@ export interface IssueRequest {
   subject?: SubjectSpec | undefined;
   usages?: string[] | undefined;
   isCA?: boolean | undefined;
+  /** For a CA: the names it may sign (RFC 5280 name constraints); the tenancy module computes them. */
+  nameConstraints?: NameConstraints | undefined;
   durationMs: number;
   key?: (Partial<KeySpec> & { encoding?: KeyEncoding | undefined }) | undefined;
+}
+
+/** Permitted subtrees of a subordinate CA, per name type. An empty list leaves that type unconstrained. */
+export interface NameConstraints {
+  /** DNS subtrees: "ns.svc" permits it and every name below; ".example.com" only names below. */
+  permittedDNS: string[];
+  /** CIDR ranges. */
+  permittedIPRanges: string[];
+  /** URI hosts, same form as DNS subtrees. */
+  permittedURIHosts: string[];
+  /** Email domains, same form as DNS subtrees. */
+  permittedEmailDomains: string[];
 }
 
 export interface IssuedCertificate {
@@ -145,6 +159,28 @@ function signatureAlgorithm(key: KeyDescription): { hash: string | null; id: Buf
   }
 }
 
+/** NameConstraints ::= SEQUENCE { permittedSubtrees [0] GeneralSubtrees } */
+function nameConstraintsDer(c: NameConstraints): Buffer {
+  const subtree = (generalName: Buffer) => der.sequence(generalName);
+  const ipSubtree = (cidr: string) => {
+    const [address, prefixText] = cidr.split('/') as [string, string];
+    const bytes = der.ipBytes(address);
+    const prefix = Number(prefixText);
+    const mask = Buffer.alloc(bytes.length);
+    for (let i = 0; i < mask.length * 8 && i < prefix; i++)
+      mask[i >> 3] = (mask[i >> 3] ?? 0) | (0x80 >> (i & 7));
+    const network = Buffer.from(bytes.map((b, i) => b & mask[i]!));
+    return subtree(der.implicit(7, Buffer.concat([network, mask])));
+  };
+  const permitted = [
+    ...c.permittedDNS.map((d) => subtree(der.implicit(2, Buffer.from(d, 'ascii')))),
+    ...c.permittedIPRanges.map(ipSubtree),
+    ...c.permittedURIHosts.map((h) => subtree(der.implicit(6, Buffer.from(h, 'ascii')))),
+    ...c.permittedEmailDomains.map((h) => subtree(der.implicit(1, Buffer.from(h, 'ascii')))),
+  ];
+  return der.sequence(der.tlv(0xa0, Buffer.concat(permitted)));
+}
+
 const signAsync = (hash: string | null, data: Buffer, key: KeyObject) =>
   new Promise<Buffer>((resolve, reject) =>
     sign(hash, data, key, (err, signature) => (err ? reject(err) : resolve(signature))),
@@ -191,13 +227,19 @@ export async function issueCertificate(
     ...(req.uris ?? []).map((v) => der.implicit(6, Buffer.from(v, 'ascii'))),
     ...(req.emailAddresses ?? []).map((v) => der.implicit(1, Buffer.from(v, 'ascii'))),
   ];
+  // A CA issued here is a subordinate CA for one tenant: it may sign leaves only (pathLenConstraint 0).
   const extensions: Buffer[] = [
     extension(
       der.ExtensionOid.basicConstraints,
       true,
-      isCA ? der.sequence(der.booleanTrue()) : der.sequence(),
+      isCA ? der.sequence(der.booleanTrue(), der.smallInteger(0)) : der.sequence(),
     ),
   ];
+  if (isCA && req.nameConstraints) {
+    extensions.push(
+      extension(der.ExtensionOid.nameConstraints, true, nameConstraintsDer(req.nameConstraints)),
+    );
+  }
   // RFC 5280: a KeyUsage extension names at least one usage; with none it is left out.
   if (usages.keyUsageFlags !== 0)
     extensions.push(extension(der.ExtensionOid.keyUsage, true, der.namedBits(usages.keyUsageFlags)));

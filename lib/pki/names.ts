@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { hasSpiffeScheme, spiffeIdProblem } from '../tenancy/spiffe.ts';
 
 // Validation of the names a certificate may carry. Kept strict: anything the
 // API server's schema lets through but a TLS stack would choke on stops here.
@@ -29,16 +30,21 @@ export function canonicalIp(ip: string): string {
   return ip;
 }
 
+/** URIs are written into certificates as IA5String: printable ASCII only, checked as written. */
+const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
+
 export function uriProblem(uri: string): string | undefined {
-  let parsed: URL;
+  if (!PRINTABLE_ASCII.test(uri)) {
+    return 'contains spaces, control or non-ASCII characters (percent-encode them, or for SPIFFE IDs leave them out)';
+  }
+  if (hasSpiffeScheme(uri)) {
+    const problem = spiffeIdProblem(uri);
+    return problem ? `is not a canonical SPIFFE ID: it ${problem}` : undefined;
+  }
   try {
-    parsed = new URL(uri);
+    new URL(uri);
   } catch {
     return 'is not an absolute URI';
-  }
-  if (parsed.protocol === 'spiffe:') {
-    if (!parsed.hostname) return 'is a SPIFFE ID without a trust domain';
-    if (parsed.search || parsed.hash) return 'is a SPIFFE ID with a query or fragment';
   }
   return undefined;
 }
@@ -46,6 +52,7 @@ export function uriProblem(uri: string): string | undefined {
 const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 
 export function emailProblem(email: string): string | undefined {
+  if (!PRINTABLE_ASCII.test(email)) return 'contains spaces, control or non-ASCII characters';
   if (!EMAIL.test(email)) return 'is not an email address (local@domain)';
   const domain = email.slice(email.indexOf('@') + 1);
   const problem = dnsNameProblem(domain.toLowerCase());
