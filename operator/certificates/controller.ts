@@ -10,7 +10,6 @@ import {
   type V1Secret,
 } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
-import { clusterNameViolation, policyViolation, spiffeViolation } from '../../lib/api/policy.ts';
 import {
   Annotation,
   API_VERSION,
@@ -35,6 +34,7 @@ import { rawRequest } from '../../lib/kube/rest.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
 import { type KeyPair, readKeyPair } from '../../lib/pki/inspect.ts';
 import { issueCertificate } from '../../lib/pki/issue.ts';
+import { subordinateCaConstraints, type TenancyContext, tenancyViolation } from '../../lib/tenancy/index.ts';
 import type { IssuerController, IssuerState } from '../issuers/controller.ts';
 import { issuerKey } from '../issuers/controller.ts';
 import type { OperatorMetrics } from '../metrics.ts';
@@ -330,6 +330,24 @@ export class CertificateController {
         log,
       );
     }
+    // Tenancy and the issuer's policy, on every look, not only before signing: a Certificate whose
+    // issued certificate the rules no longer allow (a policy tightened, an upgrade) stops being Ready.
+    const tenancy: TenancyContext = {
+      namespace,
+      trustDomain: issuer.trustDomain,
+      clusterDomain: this.o.clusterDomain ?? 'cluster.local',
+      policy: issuer.issuer.spec.policy,
+      issuer: `${ref.kind} ${ref.name}`,
+    };
+    const denied = tenancyViolation(tenancy, resolved.request);
+    if (denied) {
+      const current = findCondition(certificate.status?.conditions, ConditionType.Ready);
+      const message = `${ref.kind} ${ref.name} refuses to issue: ${denied.message} (${denied.reason})`;
+      if (current?.reason !== ReadyReason.PolicyDenied || current.message !== message)
+        this.event(certificate, 'Warning', EventReason.Denied, `Not issued: ${denied.message}`);
+      return this.notReady(certificate, ReadyReason.PolicyDenied, message, now, log);
+    }
+    if (resolved.request.isCA) resolved.request.nameConstraints = subordinateCaConstraints(tenancy);
     const secret = this.secretFor(namespace, certificate.spec.secretName);
     let pair: KeyPair | undefined;
     let parseError: string | undefined;
@@ -384,27 +402,6 @@ export class CertificateController {
       return;
     }
     if (!verdict) return;
-
-    // Policy and tenancy are checked before anything is signed.
-    const denied =
-      spiffeViolation(issuer.trustDomain, namespace, resolved.request.uris) ??
-      clusterNameViolation(
-        namespace,
-        resolved.request.dnsNames,
-        this.o.clusterDomain ?? 'cluster.local',
-        issuer.issuer.spec.policy,
-      ) ??
-      policyViolation(issuer.issuer.spec.policy, namespace, resolved.request);
-    if (denied) {
-      this.event(certificate, 'Warning', EventReason.Denied, `Not issued: ${denied}`);
-      return this.notReady(
-        certificate,
-        ReadyReason.PolicyDenied,
-        `${ref.kind} ${ref.name} refuses to issue: ${denied}`,
-        now,
-        log,
-      );
-    }
 
     // Back off after failures, unless the spec changed since.
     const attempts = certificate.status?.failedIssuanceAttempts ?? 0;
