@@ -124,7 +124,7 @@ export function dnsNameViolation(
   return undefined;
 }
 
-/** A commonName that a TLS client could take for a host name is checked as one (clients fall back to it). */
+/** A commonName that a TLS client could take for a host name is checked as one. */
 function commonNameViolation(ctx: TenancyContext, commonName: string): Violation | undefined {
   const asName = normalizeDnsName(commonName);
   if (!/^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*$/.test(asName)) return undefined;
@@ -223,7 +223,8 @@ export function tenancyViolation(ctx: TenancyContext, req: IssueRequest): Violat
     const v = dnsNameViolation(ctx, name);
     if (v) return v;
   }
-  if (req.commonName !== undefined) {
+  // Hostname verifiers fall back to the commonName only when there is no DNS SAN (RFC 6125 6.4.4).
+  if (req.commonName !== undefined && (req.dnsNames ?? []).length === 0) {
     const v = commonNameViolation(ctx, req.commonName);
     if (v) return v;
   }
