@@ -14,6 +14,18 @@ export const ReviewErrorCode = {
   Conflict: 'Conflict',
   /** The identity's Certificate could not be created; the pod would start without a certificate. */
   CertificateUnavailable: 'CertificateUnavailable',
+  /** A Certificate the webhook did not create holds the identity's deterministic name. */
+  IdentitySquatted: 'IdentitySquatted',
+  /** The namespace's opt-in could not be read, so the webhook cannot tell whether to inject. */
+  NamespaceUnavailable: 'NamespaceUnavailable',
+  /** Injecting would make the pod larger than the API server stores. */
+  PodTooLarge: 'PodTooLarge',
+  /** Too many reviews in flight, in total or from the pod's namespace; retry shortly. */
+  Overloaded: 'Overloaded',
+  /** The caller did not present a client certificate from the client CA. */
+  Unauthenticated: 'Unauthenticated',
+  /** The caller's client certificate names no one allowed by --client-names. */
+  Forbidden: 'Forbidden',
   /** Anything else. */
   Internal: 'Internal',
 } as const;
@@ -26,6 +38,12 @@ const HTTP_STATUS: Record<ReviewErrorCode, number> = {
   NameNotAllowed: 403,
   Conflict: 409,
   CertificateUnavailable: 503,
+  IdentitySquatted: 409,
+  NamespaceUnavailable: 503,
+  PodTooLarge: 400,
+  Overloaded: 429,
+  Unauthenticated: 401,
+  Forbidden: 403,
   Internal: 500,
 };
 

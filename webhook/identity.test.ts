@@ -16,7 +16,10 @@ const adversarial: [string, string][] = [
   ['a cut at 40 landing on a dot', `${'a'.repeat(39)}.b`],
   ['a cut at 40 landing on a dash', `${'a'.repeat(39)}-b`],
   ['a cut at 40 landing after a run of dashes', `${'a'.repeat(37)}---b`],
-  ['the longest name: 253 characters of labels and dots', `${label63}.${label63}.${label63}.${'b'.repeat(61)}`],
+  [
+    'the longest name: 253 characters of labels and dots',
+    `${label63}.${label63}.${label63}.${'b'.repeat(61)}`,
+  ],
   ['a name of one character', 'a'],
   ['a name of digits only', '0123456789'],
   ['dots every other character', 'a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z'],

@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export function createWebhookMetrics() {
   const registry = new Registry();
@@ -7,7 +7,7 @@ export function createWebhookMetrics() {
     registry,
     admissions: new Counter({
       name: 'sigil_webhook_admission_total',
-      help: 'Pod admissions by result: injected, unchanged (already injected), denied, malformed, error.',
+      help: 'Pod admissions by result: injected, unchanged (already injected), skipped (not opted in), denied, malformed, error.',
       labelNames: ['result'],
       registers: [registry],
     }),
@@ -19,8 +19,19 @@ export function createWebhookMetrics() {
     }),
     certificateCreates: new Counter({
       name: 'sigil_webhook_certificate_creates_total',
-      help: 'Identity Certificates the webhook created (409 AlreadyExists counts as exists).',
+      help: 'Identity Certificates the webhook ensured, by result: created, exists (verified its own), squatted (someone else holds the name), error.',
       labelNames: ['result'],
+      registers: [registry],
+    }),
+    inFlight: new Gauge({
+      name: 'sigil_webhook_reviews_in_flight',
+      help: 'AdmissionReviews being read or answered.',
+      registers: [registry],
+    }),
+    refused: new Counter({
+      name: 'sigil_webhook_requests_refused_total',
+      help: 'Requests to /mutate-v1-pod refused before an answer: unauthenticated, forbidden, busy (the webhook is at its limit), namespace (the namespace is at its share).',
+      labelNames: ['reason'],
       registers: [registry],
     }),
   };

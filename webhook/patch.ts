@@ -76,11 +76,13 @@ export function buildPatch(pod: V1Pod, identity: Identity): PatchOp[] {
       ? { op: 'add', path: '/spec/volumes/-', value: volume }
       : { op: 'add', path: '/spec/volumes', value: [volume] },
   );
+  // A set, not identity.containers.includes in the loop: a pod may have very many containers.
+  const selected = identity.containers ? new Set(identity.containers) : undefined;
   const mount = { name: VOLUME_NAME, mountPath: identity.mountPath, readOnly: true };
   const env = envFor(identity);
   for (const [field, containers] of all) {
     (containers ?? []).forEach((c, i) => {
-      if (identity.containers && !identity.containers.includes(c.name)) return;
+      if (selected && !selected.has(c.name)) return;
       const base = `/spec/${field}/${i}`;
       const clash = (c.volumeMounts ?? []).find((m) => m.mountPath === identity.mountPath);
       if (clash) {

@@ -3,8 +3,15 @@
 // Certificate, issuer approval for names outside the namespace). The server
 // carries out the plan; errors become answers in one place (errors.ts).
 import type { V1Pod } from '@kubernetes/client-node';
+import { Label } from '../lib/api/types.ts';
 import { type AdmissionResponse, ReviewError, ReviewErrorCode } from './errors.ts';
-import { type Identity, IdentityError, type IdentityOptions, podIdentity } from './identity.ts';
+import {
+  type Identity,
+  IdentityError,
+  type IdentityOptions,
+  PodAnnotation,
+  podIdentity,
+} from './identity.ts';
 import { alreadyInjected, buildPatch, PatchConflict, type PatchOp } from './patch.ts';
 
 export interface AdmissionRequest {
@@ -78,13 +85,12 @@ export function readReview(body: unknown): AdmissionRequest {
 }
 
 /**
- * Decides what to do with a review. Throws ReviewError, carrying the request's
- * uid when it could be read, so the server can answer with a denial.
+ * Reads a review, attaching the request's uid to any error when it could be
+ * read, so the server can answer with a denial rather than an HTTP error.
  */
-export function planAdmission(body: unknown, options: IdentityOptions): Plan {
-  let request: AdmissionRequest;
+export function parseReview(body: unknown): AdmissionRequest {
   try {
-    request = readReview(body);
+    return readReview(body);
   } catch (err) {
     const uid = (body as { request?: { uid?: unknown } } | null)?.request?.uid;
     // A body that is not an AdmissionReview gets an HTTP error; a review Sigil cannot handle gets a denial.
@@ -95,12 +101,62 @@ export function planAdmission(body: unknown, options: IdentityOptions): Plan {
       UID.test(uid);
     throw answerable ? Object.assign(err, { uid }) : err;
   }
+}
+
+/** Namespaces the webhook never injects into, whatever their labels say. */
+export interface OptInOptions {
+  excludedNamespaces: readonly string[];
+}
+
+/**
+ * Whether a pod opted in, as the webhook configuration's selectors say it must
+ * have (the handler checks again: a review may come from a misconfigured
+ * webhook configuration or from a caller that is not the API server).
+ * `namespaceLabels` is asked for only when the pod's own labels do not decide.
+ * A reason when the pod is not to be injected.
+ */
+export async function optInProblem(
+  request: AdmissionRequest,
+  o: OptInOptions,
+  namespaceLabels: (namespace: string) => Promise<Record<string, string> | undefined>,
+): Promise<string | undefined> {
+  const { namespace, pod } = request;
+  if (o.excludedNamespaces.includes(namespace))
+    return `namespace ${namespace} is never injected (kube-system and Sigil's own namespace are excluded)`;
+  const podLabel = (pod.metadata?.labels as Record<string, unknown> | undefined)?.[Label.Inject];
+  if (podLabel === 'true') return undefined;
+  if (podLabel === 'false') return `the pod is labelled ${Label.Inject}=false`;
+  const labels = await namespaceLabels(namespace);
+  if (labels?.[Label.Inject] === 'enabled') return undefined;
+  return `neither namespace ${namespace} (${Label.Inject}=enabled) nor the pod (${Label.Inject}=true) opted in`;
+}
+
+/**
+ * The largest patch the webhook answers with. Kubernetes sets no limit on
+ * containers per pod, only on the object's size (etcd stores 1.5 MiB by
+ * default); the patch adds a volume mount and four variables per selected
+ * container, so a pod of very many tiny containers could grow past what the
+ * API server can store. Beyond this the pod is denied with a way out.
+ */
+export const MAX_PATCH_BYTES = 1024 * 1024;
+
+/**
+ * Decides what to do with a review. Throws ReviewError, carrying the request's
+ * uid when it could be read, so the server can answer with a denial.
+ */
+export function planAdmission(body: unknown, options: IdentityOptions): Plan {
+  return planRequest(parseReview(body), options);
+}
+
+/** The answer, or the patch and what must exist first, for a review already read. */
+export function planRequest(request: AdmissionRequest, options: IdentityOptions): Plan {
   const { uid, pod, namespace } = request;
   if (alreadyInjected(pod)) return { kind: 'respond', response: { uid, allowed: true } };
+  let plan: Plan;
   try {
     const { identity, foreignNames } = podIdentity(pod, namespace, options);
     const patch = buildPatch(pod, identity);
-    return { kind: 'inject', request, identity, foreignNames, patch };
+    plan = { kind: 'inject', request, identity, foreignNames, patch };
   } catch (err) {
     if (err instanceof IdentityError)
       throw Object.assign(new ReviewError(ReviewErrorCode.InvalidAnnotation, err.message), { uid });
@@ -115,6 +171,17 @@ export function planAdmission(body: unknown, options: IdentityOptions): Plan {
       { uid },
     );
   }
+  const size = Buffer.byteLength(JSON.stringify(plan.patch));
+  if (size > MAX_PATCH_BYTES) {
+    throw Object.assign(
+      new ReviewError(
+        ReviewErrorCode.PodTooLarge,
+        `injecting into every container would add ${size} bytes to the pod, more than the ${MAX_PATCH_BYTES} the webhook allows (the API server stores objects up to 1.5 MiB); name the containers that need the identity in ${PodAnnotation.Containers}`,
+      ),
+      { uid },
+    );
+  }
+  return plan;
 }
 
 export function allowWithPatch(uid: string, patch: PatchOp[]): AdmissionResponse {

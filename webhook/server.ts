@@ -1,23 +1,42 @@
 // The webhook process: express over HTTPS. It serves with the certificate the
 // operator keeps in a Secret and swaps it in without a restart when it rotates.
+import { unwatchFile, watchFile } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import type { TLSSocket } from 'node:tls';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type V1Namespace,
+  type V1Secret,
+} from '@kubernetes/client-node';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'winston';
-import { dnsPatternMatches } from '../lib/api/policy.ts';
-import { API_VERSION, GROUP, type Issuer, Label, Plural, VERSION } from '../lib/api/types.ts';
+import {
+  API_VERSION,
+  type Certificate,
+  GROUP,
+  type Issuer,
+  Label,
+  Plural,
+  VERSION,
+} from '../lib/api/types.ts';
 import { describeApiError, isConflict, isNotFound } from '../lib/kube/errors.ts';
 import { Informer } from '../lib/kube/informer.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
+import { dnsNameViolation, type TenancyContext } from '../lib/tenancy/index.ts';
+import { type ClientAuthOptions, clientAuthProblem, readClientCa } from './clientauth.ts';
 import { type AdmissionResponse, ReviewError, ReviewErrorCode, toAdmissionResponse } from './errors.ts';
 import { type Identity, identityCertificateSpec, labelValueFor } from './identity.ts';
+import { InFlight, type InFlightLimits, type Ticket } from './inflight.ts';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.ts';
-import { allowWithPatch, type Plan, planAdmission } from './review.ts';
+import { squatProblem } from './ownership.ts';
+import { allowWithPatch, optInProblem, type Plan, parseReview, planRequest } from './review.ts';
 
 export interface WebhookOptions {
   kc: KubeConfig;
-  /** Namespace of the serving-certificate Secret (the operator's). */
+  /** Namespace of the serving-certificate Secret (the operator's); never injected. */
   namespace: string;
   tlsSecretName: string;
   /** host:port to listen on; port 0 picks a free one. */
@@ -26,29 +45,63 @@ export interface WebhookOptions {
   clusterDomain: string;
   defaultIssuer: { kind: 'ClusterIssuer'; name: string };
   logger: Logger;
-  /** Largest AdmissionReview accepted; the API server sends far less. */
+  /** Largest AdmissionReview accepted (default 7 MiB, see MAX_BODY). */
   maxBodyBytes?: number;
+  /** Require a client certificate from this CA on /mutate-v1-pod (the probes and /metrics stay open). */
+  clientAuth?: ClientAuthOptions | undefined;
+  /** Bounds on reviews held at once (defaults in DEFAULT_LIMITS). */
+  limits?: Partial<InFlightLimits>;
 }
 
 export interface Webhook {
   server: Server;
   port: number;
   metrics: WebhookMetrics;
+  inFlight: InFlight;
   /** True once the operator-issued serving certificate is in use. */
   servingOperatorCertificate: () => boolean;
   stop: () => Promise<void>;
 }
 
-const MAX_BODY = 1024 * 1024;
-/** How long an identity's Certificate is remembered to exist before it is checked again. */
-const KNOWN_TTL_MS = 60_000;
+/**
+ * The API server accepts request bodies up to 3 MiB, so a pod can be that
+ * large; its AdmissionReview adds the envelope and the user's info, and an
+ * UPDATE would carry the old object too. 7 MiB covers twice the largest pod
+ * with room for the envelope: every pod the API server accepts is read.
+ */
+const MAX_BODY = 7 * 1024 * 1024;
+/**
+ * Sized for the chart's 256 MiB limit: a parsed review takes a few times its
+ * JSON size, so 24 MiB of reviews held at once stays well inside it (see the
+ * tenant-flood row of make bench for the peak measured).
+ */
+export const DEFAULT_LIMITS: InFlightLimits = {
+  maxReviews: 256,
+  maxBytes: 24 * 1024 * 1024,
+  maxReviewsPerNamespace: 64,
+  maxBytesPerNamespace: 6 * 1024 * 1024,
+};
+/** How long a verified identity Certificate is trusted before it is read again. */
+const KNOWN_TTL_MS = 10_000;
+/** How long a namespace's opt-in is remembered (opted in), or not (not opted in). */
+const NAMESPACE_TTL_MS = { optedIn: 30_000, not: 1_000 };
+const MAX_CACHED_NAMESPACES = 4096;
 
 export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
   const metrics = createWebhookMetrics();
   const core = o.kc.makeApiClient(CoreV1Api);
   const custom = o.kc.makeApiClient(CustomObjectsApi);
+  const maxBody = o.maxBodyBytes ?? MAX_BODY;
+  const inFlight = new InFlight({ ...DEFAULT_LIMITS, ...o.limits });
+  const excludedNamespaces = ['kube-system', o.namespace];
+  /** Identity Certificates verified to be the webhook's own, with when. Only ever set after a check. */
   const known = new Map<string, number>();
+  /** One check per identity at a time: replicas created together share it. */
+  const ensuring = new Map<string, Promise<void>>();
+  const namespaces = new Map<string, { labels: Record<string, string> | undefined; at: number }>();
+  const namespaceReads = new Map<string, Promise<Record<string, string> | undefined>>();
   let servingReal = false;
+  let clientCa = o.clientAuth ? readClientCa(o.clientAuth.caFile) : undefined;
 
   // Until the operator's certificate arrives, serve a throwaway one and report not ready.
   const temp = await createSelfSignedCA({
@@ -82,51 +135,147 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
         ? `${ref.kind} ${ref.name} does not exist`
         : `could not read ${ref.kind} ${ref.name}: ${describeApiError(err)}`;
     }
-    const allowed = issuer.spec.policy?.allowedDNSNames ?? [];
+    const ctx: TenancyContext = {
+      namespace: identity.namespace,
+      trustDomain: issuer.spec.trustDomain ?? o.trustDomain,
+      clusterDomain: o.clusterDomain,
+      policy: issuer.spec.policy,
+      issuer: `${ref.kind} ${ref.name}`,
+    };
     for (const name of names) {
-      if (!allowed.some((p) => dnsPatternMatches(p, name))) {
-        return `DNS name ${name} is outside namespace ${identity.namespace} and ${ref.kind} ${ref.name} does not allow it (spec.policy.allowedDNSNames)`;
-      }
+      const refused = dnsNameViolation(ctx, name);
+      if (refused) return refused.message;
     }
     return undefined;
   };
 
-  const ensureCertificate = async (identity: Identity) => {
+  const squatted = (identity: Identity, existing: Certificate): ReviewError | undefined => {
+    const problem = squatProblem(existing, identity);
+    if (!problem) return undefined;
+    metrics.certificateCreates.inc({ result: 'squatted' });
     const key = `${identity.namespace}/${identity.certificateName}`;
-    const seen = known.get(key);
-    if (seen && Date.now() - seen < KNOWN_TTL_MS) return;
+    return new ReviewError(
+      ReviewErrorCode.IdentitySquatted,
+      `Certificate ${key} already exists and is not the one Sigil creates for this pod's identity (${identity.spiffeId}): ${problem}. Sigil will not mount a Secret it does not control; delete that Certificate (kubectl delete certificate -n ${identity.namespace} ${identity.certificateName}) and create the pod again`,
+    );
+  };
+
+  const readCertificate = async (identity: Identity): Promise<Certificate | undefined> => {
     try {
-      await custom.createNamespacedCustomObject({
+      return (await custom.getNamespacedCustomObject({
         group: GROUP,
         version: VERSION,
         namespace: identity.namespace,
         plural: Plural.Certificate,
-        body: {
-          apiVersion: API_VERSION,
-          kind: 'Certificate',
-          metadata: {
-            name: identity.certificateName,
-            namespace: identity.namespace,
-            labels: {
-              [Label.Identity]: 'true',
-              'sigil.dev/service-account': labelValueFor(identity.serviceAccount),
-            },
-          },
-          spec: identityCertificateSpec(identity),
-        },
-      });
-      metrics.certificateCreates.inc({ result: 'created' });
+        name: identity.certificateName,
+      })) as Certificate;
     } catch (err) {
-      if (!isConflict(err)) {
-        metrics.certificateCreates.inc({ result: 'error' });
-        throw new ReviewError(
-          ReviewErrorCode.CertificateUnavailable,
-          `could not create Certificate ${key} for this pod's identity (${describeApiError(err)}); the pod is not admitted without it, retry shortly`,
-        );
-      }
-      metrics.certificateCreates.inc({ result: 'exists' });
+      if (isNotFound(err)) return undefined;
+      throw err;
     }
+  };
+
+  const createCertificate = (identity: Identity) =>
+    custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: identity.namespace,
+      plural: Plural.Certificate,
+      body: {
+        apiVersion: API_VERSION,
+        kind: 'Certificate',
+        metadata: {
+          name: identity.certificateName,
+          namespace: identity.namespace,
+          labels: {
+            [Label.Identity]: 'true',
+            'sigil.dev/service-account': labelValueFor(identity.serviceAccount),
+          },
+        },
+        spec: identityCertificateSpec(identity),
+      },
+    });
+
+  /**
+   * Makes sure the identity's Certificate exists and is the webhook's own:
+   * created now, or found with the webhook's label and spec. A Certificate
+   * someone else put at the deterministic name denies the pod.
+   */
+  const ensureCertificate = async (identity: Identity): Promise<void> => {
+    const key = `${identity.namespace}/${identity.certificateName}`;
+    const seen = known.get(key);
+    if (seen && Date.now() - seen < KNOWN_TTL_MS) return;
+    try {
+      let existing = await readCertificate(identity);
+      if (!existing) {
+        try {
+          await createCertificate(identity);
+          metrics.certificateCreates.inc({ result: 'created' });
+        } catch (err) {
+          if (!isConflict(err)) throw err;
+          // Created by someone else between the read and the create: check what it is.
+          existing = await readCertificate(identity);
+          if (!existing) throw err;
+        }
+      }
+      if (existing) {
+        const refused = squatted(identity, existing);
+        if (refused) {
+          known.delete(key);
+          throw refused;
+        }
+        metrics.certificateCreates.inc({ result: 'exists' });
+      }
+    } catch (err) {
+      if (err instanceof ReviewError) throw err;
+      metrics.certificateCreates.inc({ result: 'error' });
+      throw new ReviewError(
+        ReviewErrorCode.CertificateUnavailable,
+        `could not create Certificate ${key} for this pod's identity (${describeApiError(err)}); the pod is not admitted without it, retry shortly`,
+      );
+    }
+    if (known.size > 10_000) known.clear();
     known.set(key, Date.now());
+  };
+
+  const ensureShared = (identity: Identity): Promise<void> => {
+    const key = `${identity.namespace}/${identity.certificateName}`;
+    const running = ensuring.get(key);
+    if (running) return running;
+    const promise = ensureCertificate(identity).finally(() => ensuring.delete(key));
+    ensuring.set(key, promise);
+    return promise;
+  };
+
+  const namespaceLabels = (name: string): Promise<Record<string, string> | undefined> => {
+    const cached = namespaces.get(name);
+    if (cached) {
+      const ttl =
+        cached.labels?.[Label.Inject] === 'enabled' ? NAMESPACE_TTL_MS.optedIn : NAMESPACE_TTL_MS.not;
+      if (Date.now() - cached.at < ttl) return Promise.resolve(cached.labels);
+    }
+    const running = namespaceReads.get(name);
+    if (running) return running;
+    const read = core
+      .readNamespace({ name })
+      .then(
+        (ns: V1Namespace) => ns.metadata?.labels ?? {},
+        (err: unknown) => {
+          if (isNotFound(err)) return undefined;
+          throw new ReviewError(
+            ReviewErrorCode.NamespaceUnavailable,
+            `could not read namespace ${name} to confirm it opted in to injection (${describeApiError(err)}); the webhook needs get on namespaces; retry shortly`,
+          );
+        },
+      )
+      .then((labels) => {
+        if (namespaces.size >= MAX_CACHED_NAMESPACES) namespaces.delete(namespaces.keys().next().value!);
+        namespaces.set(name, { labels, at: Date.now() });
+        return labels;
+      })
+      .finally(() => namespaceReads.delete(name));
+    namespaceReads.set(name, read);
+    return read;
   };
 
   const carryOut = async (plan: Plan): Promise<AdmissionResponse> => {
@@ -139,12 +288,37 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     }
     if (!request.dryRun) {
       try {
-        await ensureCertificate(identity);
+        await ensureShared(identity);
       } catch (err) {
         throw Object.assign(err as Error, { uid: request.uid });
       }
     }
     return allowWithPatch(request.uid, patch);
+  };
+
+  /** Decides and carries out one review whose body has been read; throws errors carrying the uid. */
+  const admit = async (
+    body: unknown,
+    ticket: Ticket,
+  ): Promise<{ response: AdmissionResponse; plan?: Plan; skipped?: string }> => {
+    const request = parseReview(body);
+    const withUid = (err: unknown) => Object.assign(err as Error, { uid: request.uid });
+    const notOptedIn = await optInProblem(request, { excludedNamespaces }, namespaceLabels).catch((err) => {
+      throw withUid(err);
+    });
+    if (notOptedIn) return { response: { uid: request.uid, allowed: true }, skipped: notOptedIn };
+    const overloaded = inFlight.admitNamespace(ticket, request.namespace);
+    if (overloaded) {
+      metrics.refused.inc({ reason: 'namespace' });
+      throw withUid(
+        new ReviewError(
+          ReviewErrorCode.Overloaded,
+          `${overloaded}; this pod was not admitted, create it again shortly (controllers retry on their own)`,
+        ),
+      );
+    }
+    const plan = planRequest(request, { trustDomain: o.trustDomain, clusterDomain: o.clusterDomain });
+    return { response: await carryOut(plan), plan };
   };
 
   const app = express();
@@ -160,9 +334,49 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     '/metrics',
     async (_req, res) => void res.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
+  const refuse = (res: Response, e: ReviewError) => {
+    // The body is never read: close the connection rather than drain it.
+    res.setHeader('connection', 'close');
+    res.status(e.httpStatus).json({ error: e.code, message: e.message });
+  };
   app.post(
     '/mutate-v1-pod',
-    express.json({ limit: o.maxBodyBytes ?? MAX_BODY, type: () => true, strict: true }),
+    (req: Request, res: Response, next: NextFunction) => {
+      if (o.clientAuth) {
+        const problem = clientAuthProblem(req.socket as TLSSocket, o.clientAuth.names);
+        if (problem) {
+          metrics.refused.inc({
+            reason: problem.code === ReviewErrorCode.Forbidden ? 'forbidden' : 'unauthenticated',
+          });
+          refuse(res, problem);
+          return;
+        }
+      }
+      const declared = Number(req.headers['content-length'] ?? maxBody);
+      if (Number.isFinite(declared) && declared > maxBody) {
+        metrics.admissions.inc({ result: 'malformed' });
+        refuse(
+          res,
+          new ReviewError(ReviewErrorCode.MalformedReview, `the body is larger than ${maxBody} bytes`),
+        );
+        return;
+      }
+      const ticket = inFlight.arrive(Number.isFinite(declared) ? declared : maxBody);
+      if (typeof ticket === 'string') {
+        metrics.refused.inc({ reason: 'busy' });
+        res.setHeader('retry-after', '1');
+        refuse(res, new ReviewError(ReviewErrorCode.Overloaded, ticket));
+        return;
+      }
+      metrics.inFlight.inc();
+      res.once('close', () => {
+        inFlight.release(ticket);
+        metrics.inFlight.dec();
+      });
+      res.locals.ticket = ticket;
+      next();
+    },
+    express.json({ limit: maxBody, type: () => true, strict: true }),
     async (req: Request, res: Response) => {
       const end = metrics.duration.startTimer();
       const pod = (
@@ -177,11 +391,16 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
       };
       let response: AdmissionResponse;
       try {
-        const plan = planAdmission(req.body, { trustDomain: o.trustDomain, clusterDomain: o.clusterDomain });
-        response = await carryOut(plan);
-        const result = plan.kind === 'respond' ? 'unchanged' : 'injected';
+        const { response: answer, plan, skipped } = await admit(req.body, res.locals.ticket as Ticket);
+        response = answer;
+        const result = skipped ? 'skipped' : plan?.kind === 'inject' ? 'injected' : 'unchanged';
         metrics.admissions.inc({ result });
-        if (plan.kind === 'inject')
+        if (skipped)
+          o.logger.warn('review for a pod that did not opt in; allowed unchanged', {
+            ...context,
+            reason: skipped,
+          });
+        if (plan?.kind === 'inject')
           o.logger.info('injected identity', {
             ...context,
             certificate: plan.identity.certificateName,
@@ -230,13 +449,25 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
       const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
       const message =
         err.type === 'entity.too.large'
-          ? `the body is larger than ${o.maxBodyBytes ?? MAX_BODY} bytes`
+          ? `the body is larger than ${maxBody} bytes`
           : `the body is not valid JSON: ${err.message}`;
       res.status(status).json({ error: ReviewErrorCode.MalformedReview, message });
     },
   );
 
-  const server = createServer({ cert: temp.certPem, key: temp.keyPem, minVersion: 'TLSv1.2' }, app);
+  // With a client CA, ask every client for a certificate but let the handshake finish without
+  // one: the probes and /metrics need none, and /mutate-v1-pod refuses with a reason (401/403).
+  const clientOptions = () => (clientCa ? { ca: clientCa } : {});
+  const server = createServer(
+    {
+      cert: temp.certPem,
+      key: temp.keyPem,
+      minVersion: 'TLSv1.2',
+      ...clientOptions(),
+      ...(o.clientAuth ? { requestCert: true, rejectUnauthorized: false } : {}),
+    },
+    app,
+  );
   server.headersTimeout = 10_000;
   server.requestTimeout = 15_000;
 
@@ -252,16 +483,19 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     logger: o.logger,
   });
   let loadedVersion = '';
+  let serving: { cert: Buffer; key: Buffer } | undefined;
+  const applyContext = () => {
+    const pair = serving ?? { cert: Buffer.from(temp.certPem), key: Buffer.from(temp.keyPem) };
+    server.setSecureContext({ ...pair, minVersion: 'TLSv1.2', ...clientOptions() });
+  };
   const load = (secret: V1Secret) => {
     const cert = secret.data?.['tls.crt'];
     const key = secret.data?.['tls.key'];
     if (!cert || !key || secret.metadata?.resourceVersion === loadedVersion) return;
     try {
-      server.setSecureContext({
-        cert: Buffer.from(cert, 'base64'),
-        key: Buffer.from(key, 'base64'),
-        minVersion: 'TLSv1.2',
-      });
+      const pair = { cert: Buffer.from(cert, 'base64'), key: Buffer.from(key, 'base64') };
+      server.setSecureContext({ ...pair, minVersion: 'TLSv1.2', ...clientOptions() });
+      serving = pair;
       loadedVersion = secret.metadata?.resourceVersion ?? '';
       servingReal = true;
       o.logger.info('serving certificate loaded', {
@@ -275,6 +509,22 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
   tlsSecrets.on('add', load).on('update', load);
   void tlsSecrets.start();
 
+  // The client CA is mounted from a ConfigMap or Secret that may be rotated: pick up changes.
+  const clientCaFile = o.clientAuth?.caFile;
+  if (clientCaFile) {
+    watchFile(clientCaFile, { interval: 10_000, persistent: false }, () => {
+      try {
+        const next = readClientCa(clientCaFile);
+        if (next === clientCa) return;
+        clientCa = next;
+        applyContext();
+        o.logger.info('client CA reloaded', { file: clientCaFile });
+      } catch (err) {
+        o.logger.error('client CA file is unusable; keeping the previous one', err as Error);
+      }
+    });
+  }
+
   const [host, portText] = [
     o.address.slice(0, o.address.lastIndexOf(':')) || '0.0.0.0',
     o.address.slice(o.address.lastIndexOf(':') + 1),
@@ -287,9 +537,11 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     server,
     port: (server.address() as AddressInfo).port,
     metrics,
+    inFlight,
     servingOperatorCertificate: () => servingReal,
     stop: async () => {
       tlsSecrets.stop();
+      if (clientCaFile) unwatchFile(clientCaFile);
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       await closed;
