@@ -26,6 +26,12 @@ export interface InformerOptions<T> {
   idleTimeoutMs?: number;
   /** Counts list and watch requests, for metrics and benchmarks. */
   onRequest?: (verb: 'list' | 'watch') => void;
+  /**
+   * What to keep of each object, applied before it is cached or handed to a
+   * handler: a selector anyone can satisfy (a label) must not let them make
+   * the cache hold whatever they like. Returns a new object or the same one.
+   */
+  transform?: (obj: T) => T;
 }
 
 /**
@@ -33,9 +39,9 @@ export interface InformerOptions<T> {
  * (server-side apply bookkeeping nothing here reads, often the largest part of
  * a small object's metadata), frozen so no handler can change the cache.
  */
-function cached<T extends KubernetesObject>(obj: T): T {
+function cached<T extends KubernetesObject>(obj: T, transform?: (obj: T) => T): T {
   if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
-  return Object.freeze(obj);
+  return Object.freeze(transform ? transform(obj) : obj);
 }
 
 /**
@@ -130,7 +136,7 @@ export class Informer<T extends KubernetesObject> {
       if (this.stopped) return;
       const seen = new Set<string>();
       for (const item of result.items) {
-        const obj = cached(item);
+        const obj = cached(item, this.options.transform);
         const key = objectKey(obj);
         seen.add(key);
         const old = this.store.get(key);
@@ -192,7 +198,7 @@ export class Informer<T extends KubernetesObject> {
         switch (phase) {
           case 'ADDED':
           case 'MODIFIED': {
-            const frozen = cached(obj);
+            const frozen = cached(obj, this.options.transform);
             const key = objectKey(frozen);
             const old = this.store.get(key);
             this.store.set(key, frozen);
@@ -204,7 +210,7 @@ export class Informer<T extends KubernetesObject> {
             const key = objectKey(obj);
             const old = this.store.get(key);
             this.store.delete(key);
-            this.emit('delete', old ?? Object.freeze(obj));
+            this.emit('delete', old ?? cached(obj, this.options.transform));
             break;
           }
           case 'BOOKMARK':

@@ -140,10 +140,52 @@ export function scheduledRenewal(
   return withJitter(base, notAfter.getTime() - notBefore.getTime(), () => jitterFraction(serial));
 }
 
+/**
+ * The shortest time between two issuances of one Certificate that nobody
+ * asked for: max(1 minute, 1% of the lifetime), at most a third of the
+ * lifetime. renewBefore close to duration is a valid spec, and without a floor
+ * it re-issues the moment it has issued, hundreds of times a second. One
+ * minute bounds that to 60 issuances an hour for the shortest (1 h)
+ * certificates; 1% keeps a 24 h certificate to one every 14.4 minutes; the
+ * third keeps the floor well inside the lifetime, so holding a renewal never
+ * lets a certificate expire.
+ */
+export function minimumIssuanceInterval(lifetimeMs: number): number {
+  return Math.min(Math.max(60_000, lifetimeMs / 100), lifetimeMs / 3);
+}
+
+export interface PlannedRenewal {
+  /** When the operator renews. */
+  at: Date;
+  /** When the spec alone would renew, if that is earlier than the floor allows. */
+  held?: { wanted: Date; floorMs: number };
+}
+
+/** The renewal time, never sooner after issuance (notBefore) than the minimum issuance interval. */
+export function plannedRenewal(
+  notBefore: Date,
+  notAfter: Date,
+  serial: string,
+  policy: RenewalPolicy,
+): PlannedRenewal {
+  const wanted = scheduledRenewal(notBefore, notAfter, serial, policy);
+  const floorMs = minimumIssuanceInterval(notAfter.getTime() - notBefore.getTime());
+  const earliest = notBefore.getTime() + floorMs;
+  if (wanted.getTime() >= earliest) return { at: wanted };
+  return { at: new Date(earliest), held: { wanted, floorMs } };
+}
+
+/** The Ready message for an up-to-date certificate, saying when the floor moved its renewal. */
+export function upToDateMessage(plan: PlannedRenewal): string {
+  if (!plan.held) return 'Certificate is up to date and has not expired';
+  const seconds = Math.round(plan.held.floorMs / 1000);
+  return `Certificate is up to date and has not expired. The spec asks to renew at ${plan.held.wanted.toISOString()}, sooner after issuance than the minimum of ${seconds}s between issuances; it renews at ${plan.at.toISOString()} instead (lower renewBefore to renew later)`;
+}
+
 const renewalDue: Check = ({ pair, resolved, now }) => {
   if (!pair) return undefined;
   const f = pair.leaf.facts;
-  const at = scheduledRenewal(f.notBefore, f.notAfter, f.serialNumber, resolved.renewal);
+  const at = plannedRenewal(f.notBefore, f.notAfter, f.serialNumber, resolved.renewal).at;
   return now >= at
     ? {
         reason: IssueReason.Renewing,

@@ -31,17 +31,34 @@ import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { TokenBucket } from '../../lib/kube/ratelimit.ts';
 import { rawRequest } from '../../lib/kube/rest.ts';
+import { isSignedBy } from '../../lib/pki/certificate.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
-import { type KeyPair, readKeyPair } from '../../lib/pki/inspect.ts';
+import { type KeyPair, readKeyPair, requestMismatches } from '../../lib/pki/inspect.ts';
 import { issueCertificate } from '../../lib/pki/issue.ts';
 import { subordinateCaConstraints, type TenancyContext, tenancyViolation } from '../../lib/tenancy/index.ts';
 import type { IssuerController, IssuerState } from '../issuers/controller.ts';
 import { issuerKey } from '../issuers/controller.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { reconcileKey } from '../reconcile.ts';
-import { type CheckInput, firstVerdict, issuanceChecks, scheduledRenewal } from './checks.ts';
+import {
+  type CheckInput,
+  firstVerdict,
+  IssueReason,
+  issuanceChecks,
+  minimumIssuanceInterval,
+  plannedRenewal,
+  upToDateMessage,
+} from './checks.ts';
+import { type SecretClaim, SecretReason, secretClaim } from './ownership.ts';
 import { resolveSpec } from './request.ts';
-import { buildSecret, managedMetadata, metadataDrift } from './secret.ts';
+import {
+  buildSecret,
+  cachedSecretView,
+  isPartialView,
+  managedMetadata,
+  metadataDrift,
+  secretPatch,
+} from './secret.ts';
 
 /** Reasons on a Certificate's Ready condition. */
 export const ReadyReason = {
@@ -56,7 +73,13 @@ export const ReadyReason = {
   /** The issuer's policy or the tenancy rules refuse the request. */
   PolicyDenied: 'PolicyDenied',
   /** A Secret of another type already has the name. */
-  SecretConflict: 'SecretConflict',
+  SecretConflict: SecretReason.SecretConflict,
+  /** Another live Certificate in the namespace uses the same spec.secretName and owns the Secret. */
+  DuplicateSecretName: SecretReason.DuplicateSecretName,
+  /** A Secret Sigil did not write for this Certificate has the name and does not opt in with sigil.dev/allow-takeover. */
+  SecretNotOwned: SecretReason.SecretNotOwned,
+  /** The Certificate was issued again and again without its spec changing; the next issuance waits. */
+  ReissueThrottled: 'ReissueThrottled',
   /** Issuance failed (API error, key generation); retried with backoff. */
   IssuanceFailed: 'IssuanceFailed',
 } as const;
@@ -115,6 +138,43 @@ function resourceVersionNewer(a: string | undefined, b: string | undefined): boo
   }
 }
 
+type MetricLabels = { name: string; namespace: string; issuer_name: string; issuer_kind: string };
+
+/** Issuances of one Certificate at one generation allowed within its minimum issuance interval before the next waits. */
+const REISSUE_BURST = 3;
+
+/** Thrown when the Secret found at write time is not this Certificate's to write. */
+class SecretRefused extends Error {
+  readonly claim: Extract<SecretClaim, { ok: false }>;
+  constructor(claim: Extract<SecretClaim, { ok: false }>) {
+    super(claim.message);
+    this.claim = claim;
+  }
+}
+
+/**
+ * Why a freshly issued certificate would not pass the checks once written
+ * (so the Certificate would be re-issued on every look), or undefined.
+ */
+function readBackProblem(
+  issued: Awaited<ReturnType<typeof issueCertificate>>,
+  request: Parameters<typeof requestMismatches>[0],
+  ca: Parameters<typeof isSignedBy>[1],
+): string | undefined {
+  let pair: KeyPair;
+  try {
+    pair = readKeyPair(issued.certificatePem, issued.privateKeyPem, 'the issued certificate');
+  } catch (err) {
+    if (!isPkiError(err)) throw err;
+    return err.message;
+  }
+  if (!pair.keyMatches) return 'its private key does not match it';
+  const diffs = requestMismatches(request, pair.leaf);
+  if (diffs.length > 0) return diffs.join('; ');
+  if (!isSignedBy(pair.leaf, ca)) return "it does not verify against the issuer's CA certificate";
+  return undefined;
+}
+
 class IssuanceError extends Error {
   readonly reason: string;
   readonly retry: boolean;
@@ -137,6 +197,19 @@ export class CertificateController {
   private readonly written = new Map<string, V1Secret>();
   /** The Certificate as the API server returned it after this replica's last status write. */
   private readonly statusWritten = new Map<string, Certificate>();
+  /** Certificate keys by the Secret they name (`namespace/secretName`), to find Certificates sharing one. */
+  private readonly bySecret = new Map<string, Set<string>>();
+  /** The metric labels last set for each Certificate, so its series go when it goes. */
+  private readonly metricLabels = new Map<string, MetricLabels>();
+  /** This replica's issuances of each Certificate at its current generation (times), for the loop backstop. */
+  private readonly recentIssuances = new Map<string, { uid: string; generation: number; times: number[] }>();
+  /** Specs whose freshly issued certificate did not read back as matching them, per generation and CA. */
+  private readonly unmatchable = new Map<
+    string,
+    { uid: string; generation: number; fingerprint: string; message: string }
+  >();
+  /** Secrets without Sigil's label that a Certificate's secretName ran into (`namespace/name`); re-read on retry. */
+  private readonly foreign = new Map<string, V1Secret>();
 
   constructor(o: CertificateControllerOptions) {
     this.o = o;
@@ -174,6 +247,9 @@ export class CertificateController {
         ),
       logger: o.logger,
       onRequest: count('secrets'),
+      // The label is the server-side filter, but anyone who may write a Secret can set it: keep data only
+      // of Secrets whose annotation names a Certificate that uses them (all while Certificates are unknown).
+      transform: (s) => cachedSecretView(s, (secret) => this.claimedByCertificate(secret)),
     });
     this.queue = new WorkQueue((key) => this.run(key), {
       concurrency: o.concurrency,
@@ -186,8 +262,17 @@ export class CertificateController {
     });
     const enqueue = (c: Certificate) => this.queue.add(objectKey(c));
     this.certificates
-      .on('add', enqueue)
+      .on('add', (c) => {
+        this.index(c);
+        enqueue(c);
+      })
       .on('update', (c, old) => {
+        if (old && old.spec.secretName !== c.spec.secretName) {
+          // Certificates that shared the old name may now have it to themselves.
+          this.unindex(old);
+          this.enqueueUsersOf(old.metadata.namespace!, old.spec.secretName);
+        }
+        this.index(c);
         // Our own status writes come back as updates; only spec, metadata or status changes made by others matter,
         // but re-checking is cheap and idempotent, so every update is looked at.
         const sameMeta =
@@ -198,8 +283,10 @@ export class CertificateController {
         enqueue(c);
       })
       .on('delete', (c) => {
+        this.unindex(c);
         this.queue.cancel(objectKey(c));
         this.queue.add(objectKey(c));
+        this.enqueueUsersOf(c.metadata.namespace!, c.spec.secretName);
       });
     const secretChanged = (s: V1Secret, deleted = false) => {
       const key = objectKey(s);
@@ -213,6 +300,7 @@ export class CertificateController {
       if (!this.certificates.hasSynced()) return;
       const name = s.metadata?.annotations?.[Annotation.CertificateName];
       if (name) this.queue.add(`${s.metadata!.namespace}/${name}`);
+      this.enqueueUsersOf(s.metadata!.namespace!, s.metadata!.name!);
     };
     this.secrets
       .on('add', (s) => secretChanged(s))
@@ -221,6 +309,68 @@ export class CertificateController {
         this.written.delete(objectKey(s));
         secretChanged(s, true);
       });
+  }
+
+  private index(c: Certificate): void {
+    const k = `${c.metadata.namespace}/${c.spec.secretName}`;
+    let users = this.bySecret.get(k);
+    if (!users) {
+      users = new Set();
+      this.bySecret.set(k, users);
+    }
+    users.add(objectKey(c));
+  }
+
+  private unindex(c: Certificate): void {
+    const k = `${c.metadata.namespace}/${c.spec.secretName}`;
+    const users = this.bySecret.get(k);
+    users?.delete(objectKey(c));
+    if (users?.size === 0) this.bySecret.delete(k);
+  }
+
+  private enqueueUsersOf(namespace: string, secretName: string): void {
+    for (const key of this.bySecret.get(`${namespace}/${secretName}`) ?? []) this.queue.add(key);
+  }
+
+  /** The other live Certificates of the namespace that name the same Secret. */
+  private peersOf(c: Certificate): Certificate[] {
+    const me = objectKey(c);
+    const out: Certificate[] = [];
+    for (const key of this.bySecret.get(`${c.metadata.namespace}/${c.spec.secretName}`) ?? []) {
+      const peer = key === me ? undefined : this.certificates.get(key);
+      if (peer && peer.spec.secretName === c.spec.secretName && !peer.metadata.deletionTimestamp)
+        out.push(peer);
+    }
+    return out;
+  }
+
+  /** For the Secret cache: does a Certificate named by the Secret's annotation use it? */
+  private claimedByCertificate(secret: V1Secret): boolean {
+    if (!this.certificates.hasSynced()) return true;
+    const name = secret.metadata?.annotations?.[Annotation.CertificateName];
+    const c = this.certificates.get(`${secret.metadata?.namespace}/${name}`);
+    return c?.spec.secretName === secret.metadata?.name;
+  }
+
+  /** Records the Certificate's metric labels; series under labels it no longer has are removed. */
+  private trackMetricLabels(key: string, labels: MetricLabels): void {
+    const old = this.metricLabels.get(key);
+    if (old && canonicalJson(old) !== canonicalJson(labels)) this.removeSeries(old);
+    this.metricLabels.set(key, labels);
+  }
+
+  /** A deleted Certificate's expiration, renewal and ready series leave /metrics with it. */
+  private forgetMetrics(key: string): void {
+    const old = this.metricLabels.get(key);
+    if (old) this.removeSeries(old);
+    this.metricLabels.delete(key);
+  }
+
+  private removeSeries(labels: MetricLabels): void {
+    this.o.metrics.certificateExpiration.remove(labels);
+    this.o.metrics.certificateRenewal.remove(labels);
+    for (const condition of ['True', 'False'])
+      this.o.metrics.certificateReady.remove({ ...labels, condition });
   }
 
   /** True when the cached object's status is exactly what this replica last wrote. */
@@ -286,6 +436,9 @@ export class CertificateController {
     if (!certificate) {
       this.queue.cancel(key);
       this.statusWritten.delete(key);
+      this.recentIssuances.delete(key);
+      this.unmatchable.delete(key);
+      this.forgetMetrics(key);
       return;
     }
     // The cache may not have our last status write yet; never compute from an older status than we wrote.
@@ -299,6 +452,7 @@ export class CertificateController {
     const now = this.o.now();
     const ref = this.issuerRefOf(certificate);
     const metricLabels = { name, namespace, issuer_name: ref.name, issuer_kind: ref.kind };
+    this.trackMetricLabels(key, metricLabels);
 
     // Gather.
     const resolved = resolveSpec(certificate.spec, this.o.minDurationMs);
@@ -348,7 +502,13 @@ export class CertificateController {
       return this.notReady(certificate, ReadyReason.PolicyDenied, message, now, log);
     }
     if (resolved.request.isCA) resolved.request.nameConstraints = subordinateCaConstraints(tenancy);
-    const secret = this.secretFor(namespace, certificate.spec.secretName);
+    const secretName = certificate.spec.secretName;
+    let secret = this.secretFor(namespace, secretName) ?? (await this.foreignSecret(namespace, secretName));
+    const claim = secretClaim(certificate, secret, this.peersOf(certificate));
+    if (!claim.ok) return this.refuseSecret(certificate, claim, now, log);
+    // Sigil writes only a Secret it owns or that opted in; an opted-in Secret's old data is not Sigil's to trust.
+    if (secret && !claim.owned) secret = { ...secret, data: {} };
+    else if (secret && isPartialView(secret)) secret = await this.readSecret(namespace, secretName);
     let pair: KeyPair | undefined;
     let parseError: string | undefined;
     if (secret?.data?.['tls.crt'] && secret.data['tls.key']) {
@@ -373,12 +533,13 @@ export class CertificateController {
       if (secret && metadataDrift(secret, certificate, issuer.kind, issuer.name)) {
         await this.patchSecretMetadata(certificate, secret, issuer, log);
       }
-      const renewAt = scheduledRenewal(
+      const plan = plannedRenewal(
         pair.leaf.facts.notBefore,
         pair.leaf.facts.notAfter,
         pair.leaf.facts.serialNumber,
         resolved.renewal,
       );
+      const renewAt = plan.at;
       this.queue.addAfter(key, renewAt.getTime() - now.getTime() + 50);
       this.o.metrics.certificateExpiration.set(metricLabels, pair.leaf.facts.notAfter.getTime() / 1000);
       this.o.metrics.certificateRenewal.set(metricLabels, renewAt.getTime() / 1000);
@@ -387,7 +548,7 @@ export class CertificateController {
         ready: {
           status: 'True',
           reason: ReadyReason.Ready,
-          message: 'Certificate is up to date and has not expired',
+          message: upToDateMessage(plan),
         },
         issuing: undefined,
         facts: {
@@ -402,6 +563,29 @@ export class CertificateController {
       return;
     }
     if (!verdict) return;
+
+    // A spec whose certificate never reads back as matching is not issued again until it or the CA changes.
+    const unmatched = this.unmatchable.get(key);
+    if (
+      unmatched &&
+      unmatched.uid === certificate.metadata.uid &&
+      unmatched.generation === certificate.metadata.generation &&
+      unmatched.fingerprint === issuer.ca.facts.fingerprint
+    ) {
+      return this.notReady(certificate, ReadyReason.InvalidSpec, unmatched.message, now, log);
+    }
+    // Backstop against any other loop: a Certificate re-issued again and again at one generation waits.
+    const hold = this.reissueHold(key, certificate, verdict.reason, resolved.request.durationMs, now);
+    if (hold) {
+      this.queue.addAfter(key, hold.until - now.getTime());
+      return this.notReady(
+        certificate,
+        ReadyReason.ReissueThrottled,
+        `Issued ${hold.count} times in the last ${Math.round(hold.windowMs / 1000)}s without a change to the Certificate, most recently because: ${verdict.message}. The next issuance waits until ${new Date(hold.until).toISOString()}. Something keeps changing the Secret, or the spec cannot be met: check the Secret's writers and the spec`,
+        now,
+        log,
+      );
+    }
 
     // Back off after failures, unless the spec changed since.
     const attempts = certificate.status?.failedIssuanceAttempts ?? 0;
@@ -425,17 +609,31 @@ export class CertificateController {
           ? { keyObject: pair.key.keyObject, description: pair.key.description }
           : undefined;
       const issued = await issueCertificate(issuer.ca, resolved.request, now, reuse);
+      const unreadable = readBackProblem(issued, resolved.request, issuer.ca.certificate);
+      if (unreadable) {
+        const message = `The spec cannot be issued: the certificate it yields would never match it, so it would be re-issued on every look (${unreadable}). Nothing was written; fix the Certificate or its issuer's CA chain`;
+        this.unmatchable.set(key, {
+          uid: certificate.metadata.uid!,
+          generation: certificate.metadata.generation ?? 0,
+          fingerprint: issuer.ca.facts.fingerprint,
+          message,
+        });
+        this.event(certificate, 'Warning', EventReason.Failed, message);
+        return this.notReady(certificate, ReadyReason.InvalidSpec, message, now, log);
+      }
       await this.writeSecret(certificate, issuer, issued, secret);
+      this.recordIssuance(key, certificate, now);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.o.metrics.issuanceDuration.observe(seconds);
       this.o.metrics.issuance.inc({ result: 'success' });
       const revision = (certificate.status?.revision ?? 0) + 1;
-      const renewAt = scheduledRenewal(
+      const plan = plannedRenewal(
         issued.notBefore,
         issued.notAfter,
         issued.serialNumber.replace(/^0+/, ''),
         resolved.renewal,
       );
+      const renewAt = plan.at;
       this.queue.forget(key);
       this.queue.addAfter(key, renewAt.getTime() - now.getTime() + 50);
       this.o.metrics.certificateExpiration.set(metricLabels, issued.notAfter.getTime() / 1000);
@@ -458,7 +656,7 @@ export class CertificateController {
         ready: {
           status: 'True',
           reason: ReadyReason.Ready,
-          message: 'Certificate is up to date and has not expired',
+          message: upToDateMessage(plan),
         },
         issuing: {
           status: 'False',
@@ -483,6 +681,9 @@ export class CertificateController {
               isPkiError(err) ? err.message : describeApiError(err),
               true,
             );
+      if (err instanceof SecretRefused) {
+        return this.refuseSecret(certificate, err.claim, now, log);
+      }
       if (isConflict(err)) {
         // Someone changed the Secret between our read and write: look again with fresh data.
         log.info('Secret changed while issuing; re-checking');
@@ -527,6 +728,78 @@ export class CertificateController {
     }
   }
 
+  /** Refuses to write a Secret that is not this Certificate's: Ready=False with the reason and how to fix it. */
+  private async refuseSecret(
+    certificate: Certificate,
+    claim: Extract<SecretClaim, { ok: false }>,
+    now: Date,
+    log: Logger,
+  ): Promise<void> {
+    const current = findCondition(certificate.status?.conditions, ConditionType.Ready);
+    if (current?.reason !== claim.reason || current.message !== claim.message)
+      this.event(certificate, 'Warning', claim.reason, claim.message);
+    // An unlabelled Secret sends no events: look again later, so an opt-in annotation is noticed.
+    if (this.foreign.has(`${certificate.metadata.namespace}/${certificate.spec.secretName}`))
+      this.queue.retry(objectKey(certificate));
+    return this.notReady(certificate, claim.reason, claim.message, now, log);
+  }
+
+  /** A Secret without Sigil's label that this name ran into before, read again; undefined when there is none. */
+  private async foreignSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
+    const k = `${namespace}/${name}`;
+    if (!this.foreign.has(k)) return undefined;
+    const found = await this.readSecret(namespace, name);
+    if (!found) this.foreign.delete(k);
+    else
+      this.foreign.set(
+        k,
+        cachedSecretView(found, () => false),
+      );
+    return this.foreign.get(k);
+  }
+
+  private async readSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
+    try {
+      const found = await this.core.readNamespacedSecret({ name, namespace });
+      this.o.metrics.apiRequests.inc({ verb: 'get', resource: 'secrets' });
+      return found;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** When the Certificate was issued REISSUE_BURST times within its minimum interval at one generation: wait. */
+  private reissueHold(
+    key: string,
+    certificate: Certificate,
+    reason: string,
+    durationMs: number,
+    now: Date,
+  ): { until: number; count: number; windowMs: number } | undefined {
+    if (reason === IssueReason.ManualRenewal) return undefined;
+    const recent = this.recentIssuances.get(key);
+    if (
+      !recent ||
+      recent.uid !== certificate.metadata.uid ||
+      recent.generation !== (certificate.metadata.generation ?? 0)
+    )
+      return undefined;
+    const windowMs = minimumIssuanceInterval(durationMs);
+    const times = recent.times.filter((t) => now.getTime() - t < windowMs);
+    if (times.length < REISSUE_BURST) return undefined;
+    return { until: times[0]! + windowMs, count: times.length, windowMs };
+  }
+
+  private recordIssuance(key: string, certificate: Certificate, now: Date): void {
+    const uid = certificate.metadata.uid!;
+    const generation = certificate.metadata.generation ?? 0;
+    const recent = this.recentIssuances.get(key);
+    if (recent && recent.uid === uid && recent.generation === generation) {
+      recent.times = [...recent.times, now.getTime()].slice(-REISSUE_BURST);
+    } else this.recentIssuances.set(key, { uid, generation, times: [now.getTime()] });
+  }
+
   private backoff(attempts: number): number {
     const base = this.o.baseBackoffMs ?? 5_000;
     return Math.min(this.o.maxBackoffMs ?? 600_000, base * 2 ** Math.max(0, attempts - 1));
@@ -561,6 +834,11 @@ export class CertificateController {
     });
   }
 
+  /**
+   * Writes the issuance into the Secret: a merge patch of Sigil's keys, labels and annotations into one
+   * this Certificate may write (with its resourceVersion as precondition), or a new Secret. A Secret the
+   * cache did not hold (no managed label) found at create time is written only if it opts in.
+   */
   private async writeSecret(
     certificate: Certificate,
     issuer: IssuerState,
@@ -569,49 +847,44 @@ export class CertificateController {
   ): Promise<void> {
     const namespace = certificate.metadata.namespace!;
     const name = certificate.spec.secretName;
-    const build = (base: V1Secret | undefined) =>
-      buildSecret({
-        certificate,
-        issued,
-        issuerKind: issuer.kind,
-        issuerName: issuer.name,
-        existing: base,
-        ownerReference: this.o.ownerReferences,
-      });
+    const inputs = {
+      certificate,
+      issued,
+      issuerKind: issuer.kind,
+      issuerName: issuer.name,
+      ownerReference: this.o.ownerReferences,
+    };
+    const patch = async (base: V1Secret) => {
+      const result = await this.core.patchNamespacedSecret(
+        { name, namespace, body: secretPatch({ ...inputs, existing: base }), fieldManager: FIELD_MANAGER },
+        MERGE_PATCH,
+      );
+      this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'secrets' });
+      return result;
+    };
     let result: V1Secret;
     if (existing) {
-      result = await this.core.replaceNamespacedSecret({
-        name,
-        namespace,
-        body: build(existing),
-        fieldManager: FIELD_MANAGER,
-      });
-      this.o.metrics.apiRequests.inc({ verb: 'update', resource: 'secrets' });
+      result = await patch(existing);
     } else {
       try {
         result = await this.core.createNamespacedSecret({
           namespace,
-          body: build(undefined),
+          body: buildSecret({ ...inputs, existing: undefined }),
           fieldManager: FIELD_MANAGER,
         });
         this.o.metrics.apiRequests.inc({ verb: 'create', resource: 'secrets' });
       } catch (err) {
         if (!isConflict(err)) throw err;
-        // A Secret without Sigil's label already has the name: take it over, keeping what others put there.
         const found = await this.core.readNamespacedSecret({ name, namespace });
-        if (found.type !== 'kubernetes.io/tls') {
-          throw new IssuanceError(
-            ReadyReason.SecretConflict,
-            `Secret ${namespace}/${name} already exists with type ${found.type}; delete it or choose another spec.secretName`,
-            false,
-          );
+        const view = cachedSecretView(found, () => false);
+        const claim = secretClaim(certificate, view, this.peersOf(certificate));
+        if (!claim.ok) {
+          if (found.metadata?.labels?.[Label.Managed] !== 'true')
+            this.foreign.set(`${namespace}/${name}`, view);
+          throw new SecretRefused(claim);
         }
-        result = await this.core.replaceNamespacedSecret({
-          name,
-          namespace,
-          body: build(found),
-          fieldManager: FIELD_MANAGER,
-        });
+        result = await patch(found);
+        this.foreign.delete(`${namespace}/${name}`);
       }
     }
     this.written.set(`${namespace}/${name}`, result);

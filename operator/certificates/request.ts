@@ -55,11 +55,44 @@ export function resolveSpec(
       encoding: spec.privateKey?.encoding ?? 'PKCS8',
     },
   };
-  const problems = requestProblems(request);
+  const problems = [...requestProblems(request), ...unmatchableProblems(spec)];
   if (problems.length > 0) return { problem: problems.join('; ') };
   return {
     request,
     renewal: { renewBeforeMs, renewBeforePercentage: spec.renewBeforePercentage },
     rotateKey: (spec.privateKey?.rotationPolicy ?? 'Always') === 'Always',
   };
+}
+
+/**
+ * Specs Sigil would issue but could never read back as matching, so every
+ * look at the Certificate would re-issue it. A subject list naming a value
+ * twice is written as two attributes but compared as a set; a name with
+ * characters outside ASCII is written as other bytes than the spec holds.
+ * Anything else that does not read back is caught after issuing, before the
+ * Secret is written (see the controller's read-back).
+ */
+export function unmatchableProblems(spec: CertificateSpec): string[] {
+  const problems: string[] = [];
+  for (const [field, values] of Object.entries(spec.subject ?? {})) {
+    const seen = new Set<string>();
+    for (const v of (values as string[] | undefined) ?? []) {
+      if (seen.has(v)) problems.push(`subject.${field} lists "${v}" twice; list each value once`);
+      seen.add(v);
+    }
+  }
+  const lists: [string, string[] | undefined][] = [
+    ['dnsNames', spec.dnsNames],
+    ['uris', spec.uris],
+    ['emailAddresses', spec.emailAddresses],
+  ];
+  for (const [field, values] of lists) {
+    for (const v of values ?? []) {
+      if (/[^\x20-\x7e]/.test(v))
+        problems.push(
+          `${field} entry "${v}" has characters outside printable ASCII; write it in ASCII (punycode or percent-encoding)`,
+        );
+    }
+  }
+  return problems;
 }

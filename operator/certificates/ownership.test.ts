@@ -1,0 +1,139 @@
+import type { V1Secret } from '@kubernetes/client-node';
+import type { Certificate } from '../../lib/api/types.ts';
+import { SecretReason, secretClaim } from './ownership.ts';
+import { cachedSecretView, isPartialView } from './secret.ts';
+
+const certificate = (name: string, created: string, secretName = 'shared-tls'): Certificate => ({
+  apiVersion: 'sigil.dev/v1alpha1',
+  kind: 'Certificate',
+  metadata: { name, namespace: 'a', uid: `uid-${name}`, creationTimestamp: new Date(created) },
+  spec: { secretName },
+});
+
+const secret = (
+  labels: Record<string, string> = {},
+  annotations: Record<string, string> = {},
+  type = 'kubernetes.io/tls',
+): V1Secret => ({
+  type,
+  metadata: { name: 'shared-tls', namespace: 'a', labels, annotations, resourceVersion: '7' },
+  data: { 'tls.crt': 'Y3J0', 'tls.key': 'a2V5', 'ca.crt': 'Y2E=', other: 'eA==' },
+});
+const managedBy = (name: string) =>
+  secret({ 'sigil.dev/managed': 'true' }, { 'sigil.dev/certificate-name': name });
+
+const older = certificate('older', '2026-01-01T00:00:00Z');
+const newer = certificate('newer', '2026-01-02T00:00:00Z');
+
+describe('secretClaim', () => {
+  it.each<[string, Certificate, V1Secret | undefined, Certificate[], string | undefined]>([
+    ['should let the only Certificate naming a missing Secret create it', newer, undefined, [], undefined],
+    ['should give a missing Secret to the older of two Certificates', older, undefined, [newer], undefined],
+    [
+      'should refuse the newer of two Certificates naming a missing Secret',
+      newer,
+      undefined,
+      [older],
+      SecretReason.DuplicateSecretName,
+    ],
+    [
+      'should let the owner write its own Secret, however old the other',
+      newer,
+      managedBy('newer'),
+      [older],
+      undefined,
+    ],
+    [
+      'should refuse a Certificate whose Secret another live Certificate owns',
+      older,
+      managedBy('newer'),
+      [newer],
+      SecretReason.DuplicateSecretName,
+    ],
+    ['should refuse a Secret Sigil did not create', newer, secret(), [], SecretReason.SecretNotOwned],
+    [
+      'should refuse a Secret that carries only the managed label, which anyone with Secret rights can set',
+      newer,
+      secret({ 'sigil.dev/managed': 'true' }),
+      [],
+      SecretReason.SecretNotOwned,
+    ],
+    [
+      'should refuse a Secret naming the Certificate without the managed label',
+      newer,
+      secret({}, { 'sigil.dev/certificate-name': 'newer' }),
+      [],
+      SecretReason.SecretNotOwned,
+    ],
+    [
+      'should refuse a Secret written for a Certificate that is gone',
+      newer,
+      managedBy('gone'),
+      [],
+      SecretReason.SecretNotOwned,
+    ],
+    [
+      'should take over a Secret that opts in for this Certificate',
+      newer,
+      secret({}, { 'sigil.dev/allow-takeover': 'newer' }),
+      [],
+      undefined,
+    ],
+    [
+      'should not take over a Secret that opts in for another Certificate',
+      newer,
+      secret({}, { 'sigil.dev/allow-takeover': 'older' }),
+      [],
+      SecretReason.SecretNotOwned,
+    ],
+    [
+      'should refuse a Secret of another type',
+      newer,
+      secret({}, { 'sigil.dev/allow-takeover': 'newer' }, 'Opaque'),
+      [],
+      SecretReason.SecretConflict,
+    ],
+  ])('%s', (_name, c, s, peers, reason) => {
+    const claim = secretClaim(c, s, peers);
+    expect(claim.ok ? undefined : claim.reason).toBe(reason);
+    if (!claim.ok) expect(claim.message).toMatch(/spec.secretName|kubectl annotate|delete it/);
+  });
+
+  it('should name the other Certificate and the fix in a duplicate refusal', () => {
+    const claim = secretClaim(newer, undefined, [older]);
+    expect(claim.ok).toBe(false);
+    if (!claim.ok) expect(claim.message).toContain('Certificate older already uses Secret shared-tls');
+  });
+
+  it('should say how to opt in when refusing a Secret Sigil did not create', () => {
+    const claim = secretClaim(newer, secret(), []);
+    if (claim.ok) throw new Error('expected a refusal');
+    expect(claim.message).toContain('kubectl annotate secret shared-tls -n a sigil.dev/allow-takeover=newer');
+  });
+});
+
+describe('cachedSecretView', () => {
+  it('should keep only the TLS keys of a Secret a Certificate uses', () => {
+    const view = cachedSecretView(managedBy('newer'), () => true);
+    expect(Object.keys(view.data ?? {}).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
+    expect(isPartialView(view)).toBe(false);
+  });
+
+  it('should keep no data and no foreign metadata of a labelled Secret no Certificate uses', () => {
+    const junk = secret({ 'sigil.dev/managed': 'true', big: 'x' }, { huge: 'y'.repeat(1000) });
+    const view = cachedSecretView(junk, () => true);
+    expect(view.data).toBeUndefined();
+    expect(view.metadata?.labels).toEqual({ 'sigil.dev/managed': 'true' });
+    expect(view.metadata?.annotations).toEqual({});
+    expect(isPartialView(view)).toBe(true);
+    expect(cachedSecretView(managedBy('gone'), () => false).data).toBeUndefined();
+  });
+
+  it('should drop a TLS value larger than Sigil parses and mark the view partial', () => {
+    const big = managedBy('newer');
+    big.data = { ...big.data, 'tls.crt': 'A'.repeat(400_000) };
+    const view = cachedSecretView(big, () => true);
+    expect(view.data?.['tls.crt']).toBeUndefined();
+    expect(isPartialView(view)).toBe(true);
+  });
+});
