@@ -1,7 +1,21 @@
-// Deletes identity Certificates (those the webhook created, labelled
-// sigil.dev/identity=true) and their Secrets once no pod has used them for a
-// grace period. Certificates people created are never touched. Pods are
-// watched only if they carry the sigil.dev/identity label the webhook sets.
+// Deletes identity Certificates (those the webhook created) and their Secrets
+// once no pod has used them for a grace period. Certificates people created
+// are never touched. Pods are watched only if they carry the sigil.dev/identity
+// label the webhook sets.
+//
+// Anyone who may create Certificates can set any label, annotation or spec on
+// one, so none of them alone makes a Certificate the webhook's. The collector
+// acts only on a Certificate that has the webhook's whole shape (see
+// webhookShaped): labelled sigil.dev/identity=true, named
+// <service account>-sigil-<10 hex> as the webhook names them, writing the
+// Secret of its own name, for exactly one SPIFFE ID of its own namespace whose
+// service account gives that name. A Certificate-only user can make such a
+// Certificate, but its Secret is then one named like it, which Sigil writes
+// only for it. And the Secret is deleted only when Sigil wrote it for that very
+// Certificate (managed label and certificate-name annotation, which only Secret
+// writers can set), with its uid and resourceVersion as preconditions: nothing
+// a Certificate-only user sets makes the collector delete a Secret they could
+// not delete themselves.
 import {
   CoreV1Api,
   type CustomObjectsApi,
@@ -12,13 +26,44 @@ import {
 } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
 import { type Certificate, GROUP, Label, Plural, VERSION } from '../../lib/api/types.ts';
-import { describeApiError, isNotFound } from '../../lib/kube/errors.ts';
+import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
+import { identityCertificateName } from '../../webhook/identity.ts';
+import { ownedBy } from '../certificates/ownership.ts';
 
 export const LAST_USED_ANNOTATION = 'sigil.dev/last-used';
 const POD_LABEL = 'sigil.dev/identity';
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+const NAME_PATTERN = /^(.+)-sigil-([0-9a-f]{10})$/;
+
+/**
+ * Undefined when the Certificate has the shape of one the webhook created
+ * (label, deterministic name, own-name Secret, one SPIFFE ID of its namespace
+ * whose service account yields the name); otherwise why not.
+ */
+export function webhookShaped(c: Certificate): string | undefined {
+  if (c.metadata.labels?.[Label.Identity] !== 'true') return `it lacks the ${Label.Identity}=true label`;
+  const name = c.metadata.name ?? '';
+  const match = NAME_PATTERN.exec(name);
+  if (!match) return 'its name is not <service account>-sigil-<10 hex digits>';
+  if (c.spec.secretName !== name) return 'its spec.secretName is not its own name';
+  const uris = c.spec.uris ?? [];
+  const prefix = `/ns/${c.metadata.namespace}/sa/`;
+  if (uris.length !== 1) return 'it does not name exactly one SPIFFE ID';
+  let sa: string | undefined;
+  try {
+    const url = new URL(uris[0]!);
+    if (url.protocol === 'spiffe:' && url.pathname.startsWith(prefix)) sa = url.pathname.slice(prefix.length);
+  } catch {
+    sa = undefined;
+  }
+  if (!sa) return `its URI is not a SPIFFE ID under ${prefix}`;
+  if (identityCertificateName(sa, match[2]!) !== name)
+    return `its name does not belong to service account ${sa}`;
+  return undefined;
+}
 
 export interface IdentityGcOptions {
   kc: KubeConfig;
@@ -68,8 +113,7 @@ export class IdentityGarbageCollector {
       maxDelayMs: 60_000,
     });
     const enqueue = (c: Certificate) => {
-      if (c.metadata.labels?.[Label.Identity] === 'true')
-        this.queue.add(`${c.metadata.namespace}/${c.metadata.name}`);
+      if (webhookShaped(c) === undefined) this.queue.add(`${c.metadata.namespace}/${c.metadata.name}`);
     };
     o.certificates.on('add', enqueue).on('update', enqueue);
   }
@@ -77,8 +121,7 @@ export class IdentityGarbageCollector {
   async start(): Promise<void> {
     await this.pods.start();
     for (const c of this.o.certificates.list()) {
-      if (c.metadata.labels?.[Label.Identity] === 'true')
-        this.queue.add(`${c.metadata.namespace}/${c.metadata.name}`);
+      if (webhookShaped(c) === undefined) this.queue.add(`${c.metadata.namespace}/${c.metadata.name}`);
     }
   }
 
@@ -91,7 +134,7 @@ export class IdentityGarbageCollector {
     const [namespace, name] = key.split('/') as [string, string];
     const cert = this.o.certificates.get(key);
     if (cert === undefined) return;
-    if (cert.metadata.labels?.[Label.Identity] !== 'true') return;
+    if (webhookShaped(cert) !== undefined) return;
     if ((this.users.get(key) ?? 0) > 0) {
       if (cert.metadata.annotations?.[LAST_USED_ANNOTATION]) await this.annotate(namespace, name, null);
       return;
@@ -110,24 +153,53 @@ export class IdentityGarbageCollector {
       return;
     }
     try {
+      // Read the Secret before the Certificate goes: it is deleted only if Sigil wrote it for this Certificate.
+      const secret = await this.core
+        .readNamespacedSecret({ name: cert.spec.secretName, namespace })
+        .catch((err) => {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        });
       await this.o.custom.deleteNamespacedCustomObject({
         group: GROUP,
         version: VERSION,
         namespace,
         plural: Plural.Certificate,
         name,
+        body: { preconditions: { uid: cert.metadata.uid } },
       });
-      await this.core.deleteNamespacedSecret({ name: cert.spec.secretName, namespace }).catch((err) => {
-        if (!isNotFound(err)) throw err;
-      });
-      this.o.logger.info('deleted unused identity Certificate and its Secret', {
+      let secretDeleted = false;
+      if (secret && ownedBy(secret, cert)) {
+        secretDeleted = await this.core
+          .deleteNamespacedSecret({
+            name: cert.spec.secretName,
+            namespace,
+            body: {
+              preconditions: { uid: secret.metadata!.uid, resourceVersion: secret.metadata!.resourceVersion },
+            },
+          })
+          .then(() => true)
+          .catch((err) => {
+            // Gone already, or changed since it was read (a 409): then it is left alone.
+            if (!isNotFound(err) && !isConflict(err)) throw err;
+            return false;
+          });
+      } else if (secret) {
+        this.o.logger.warn('left a Secret Sigil did not write for the unused identity Certificate', {
+          controller: 'identity-gc',
+          key,
+          secret: `${namespace}/${cert.spec.secretName}`,
+        });
+      }
+      this.o.logger.info('deleted unused identity Certificate', {
         controller: 'identity-gc',
         key,
         namespace,
+        secretDeleted,
         lastUsed: lastUsedText,
       });
     } catch (err) {
-      if (isNotFound(err)) return;
+      if (isNotFound(err) || isConflict(err)) return;
       this.o.logger.warn('could not delete unused identity', {
         controller: 'identity-gc',
         key,
