@@ -77,7 +77,7 @@ demo-down: $(NODE_STAMP)
 	-pkill -f 'cli/main.ts (operator|webhook) .*\.demo/kubeconfig'
 	SIGIL_CLUSTER_DIR=.demo node hack/cluster.ts down
 
-## chart-lint: helm lint, and helm template with default values and with every option on
+## chart-lint: helm lint, and helm template with default values, with every option on, and namespace-scoped
 chart-lint:
 	hack/build-tools.sh helm
 	$$(hack/build-tools.sh --print-dir)/helm lint charts/sigil
@@ -85,8 +85,13 @@ chart-lint:
 	$$(hack/build-tools.sh --print-dir)/helm template sigil charts/sigil -n sigil-system --kube-version 1.34.4 \
 	  --set prometheus.serviceMonitor.enabled=true --set prometheus.prometheusRule.enabled=true \
 	  --set networkPolicy.enabled=true --set operator.ownerReferences=true --set ca.existingSecret=my-ca \
-	  --set-json 'issuer.policy={"maxDuration":"720h","allowedDNSNames":["*.example.com"]}' >/dev/null
-	@echo "chart renders with default values and with every option on"
+	  --set-json 'issuer.policy={"maxDuration":"720h","allowedDNSNames":["*.example.com"]}' \
+	  --set webhook.clientAuth.enabled=true --set webhook.clientAuth.existingConfigMap=apiserver-webhook-client-ca \
+	  --set 'webhook.clientAuth.allowedNames={kube-apiserver-webhook-client}' \
+	  --set-json 'networkPolicy.metricsPodSelector={"matchLabels":{"app.kubernetes.io/name":"prometheus"}}' >/dev/null
+	$$(hack/build-tools.sh --print-dir)/helm template sigil charts/sigil -n sigil-system --kube-version 1.34.4 \
+	  --set scope.mode=Namespace --set scope.namespace=apps --set networkPolicy.enabled=true >/dev/null
+	@echo "chart renders with default values, with every option on, and namespace-scoped"
 
 ## docs: regenerate docs/api.md from the CRD schemas and copy the CRDs into the chart
 docs: $(NODE_STAMP)

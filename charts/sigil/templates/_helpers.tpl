@@ -58,3 +58,35 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
 {{- end }}
+
+{{/* The one watched namespace in Namespace mode, checked; empty in Cluster mode. */}}
+{{- define "sigil.watchNamespace" -}}
+{{- if eq .Values.scope.mode "Namespace" }}
+{{- $ns := required "scope.namespace is required when scope.mode is Namespace: name the one namespace Sigil should serve" .Values.scope.namespace }}
+{{- if or (eq $ns "kube-system") (eq $ns .Release.Namespace) }}
+{{- fail (printf "scope.namespace %q is never injected (kube-system and the release namespace are excluded): install Sigil in its own namespace and name the application namespace here" $ns) }}
+{{- end }}
+{{- $ns }}
+{{- end }}
+{{- end }}
+
+{{/* The webhook ServiceAccount's username, as the API server reports it in userInfo. */}}
+{{- define "sigil.webhookUsername" -}}
+system:serviceaccount:{{ .Release.Namespace }}:{{ include "sigil.webhookName" . }}
+{{- end }}
+
+{{/* The ConfigMap holding the CA bundle of the API server's webhook client certificate, checked. */}}
+{{- define "sigil.webhookClientCaConfigMap" -}}
+{{- with .Values.webhook.clientAuth }}
+{{- if and .caBundle .existingConfigMap }}
+{{- fail "webhook.clientAuth: set caBundle or existingConfigMap, not both" }}
+{{- end }}
+{{- if not (or .caBundle .existingConfigMap) }}
+{{- fail "webhook.clientAuth.enabled needs the CA that signs the API server's webhook client certificate: set webhook.clientAuth.caBundle (PEM) or webhook.clientAuth.existingConfigMap (key ca.crt)" }}
+{{- end }}
+{{- if not .allowedNames }}
+{{- fail "webhook.clientAuth.enabled needs webhook.clientAuth.allowedNames (the client certificate's CN or DNS SAN): a CA that also signs other clients would otherwise let any of them call the webhook" }}
+{{- end }}
+{{- end }}
+{{- default (printf "%s-client-ca" (include "sigil.webhookName" .)) .Values.webhook.clientAuth.existingConfigMap }}
+{{- end }}
