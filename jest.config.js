@@ -21,7 +21,7 @@ export default {
       extensionsToTreatAsEsm: ['.ts'],
       resolver: '<rootDir>/test/support/resolver.cjs',
       transform,
-      testMatch: ['<rootDir>/test/*.test.ts'],
+      testMatch: ['<rootDir>/test/*.test.ts', '<rootDir>/test/security/*.test.ts'],
       globalSetup: '<rootDir>/test/support/global-setup.mjs',
       globalTeardown: '<rootDir>/test/support/global-teardown.mjs',
     },
