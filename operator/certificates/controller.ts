@@ -219,13 +219,23 @@ export class CertificateController {
     const count = (resource: string) => (verb: string) => o.metrics.apiRequests.inc({ verb, resource });
     this.certificates = new Informer<Certificate>(o.kc, {
       name: 'certificates',
-      path: `/apis/${GROUP}/${VERSION}/${Plural.Certificate}`,
+      // With a watch namespace, only its Certificates: another namespace's would find none of its issuers here.
+      path: o.watchNamespace
+        ? `/apis/${GROUP}/${VERSION}/namespaces/${o.watchNamespace}/${Plural.Certificate}`
+        : `/apis/${GROUP}/${VERSION}/${Plural.Certificate}`,
       list: async () =>
-        (await o.custom.listClusterCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: Plural.Certificate,
-        })) as {
+        (await (o.watchNamespace
+          ? o.custom.listNamespacedCustomObject({
+              group: GROUP,
+              version: VERSION,
+              namespace: o.watchNamespace,
+              plural: Plural.Certificate,
+            })
+          : o.custom.listClusterCustomObject({
+              group: GROUP,
+              version: VERSION,
+              plural: Plural.Certificate,
+            }))) as {
           items: Certificate[];
           metadata: { resourceVersion: string };
         },
