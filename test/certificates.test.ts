@@ -586,3 +586,27 @@ describe('caching', () => {
     }
   });
 });
+
+describe('metrics', () => {
+  it("should remove a deleted Certificate's expiration, renewal and ready series", async () => {
+    await createCertificate(kc, ns, 'metered', {
+      secretName: 'metered-tls',
+      issuerRef,
+      dnsNames: ['metered.example.com'],
+    });
+    await waitForCertificate(kc, ns, 'metered', { status: 'True' });
+    const series = async () =>
+      (await operator.metrics.registry.metrics())
+        .split('\n')
+        .filter((l) => l.startsWith('sigil_certificate_') && l.includes('name="metered"') && l.includes(ns));
+    expect((await series()).length).toBe(4);
+    await custom.deleteNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: ns,
+      plural: Plural.Certificate,
+      name: 'metered',
+    });
+    await eventually('the series to go', async () => ((await series()).length === 0 ? true : undefined));
+  });
+});

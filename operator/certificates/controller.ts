@@ -12,7 +12,6 @@ import {
 import type { Logger } from 'winston';
 import {
   Annotation,
-  API_VERSION,
   type Certificate,
   type CertificateStatus,
   type Condition,
@@ -29,7 +28,6 @@ import {
 import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
-import { TokenBucket } from '../../lib/kube/ratelimit.ts';
 import { rawRequest } from '../../lib/kube/rest.ts';
 import { isSignedBy } from '../../lib/pki/certificate.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
@@ -49,6 +47,7 @@ import {
   plannedRenewal,
   upToDateMessage,
 } from './checks.ts';
+import { CertificateEvents } from './events.ts';
 import { type SecretClaim, SecretReason, secretClaim } from './ownership.ts';
 import { resolveSpec } from './request.ts';
 import {
@@ -191,8 +190,7 @@ export class CertificateController {
   readonly queue: WorkQueue;
   private readonly o: CertificateControllerOptions;
   private readonly core: CoreV1Api;
-  private eventErrorLogged = false;
-  private readonly normalEvents: TokenBucket;
+  private readonly events: CertificateEvents;
   /** Secrets this replica wrote that the informer has not delivered yet. */
   private readonly written = new Map<string, V1Secret>();
   /** The Certificate as the API server returned it after this replica's last status write. */
@@ -214,8 +212,12 @@ export class CertificateController {
   constructor(o: CertificateControllerOptions) {
     this.o = o;
     this.core = o.kc.makeApiClient(CoreV1Api);
-    const eventRate = o.normalEventsPerSecond ?? DEFAULT_NORMAL_EVENTS_PER_SECOND;
-    this.normalEvents = new TokenBucket(eventRate, 10 * eventRate);
+    this.events = new CertificateEvents(
+      this.core,
+      o.normalEventsPerSecond ?? DEFAULT_NORMAL_EVENTS_PER_SECOND,
+      o.metrics,
+      o.logger,
+    );
     const count = (resource: string) => (verb: string) => o.metrics.apiRequests.inc({ verb, resource });
     this.certificates = new Informer<Certificate>(o.kc, {
       name: 'certificates',
@@ -920,47 +922,7 @@ export class CertificateController {
   }
 
   private event(certificate: Certificate, type: 'Normal' | 'Warning', reason: string, message: string) {
-    // Under a burst of issuance, Issued Events would add a third write per certificate for what the
-    // status already says; past the budget they are counted, not written. Warnings are always written.
-    if (type === 'Normal' && !this.normalEvents.take()) {
-      this.o.metrics.eventsDropped.inc({ type, reason });
-      return;
-    }
-    const now = new Date();
-    this.core
-      .createNamespacedEvent({
-        namespace: certificate.metadata.namespace!,
-        body: {
-          metadata: {
-            generateName: `${certificate.metadata.name}.`,
-            namespace: certificate.metadata.namespace,
-          },
-          involvedObject: {
-            apiVersion: API_VERSION,
-            kind: 'Certificate',
-            name: certificate.metadata.name,
-            namespace: certificate.metadata.namespace,
-            uid: certificate.metadata.uid,
-          },
-          type,
-          reason,
-          message: message.slice(0, 1024),
-          source: { component: 'sigil-operator' },
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
-        },
-      })
-      .then(() => this.o.metrics.apiRequests.inc({ verb: 'create', resource: 'events' }))
-      .catch((err) => {
-        // Events are best effort, but a missing permission must be visible.
-        if (!this.eventErrorLogged)
-          this.o.logger.warn('could not record an Event', {
-            controller: 'certificates',
-            error: describeApiError(err),
-          });
-        this.eventErrorLogged = true;
-      });
+    this.events.record(certificate, type, reason, message);
   }
 
   private async writeStatus(
