@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadKubeConfig } from '../lib/kube/config.ts';
 import { createLogger } from '../lib/log.ts';
+import { readClientCa } from '../webhook/clientauth.ts';
 import { startWebhook } from '../webhook/server.ts';
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
@@ -36,9 +37,35 @@ export function webhookCommand(program: Command) {
       'ClusterIssuer for identities without sigil.dev/issuer',
       env('SIGIL_DEFAULT_ISSUER', 'sigil-ca'),
     )
+    .option(
+      '--client-ca-file <path>',
+      "PEM bundle of the CA that signs the API server's client certificate; when set, /mutate-v1-pod answers only callers presenting one (the probes and /metrics stay open)",
+      process.env.SIGIL_WEBHOOK_CLIENT_CA_FILE,
+    )
+    .option(
+      '--client-names <names>',
+      'comma-separated subject common names or DNS SANs allowed to call /mutate-v1-pod (with --client-ca-file; default: any certificate from that CA)',
+      env('SIGIL_WEBHOOK_CLIENT_NAMES', ''),
+    )
     .option('--log-level <level>', 'error, warn, info or debug', env('SIGIL_LOG_LEVEL', 'info'))
     .action(async (opts) => {
       const logger = createLogger(opts.logLevel, 'webhook');
+      const names = String(opts.clientNames ?? '')
+        .split(',')
+        .map((n: string) => n.trim())
+        .filter(Boolean);
+      if (opts.clientCaFile) {
+        try {
+          readClientCa(opts.clientCaFile);
+        } catch (err) {
+          logger.error((err as Error).message);
+          process.exit(2);
+        }
+      }
+      if (names.length > 0 && !opts.clientCaFile) {
+        logger.error('--client-names needs --client-ca-file: names are checked on certificates from that CA');
+        process.exit(2);
+      }
       const webhook = await startWebhook({
         kc: loadKubeConfig(opts.kubeconfig),
         namespace: opts.namespace,
@@ -48,12 +75,18 @@ export function webhookCommand(program: Command) {
         clusterDomain: opts.clusterDomain,
         defaultIssuer: { kind: 'ClusterIssuer', name: opts.defaultIssuer },
         logger,
+        clientAuth: opts.clientCaFile ? { caFile: opts.clientCaFile, names } : undefined,
       });
       logger.info('webhook started', {
         port: webhook.port,
         namespace: opts.namespace,
         tlsSecret: opts.tlsSecret,
+        clientAuth: opts.clientCaFile ? `client certificates from ${opts.clientCaFile}` : 'off',
       });
+      if (!opts.clientCaFile)
+        logger.warn(
+          "client authentication is off: anyone who reaches the webhook can send it reviews; set --client-ca-file to the CA of the API server's admission client certificate",
+        );
       const shutdown = async (signal: string) => {
         logger.info('shutting down', { signal });
         await webhook.stop();

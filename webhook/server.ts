@@ -73,10 +73,13 @@ const MAX_BODY = 7 * 1024 * 1024;
 /**
  * Sized for the chart's 256 MiB limit: a parsed review takes a few times its
  * JSON size, so 24 MiB of reviews held at once stays well inside it (see the
- * tenant-flood row of make bench for the peak measured).
+ * tenant-flood row of make bench for the peak measured). The count is high on
+ * purpose: the namespace is known only once a body is read, so a low count on
+ * arrival would let one namespace's burst of small reviews refuse everyone's;
+ * the per-namespace share applies as soon as the namespace is known.
  */
 export const DEFAULT_LIMITS: InFlightLimits = {
-  maxReviews: 256,
+  maxReviews: 1024,
   maxBytes: 24 * 1024 * 1024,
   maxReviewsPerNamespace: 64,
   maxBytesPerNamespace: 6 * 1024 * 1024,
@@ -334,10 +337,11 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     '/metrics',
     async (_req, res) => void res.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
-  const refuse = (res: Response, e: ReviewError) => {
-    // The body is never read: close the connection rather than drain it.
-    res.setHeader('connection', 'close');
-    res.status(e.httpStatus).json({ error: e.code, message: e.message });
+  /** Answers without reading the body (Node discards it); a caller who is not allowed in is also cut off. */
+  const refuse = (res: Response, e: ReviewError, status = e.httpStatus) => {
+    if (e.code === ReviewErrorCode.Unauthenticated || e.code === ReviewErrorCode.Forbidden)
+      res.setHeader('connection', 'close');
+    res.status(status).json({ error: e.code, message: e.message });
   };
   app.post(
     '/mutate-v1-pod',
@@ -358,6 +362,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
         refuse(
           res,
           new ReviewError(ReviewErrorCode.MalformedReview, `the body is larger than ${maxBody} bytes`),
+          413,
         );
         return;
       }

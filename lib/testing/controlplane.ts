@@ -25,8 +25,88 @@ export interface ControlPlaneState {
   caPem: string;
   token: string;
   ownerPid?: number | undefined;
+  /**
+   * The client certificate the API server presents to admission webhooks (its
+   * --admission-control-config-file names a kubeconfig with it), and the CA
+   * that signed it: a webhook started with `--client-ca-file caFile
+   * --client-names name` answers this API server and nobody else.
+   */
+  webhookClient?: WebhookClient | undefined;
   /** How each process was started, so fault tests can restart it the same way. */
   commands?: { etcd: { bin: string; args: string[] }; apiserver: { bin: string; args: string[] } };
+}
+
+export interface WebhookClient {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** The certificate's subject common name (and DNS SAN). */
+  name: string;
+}
+
+/** The subject of the API server's admission client certificate. */
+export const WEBHOOK_CLIENT_NAME = 'sigil-local-apiserver';
+
+/** Control planes started by this process, by API server URL. */
+const started = new Map<string, ControlPlaneState>();
+
+/**
+ * The admission client identity of the control plane serving `server`: one
+ * started by this process, or the one the test run started (its directory in
+ * SIGIL_TEST_CONTROL_PLANE_DIR, or beside SIGIL_TEST_KUBECONFIG).
+ */
+export function webhookClientFor(server: string): WebhookClient | undefined {
+  const own = started.get(server);
+  if (own) return own.webhookClient;
+  const dirs = [
+    process.env.SIGIL_TEST_CONTROL_PLANE_DIR,
+    process.env.SIGIL_TEST_KUBECONFIG ? dirname(process.env.SIGIL_TEST_KUBECONFIG) : undefined,
+  ];
+  for (const dir of dirs) {
+    const state = dir ? readState(dir) : undefined;
+    if (state?.server === server) return state.webhookClient;
+  }
+  return undefined;
+}
+
+/**
+ * The admission configuration that makes the API server present a client
+ * certificate to every webhook it calls: the kubeconfig's user `*` matches
+ * any webhook host (Kubernetes' "Authenticate apiservers").
+ */
+function admissionConfig(pki: string, client: WebhookClient): string {
+  const kubeconfig = join(pki, 'admission-kubeconfig.yaml');
+  writeFileSync(
+    kubeconfig,
+    [
+      'apiVersion: v1',
+      'kind: Config',
+      'users:',
+      "- name: '*'",
+      '  user:',
+      `    client-certificate: ${client.certFile}`,
+      `    client-key: ${client.keyFile}`,
+      '',
+    ].join('\n'),
+  );
+  const config = join(pki, 'admission-config.yaml');
+  writeFileSync(
+    config,
+    [
+      'apiVersion: apiserver.config.k8s.io/v1',
+      'kind: AdmissionConfiguration',
+      'plugins:',
+      ...['MutatingAdmissionWebhook', 'ValidatingAdmissionWebhook'].flatMap((name) => [
+        `- name: ${name}`,
+        '  configuration:',
+        '    apiVersion: apiserver.config.k8s.io/v1',
+        '    kind: WebhookAdmissionConfiguration',
+        `    kubeConfigFile: ${kubeconfig}`,
+      ]),
+      '',
+    ].join('\n'),
+  );
+  return config;
 }
 
 /** Finds kube-apiserver and etcd: KUBEBUILDER_ASSETS first, then the per-machine cache (building it if needed). */
@@ -191,6 +271,31 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
   writeFileSync(join(pki, 'sa.key'), sa.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   writeFileSync(join(pki, 'sa.pub'), sa.publicKey.export({ type: 'spki', format: 'pem' }));
   writeFileSync(join(pki, 'tokens.csv'), `${token},admin,admin,system:masters\n`, { mode: 0o600 });
+  // A CA of its own for the admission client, so trusting it trusts nothing else the API server signs.
+  const clientCa = await createSelfSignedCA({
+    commonName: 'sigil-local-webhook-client-ca',
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + 365 * DAY),
+  });
+  const client = await issueCertificate(
+    loadCertificateAuthority(clientCa.certPem, clientCa.keyPem, now),
+    {
+      commonName: WEBHOOK_CLIENT_NAME,
+      dnsNames: [WEBHOOK_CLIENT_NAME],
+      usages: ['digital signature', 'key encipherment', 'client auth'],
+      durationMs: 365 * DAY,
+    },
+    now,
+  );
+  const webhookClient: WebhookClient = {
+    caFile: join(pki, 'webhook-client-ca.crt'),
+    certFile: join(pki, 'webhook-client.crt'),
+    keyFile: join(pki, 'webhook-client.key'),
+    name: WEBHOOK_CLIENT_NAME,
+  };
+  writeFileSync(webhookClient.caFile, clientCa.certPem);
+  writeFileSync(webhookClient.certFile, client.certificatePem);
+  writeFileSync(webhookClient.keyFile, client.privateKeyPem, { mode: 0o600 });
 
   const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
   const etcdUrl = `http://127.0.0.1:${etcdPort}`;
@@ -219,6 +324,7 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
     caPem: ca.certPem,
     token,
     ownerPid: options.persistent ? undefined : process.pid,
+    webhookClient,
   };
   try {
     await waitFor(
@@ -247,6 +353,7 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
       '--service-cluster-ip-range=10.96.0.0/16',
       '--allow-privileged=true',
       '--disable-admission-plugins=ServiceAccount',
+      `--admission-control-config-file=${admissionConfig(pki, webhookClient)}`,
       '--max-requests-inflight=1000',
       '--max-mutating-requests-inflight=500',
       ...(options.apiserverArgs ?? []),
@@ -267,6 +374,7 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
       90_000,
     );
     writeFileSync(state.kubeconfig, kubeconfigYaml(server, ca.certPem, token), { mode: 0o600 });
+    started.set(server, state);
     return state;
   } catch (err) {
     await stopControlPlane(state);

@@ -11,8 +11,9 @@ import { isNotFound } from '../../lib/kube/errors.ts';
 import { rawRequest } from '../../lib/kube/rest.ts';
 import { webhookConfiguration } from '../../lib/kube/webhookconfig.ts';
 import { createLogger, silentLogger } from '../../lib/log.ts';
+import { type WebhookClient, webhookClientFor } from '../../lib/testing/controlplane.ts';
 import type { Operator } from '../../operator/operator.ts';
-import { startWebhook, type Webhook } from '../../webhook/server.ts';
+import { startWebhook, type Webhook, type WebhookOptions } from '../../webhook/server.ts';
 import { eventually } from './kube.ts';
 import {
   caSecretData,
@@ -32,6 +33,8 @@ export interface InjectionSetup {
   configName: string;
   operator: Operator;
   webhook: Webhook;
+  /** The API server's admission client certificate, which the webhook requires of its callers. */
+  client: WebhookClient | undefined;
   restartWebhook: () => Promise<void>;
   stop: () => Promise<void>;
 }
@@ -41,8 +44,11 @@ const logger = () =>
 
 export async function setupInjection(
   kc: KubeConfig,
-  options: { certDurationMs?: number } = {},
+  options: { certDurationMs?: number; limits?: WebhookOptions['limits'] } = {},
 ): Promise<InjectionSetup> {
+  // Every control plane from lib/testing presents a client certificate to webhooks; the webhook
+  // requires it, as the chart's does.
+  const client = webhookClientFor(kc.getCurrentCluster()!.server);
   await ensureCrds(kc);
   const operatorNamespace = randomName('sigil-op');
   await ensureNamespace(kc, operatorNamespace);
@@ -63,6 +69,8 @@ export async function setupInjection(
       clusterDomain: 'cluster.local',
       defaultIssuer: { kind: 'ClusterIssuer', name: issuer },
       logger: logger(),
+      clientAuth: client ? { caFile: client.caFile, names: [client.name] } : undefined,
+      ...(options.limits ? { limits: options.limits } : {}),
     });
   let webhook = await startHook();
   await rawRequest(
@@ -108,6 +116,7 @@ export async function setupInjection(
     configName,
     operator,
     webhook,
+    client,
     restartWebhook: async () => {
       const port = webhook.port;
       await webhook.stop();
