@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   AppsV1Api,
+  AuthorizationV1Api,
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
@@ -15,6 +16,7 @@ import {
   type V1PolicyRule,
 } from '@kubernetes/client-node';
 import { type Certificate, findCondition, GROUP, Plural, VERSION } from '../lib/api/types.ts';
+import { describeApiError, statusCode } from '../lib/kube/errors.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
 import {
   type ControlPlaneState,
@@ -70,10 +72,10 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 }
 
 /** A kubeconfig that authenticates as a ServiceAccount with a token from the TokenRequest API. */
-async function serviceAccountKubeconfig(name: string): Promise<string> {
+async function serviceAccountKubeconfig(name: string, namespace = NS): Promise<string> {
   const res = await kc.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
     name,
-    namespace: NS,
+    namespace,
     body: { spec: { expirationSeconds: 3600 } },
   });
   const file = join(work, `${name}.kubeconfig`);
@@ -90,9 +92,9 @@ async function serviceAccountKubeconfig(name: string): Promise<string> {
 }
 
 /** The container args the chart renders, as the Deployment in the API server holds them. */
-async function deploymentArgs(name: string): Promise<string[]> {
-  const d = await kc.makeApiClient(AppsV1Api).readNamespacedDeployment({ name, namespace: NS });
-  return d.spec!.template.spec!.containers[0]!.args!.map((a) => a.replace('$(POD_NAMESPACE)', NS));
+async function deploymentArgs(name: string, namespace = NS): Promise<string[]> {
+  const d = await kc.makeApiClient(AppsV1Api).readNamespacedDeployment({ name, namespace });
+  return d.spec!.template.spec!.containers[0]!.args!.map((a) => a.replace('$(POD_NAMESPACE)', namespace));
 }
 
 interface Running {
@@ -101,15 +103,15 @@ interface Running {
   stop: () => Promise<void>;
 }
 
-async function runComponents(): Promise<Running> {
+async function runComponents(release = RELEASE, namespace = NS): Promise<Running> {
   const logs: string[] = [];
   const children: ChildProcess[] = [];
   const start = async (deployment: string, overrides: string[]) => {
     const args = [
-      ...(await deploymentArgs(deployment)),
+      ...(await deploymentArgs(deployment, namespace)),
       ...overrides,
       '--kubeconfig',
-      await serviceAccountKubeconfig(deployment),
+      await serviceAccountKubeconfig(deployment, namespace),
     ];
     const child = spawn(process.execPath, [join(ROOT, 'cli', 'main.ts'), ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -127,15 +129,15 @@ async function runComponents(): Promise<Running> {
     children.push(child);
   };
   const webhookPort = await freePort();
-  await start(`${RELEASE}-operator`, [
+  await start(`${release}-operator`, [
     `--metrics-address=127.0.0.1:${await freePort()}`,
     '--webhook-ip-sans=127.0.0.1',
     '--identity-grace-period=2s',
     '--min-duration=1m',
   ]);
-  await start(`${RELEASE}-webhook`, [`--address=127.0.0.1:${webhookPort}`]);
+  await start(`${release}-webhook`, [`--address=127.0.0.1:${webhookPort}`]);
   // The API server here cannot reach a Service: point the chart's webhook at the local process instead.
-  const path = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${RELEASE}-webhook`;
+  const path = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${release}-webhook`;
   const config = await rawRequest<{ webhooks: unknown[] }>(kc, 'GET', path);
   await rawRequest(
     kc,
@@ -181,7 +183,7 @@ async function runComponents(): Promise<Running> {
           {
             op: 'add',
             path: `/webhooks/${i}/clientConfig/service`,
-            value: { name: `${RELEASE}-webhook`, namespace: NS, path: '/mutate-v1-pod', port: 443 },
+            value: { name: `${release}-webhook`, namespace, path: '/mutate-v1-pod', port: 443 },
           },
         ]),
         'application/json-patch+json',
@@ -192,6 +194,61 @@ async function runComponents(): Promise<Running> {
 
 const custom = () => kc.makeApiClient(CustomObjectsApi);
 const core = () => kc.makeApiClient(CoreV1Api);
+
+/** A client authenticated as one of a release's ServiceAccounts, with a token from the TokenRequest API. */
+async function asServiceAccount(name: string, namespace = NS): Promise<KubeConfig> {
+  const client = new KubeConfig();
+  client.loadFromFile(await serviceAccountKubeconfig(name, namespace));
+  return client;
+}
+
+/** Creates a Certificate as `who` (a dry run creates nothing); the HTTP status and the API server's message. */
+async function createCertificateAs(
+  who: KubeConfig,
+  namespace: string,
+  dryRun = false,
+): Promise<{ code: number; message: string }> {
+  try {
+    await rawRequest(
+      who,
+      'POST',
+      `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${Plural.Certificate}${dryRun ? '?dryRun=All' : ''}`,
+      {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'Certificate',
+        metadata: { name: 'probe' },
+        spec: { secretName: 'probe-tls', dnsNames: [`probe.${namespace}.svc`] },
+      },
+    );
+    return { code: 201, message: '' };
+  } catch (err) {
+    return { code: statusCode(err) ?? 0, message: describeApiError(err) };
+  }
+}
+
+/** Whether RBAC lets `user` (a ServiceAccount) do `verb` on `resource`, as the API server decides it. */
+async function allowed(
+  user: string,
+  verb: string,
+  resource: string,
+  namespace?: string,
+  name?: string,
+): Promise<boolean> {
+  const [group, plural] = resource.includes('.')
+    ? [resource.slice(resource.indexOf('.') + 1), resource.split('.')[0]]
+    : ['', resource];
+  const saNamespace = user.split(':')[2]!;
+  const review = await kc.makeApiClient(AuthorizationV1Api).createSubjectAccessReview({
+    body: {
+      spec: {
+        user,
+        groups: ['system:serviceaccounts', `system:serviceaccounts:${saNamespace}`, 'system:authenticated'],
+        resourceAttributes: { verb, group, resource: plural, namespace, name },
+      },
+    },
+  });
+  return review.status?.allowed === true;
+}
 let scenarioCount = 0;
 
 /** The whole job, as a platform team would see it. Returns the first step that did not happen, or undefined. */
@@ -393,6 +450,43 @@ describe('helm install with default values', () => {
   }, 120_000);
 });
 
+describe("the webhook's ServiceAccount and excluded namespaces", () => {
+  it('should be refused a Certificate in kube-system and the release namespace, and allowed one in an opted-in namespace', async () => {
+    const webhook = await asServiceAccount(`${RELEASE}-webhook`);
+    await core().createNamespace({
+      body: { metadata: { name: 'opted-in', labels: { 'sigil.dev/inject': 'enabled' } } },
+    });
+    // A new ValidatingAdmissionPolicy takes effect within a second or so: wait on dry runs, which create nothing.
+    await until('the ValidatingAdmissionPolicy in force', async () =>
+      (await createCertificateAs(webhook, 'kube-system', true)).code === 403 ? true : undefined,
+    );
+    const refusal = (ns: string) => ({
+      code: 403,
+      message: expect.stringContaining(
+        `the Sigil webhook may not create Certificates in namespace ${ns}: pods there are never injected`,
+      ),
+    });
+    expect({
+      'kube-system': await createCertificateAs(webhook, 'kube-system'),
+      [NS]: await createCertificateAs(webhook, NS),
+      'opted-in': await createCertificateAs(webhook, 'opted-in'),
+      'kube-system, as an administrator': await createCertificateAs(kc, 'kube-system', true),
+    }).toEqual({
+      'kube-system': refusal('kube-system'),
+      [NS]: refusal(NS),
+      'opted-in': { code: 201, message: '' },
+      'kube-system, as an administrator': { code: 201, message: '' },
+    });
+    await custom().deleteNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: 'opted-in',
+      plural: Plural.Certificate,
+      name: 'probe',
+    });
+  });
+});
+
 describe('least privilege: every RBAC rule is needed', () => {
   const roles: [string, string, 'ClusterRole' | 'Role'][] = [
     ['operator', `${RELEASE}-operator`, 'ClusterRole'],
@@ -540,6 +634,9 @@ describe('helm upgrade and uninstall', () => {
       });
     }
     await new Promise((r) => setTimeout(r, 1500));
+    // Any PEM bundle stands in for the CA of the API server's webhook client certificate.
+    const clientCaFile = join(work, 'apiserver-webhook-client-ca.crt');
+    writeFileSync(clientCaFile, cp.caPem);
     const res = await helm(
       'install',
       'full',
@@ -561,9 +658,37 @@ describe('helm upgrade and uninstall', () => {
       'ca.existingSecret=my-ca',
       '--set-json',
       'issuer.policy={"maxDuration":"720h","allowedDNSNames":["*.example.com"]}',
+      '--set',
+      'webhook.clientAuth.enabled=true',
+      '--set-file',
+      `webhook.clientAuth.caBundle=${clientCaFile}`,
+      '--set',
+      'webhook.clientAuth.allowedNames={kube-apiserver-webhook-client,front-proxy-client}',
+      '--set-json',
+      'networkPolicy.metricsPodSelector={"matchLabels":{"app.kubernetes.io/name":"prometheus"}}',
     );
     expect(res.out).toContain('STATUS: deployed');
     expect(res.out).not.toContain('NO CA WAS GIVEN');
+    // The webhook is told where the API server's client CA is mounted and which names to accept.
+    const webhookPod = (
+      await kc
+        .makeApiClient(AppsV1Api)
+        .readNamespacedDeployment({ name: 'full-sigil-webhook', namespace: 'sigil-full' })
+    ).spec!.template.spec!;
+    expect(webhookPod.containers[0]!.args).toEqual(
+      expect.arrayContaining([
+        '--client-ca-file=/etc/sigil/client-ca/ca.crt',
+        '--client-names=kube-apiserver-webhook-client,front-proxy-client',
+      ]),
+    );
+    expect(webhookPod.volumes).toEqual([
+      { name: 'client-ca', configMap: expect.objectContaining({ name: 'full-sigil-webhook-client-ca' }) },
+    ]);
+    const clientCa = await core().readNamespacedConfigMap({
+      name: 'full-sigil-webhook-client-ca',
+      namespace: 'sigil-full',
+    });
+    expect(clientCa.data!['ca.crt']).toBe(cp.caPem);
     expect((await helm('uninstall', 'full', '-n', 'sigil-full')).code).toBe(0);
     await until('CRDs removed', async () =>
       rawRequest(
@@ -578,11 +703,229 @@ describe('helm upgrade and uninstall', () => {
   }, 60_000);
 });
 
+describe('namespace-scoped install (scope.mode=Namespace)', () => {
+  const release = 'scoped-sigil';
+  const namespace = 'sigil-scoped';
+  const watched = 'team-a';
+  const operator = `system:serviceaccount:${namespace}:${release}-operator`;
+  const webhook = `system:serviceaccount:${namespace}:${release}-webhook`;
+
+  it('should install', async () => {
+    for (const name of [watched, 'team-b'])
+      await core().createNamespace({
+        body: { metadata: { name, labels: { 'sigil.dev/inject': 'enabled' } } },
+      });
+    const res = await helm(
+      'install',
+      release,
+      CHART,
+      '-n',
+      namespace,
+      '--create-namespace',
+      '--set',
+      'scope.mode=Namespace',
+      '--set',
+      `scope.namespace=${watched}`,
+    );
+    expect(res.out).toContain('STATUS: deployed');
+    expect(await deploymentArgs(`${release}-operator`, namespace)).toContain(`--watch-namespace=${watched}`);
+  });
+
+  it("should give the operator's ServiceAccount namespaced rights only in the watched and release namespaces", async () => {
+    const checks: [string, string, string | undefined, string?][] = [
+      ['list', 'secrets', watched],
+      ['delete', 'secrets', watched],
+      ['list', 'secrets', namespace],
+      ['create', 'secrets', namespace],
+      ['delete', 'secrets', namespace],
+      ['get', 'secrets', 'team-b'],
+      ['list', 'secrets', 'kube-system'],
+      ['list', 'secrets', undefined],
+      ['list', 'certificates.sigil.dev', watched],
+      ['list', 'certificates.sigil.dev', 'team-b'],
+      ['list', 'certificates.sigil.dev', undefined],
+      ['list', 'issuers.sigil.dev', 'team-b'],
+      ['list', 'pods', watched],
+      ['list', 'pods', 'team-b'],
+      ['create', 'events', 'team-b'],
+      ['list', 'clusterissuers.sigil.dev', undefined],
+      [
+        'patch',
+        'mutatingwebhookconfigurations.admissionregistration.k8s.io',
+        undefined,
+        `${release}-webhook`,
+      ],
+      ['patch', 'mutatingwebhookconfigurations.admissionregistration.k8s.io', undefined, 'another-webhook'],
+      ['update', 'leases.coordination.k8s.io', namespace],
+      ['update', 'leases.coordination.k8s.io', watched],
+    ];
+    const decided: Record<string, boolean> = {};
+    for (const [verb, resource, ns, name] of checks)
+      decided[`${verb} ${resource}${name ? `/${name}` : ''} in ${ns ?? 'the cluster'}`] = await allowed(
+        operator,
+        verb,
+        resource,
+        ns,
+        name,
+      );
+    expect(decided).toEqual({
+      [`list secrets in ${watched}`]: true,
+      [`delete secrets in ${watched}`]: true,
+      [`list secrets in ${namespace}`]: true,
+      [`create secrets in ${namespace}`]: true,
+      [`delete secrets in ${namespace}`]: false,
+      'get secrets in team-b': false,
+      'list secrets in kube-system': false,
+      'list secrets in the cluster': false,
+      [`list certificates.sigil.dev in ${watched}`]: true,
+      'list certificates.sigil.dev in team-b': false,
+      'list certificates.sigil.dev in the cluster': false,
+      'list issuers.sigil.dev in team-b': false,
+      [`list pods in ${watched}`]: true,
+      'list pods in team-b': false,
+      'create events in team-b': false,
+      'list clusterissuers.sigil.dev in the cluster': true,
+      [`patch mutatingwebhookconfigurations.admissionregistration.k8s.io/${release}-webhook in the cluster`]: true,
+      'patch mutatingwebhookconfigurations.admissionregistration.k8s.io/another-webhook in the cluster': false,
+      [`update leases.coordination.k8s.io in ${namespace}`]: true,
+      [`update leases.coordination.k8s.io in ${watched}`]: false,
+    });
+    // And with its real token: another namespace's Secrets stay out of reach.
+    const asOperator = await asServiceAccount(`${release}-operator`, namespace);
+    const read = await rawRequest(asOperator, 'GET', '/api/v1/namespaces/team-b/secrets').then(
+      () => 'read',
+      (err) => describeApiError(err),
+    );
+    expect(read).toMatch(/^403: .*cannot list resource "secrets" .* in the namespace "team-b"/);
+  });
+
+  it("should let the webhook's ServiceAccount create Certificates in the watched namespace only", async () => {
+    const asWebhook = await asServiceAccount(`${release}-webhook`, namespace);
+    expect({
+      [watched]: (await createCertificateAs(asWebhook, watched, true)).code,
+      'team-b': (await createCertificateAs(asWebhook, 'team-b', true)).code,
+      'kube-system': (await createCertificateAs(asWebhook, 'kube-system', true)).code,
+      'read Secrets in the watched namespace': await allowed(webhook, 'list', 'secrets', watched),
+    }).toEqual({
+      [watched]: 201,
+      'team-b': 403,
+      'kube-system': 403,
+      'read Secrets in the watched namespace': false,
+    });
+  });
+
+  it('should issue and inject in the watched namespace with only those rights, and leave other namespaces alone', async () => {
+    const running = await runComponents(release, namespace);
+    let failure: string | undefined;
+    try {
+      failure = await scopedJob(release, namespace, watched);
+    } finally {
+      await running.stop();
+    }
+    const forbidden = running.logs.filter((l) => /forbidden/i.test(l));
+    expect({ failure, forbidden, logs: failure ? running.logs.slice(-15) : [] }).toEqual({
+      failure: undefined,
+      forbidden: [],
+      logs: [],
+    });
+  }, 120_000);
+
+  it('should uninstall', async () => {
+    expect((await helm('uninstall', release, '-n', namespace)).code).toBe(0);
+  });
+});
+
+/** Issuance and injection in the one watched namespace; a pod in another opted-in namespace is left alone. */
+async function scopedJob(release: string, namespace: string, watched: string): Promise<string | undefined> {
+  const step = async <T>(what: string, fn: () => Promise<T | undefined>) => until(what, fn, 20_000);
+  const certificate = async (name: string) =>
+    (await custom().getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: watched,
+      plural: Plural.Certificate,
+      name,
+    })) as Certificate;
+  try {
+    await step('a leader', async () => {
+      const lease = await rawRequest<{ spec?: { holderIdentity?: string } }>(
+        kc,
+        'GET',
+        `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/${release}-operator`,
+      );
+      return lease.spec?.holderIdentity ? true : undefined;
+    });
+    await step('the caBundle published', async () => {
+      const c = await rawRequest<{ webhooks: { clientConfig: { caBundle?: string } }[] }>(
+        kc,
+        'GET',
+        `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${release}-webhook`,
+      );
+      return c.webhooks.every((w) => w.clientConfig.caBundle) ? true : undefined;
+    });
+    await custom().createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: watched,
+      plural: Plural.Certificate,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'Certificate',
+        metadata: { name: 'c1' },
+        spec: { secretName: 'c1-tls', dnsNames: [`c1.${watched}.svc`] },
+      },
+    });
+    await step('a Certificate Ready', async () =>
+      findCondition((await certificate('c1')).status?.conditions, 'Ready')?.status === 'True'
+        ? true
+        : undefined,
+    );
+    const pod = await step('a pod injected', async () => {
+      const p = await core().createNamespacedPod({
+        namespace: watched,
+        body: {
+          metadata: { generateName: 'web-' },
+          spec: { serviceAccountName: 'web', containers: [{ name: 'a', image: 'x' }] },
+        },
+      });
+      return p.metadata?.annotations?.['sigil.dev/status'] === 'injected' ? p : undefined;
+    });
+    await step('the identity Ready', async () =>
+      findCondition(
+        (await certificate(pod.metadata!.annotations!['sigil.dev/certificate']!)).status?.conditions,
+        'Ready',
+      )?.status === 'True'
+        ? true
+        : undefined,
+    );
+    const outside = await core().createNamespacedPod({
+      namespace: 'team-b',
+      body: {
+        metadata: { generateName: 'web-' },
+        spec: { serviceAccountName: 'web', containers: [{ name: 'a', image: 'x' }] },
+      },
+    });
+    if (outside.metadata?.annotations?.['sigil.dev/status'])
+      return 'a pod in a namespace this installation does not serve was sent to its webhook';
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 describe('values.schema.json', () => {
   it.each([
     [['--set', 'bogus=1'], "additional properties 'bogus' not allowed"],
     [['--set', 'operator.replicas=two'], "at '/operator/replicas': got string, want integer"],
     [['--set', 'webhook.failurePolicy=Sometimes'], '/webhook/failurePolicy'],
+    [['--set', 'scope.mode=Namespace'], 'scope.namespace is required when scope.mode is Namespace'],
+    [['--set', 'scope.mode=Namespace', '--set', 'scope.namespace=kube-system'], 'is never injected'],
+    [['--set', 'scope.mode=Namespaced'], '/scope/mode'],
+    [['--set', 'webhook.clientAuth.enabled=true'], 'set webhook.clientAuth.caBundle (PEM) or'],
+    [
+      ['--set', 'webhook.clientAuth.enabled=true', '--set', 'webhook.clientAuth.existingConfigMap=ca'],
+      'webhook.clientAuth.enabled needs webhook.clientAuth.allowedNames',
+    ],
   ])('should reject %j with a readable message', async (args, message) => {
     const res = await helm('template', 'x', CHART, ...args);
     expect(res.code).not.toBe(0);
