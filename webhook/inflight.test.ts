@@ -1,6 +1,12 @@
 import { InFlight, type Ticket } from './inflight.ts';
 
-const limits = { maxReviews: 4, maxBytes: 100_000, maxReviewsPerNamespace: 2, maxBytesPerNamespace: 25_000 };
+const limits = {
+  maxReviews: 4,
+  maxBytes: 100_000,
+  maxReviewsPerNamespace: 2,
+  maxBytesPerNamespace: 25_000,
+  reservedForSmallBytes: 0,
+};
 
 describe('InFlight', () => {
   it('should refuse on arrival beyond the count, saying to retry', () => {
@@ -15,6 +21,18 @@ describe('InFlight', () => {
     expect(f.arrive(20_000)).toMatch(/budget; retry shortly/);
     f.release(big);
     expect(typeof f.arrive(20_000)).toBe('object');
+  });
+
+  it('should keep room for small reviews however many large ones arrive', () => {
+    const f = new InFlight({
+      ...limits,
+      maxReviews: 100,
+      maxBytes: 1_000_000,
+      reservedForSmallBytes: 400_000,
+    });
+    for (let i = 0; i < 6; i++) expect(typeof f.arrive(100_000)).toBe('object');
+    expect(f.arrive(100_000)).toMatch(/larger than 64 KiB .*retry shortly/);
+    for (let i = 0; i < 100 - 6; i++) expect(typeof f.arrive(4_000)).toBe('object');
   });
 
   it("should cap one namespace's reviews while another namespace still gets in", () => {

@@ -17,11 +17,21 @@ export interface InFlightLimits {
   maxReviewsPerNamespace: number;
   /** Bytes held at once for one namespace (at least one review is always let in). */
   maxBytesPerNamespace: number;
+  /**
+   * Part of maxBytes only reviews up to SMALL_REVIEW_BYTES may use. Pods are
+   * usually a few KiB: a flood of large ones (whose namespace is not known
+   * until they are read) then cannot take the budget the usual pods need.
+   */
+  reservedForSmallBytes: number;
 }
+
+/** Reviews up to this size count as small (a pod of a few containers is 2 to 20 KiB). */
+export const SMALL_REVIEW_BYTES = 64 * 1024;
 
 /** A review's place in the budget; release it exactly once, when the answer is sent. */
 export interface Ticket {
   readonly bytes: number;
+  readonly large: boolean;
   namespace?: string;
   released: boolean;
 }
@@ -32,6 +42,7 @@ const MIN_COUNTED_BYTES = 2048;
 export class InFlight {
   private reviews = 0;
   private bytes = 0;
+  private largeBytes = 0;
   private readonly perNamespace = new Map<string, { reviews: number; bytes: number }>();
 
   readonly limits: InFlightLimits;
@@ -47,9 +58,14 @@ export class InFlight {
       return `the webhook holds ${this.reviews} reviews, its limit; retry shortly`;
     if (this.bytes + bytes > this.limits.maxBytes)
       return `the webhook holds ${mib(this.bytes)} of reviews and this one would pass its ${mib(this.limits.maxBytes)} budget; retry shortly`;
+    const large = bytes > SMALL_REVIEW_BYTES;
+    const largeBudget = this.limits.maxBytes - this.limits.reservedForSmallBytes;
+    if (large && this.largeBytes + bytes > largeBudget)
+      return `the webhook holds ${mib(this.largeBytes)} of reviews larger than ${SMALL_REVIEW_BYTES / 1024} KiB and this one would pass the ${mib(largeBudget)} they may use; retry shortly`;
     this.reviews++;
     this.bytes += bytes;
-    return { bytes, released: false };
+    if (large) this.largeBytes += bytes;
+    return { bytes, large, released: false };
   }
 
   /** Counts a parsed review against its namespace; a reason when the namespace has its share. */
@@ -71,6 +87,7 @@ export class InFlight {
     ticket.released = true;
     this.reviews--;
     this.bytes -= ticket.bytes;
+    if (ticket.large) this.largeBytes -= ticket.bytes;
     if (ticket.namespace === undefined) return;
     const held = this.perNamespace.get(ticket.namespace)!;
     held.reviews--;

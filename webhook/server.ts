@@ -83,6 +83,7 @@ export const DEFAULT_LIMITS: InFlightLimits = {
   maxBytes: 24 * 1024 * 1024,
   maxReviewsPerNamespace: 64,
   maxBytesPerNamespace: 6 * 1024 * 1024,
+  reservedForSmallBytes: 8 * 1024 * 1024,
 };
 /** How long a verified identity Certificate is trusted before it is read again. */
 const KNOWN_TTL_MS = 10_000;
