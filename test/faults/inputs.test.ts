@@ -326,25 +326,25 @@ describe('a corpus of invalid input', () => {
       'a SPIFFE ID of another namespace',
       { uris: ['spiffe://cluster.local/ns/other/sa/admin'] },
       'PolicyDenied',
-      'names another namespace',
+      'does not name namespace corpus',
     ],
     [
       'a SPIFFE ID of another trust domain',
       { uris: ['spiffe://evil.example/ns/corpus/sa/a'] },
       'PolicyDenied',
-      "outside the issuer's trust domain",
+      "outside Issuer good's trust domain",
     ],
     [
       'a service name of another namespace',
       { dnsNames: ['api.other.svc'] },
       'PolicyDenied',
-      'service name of namespace other',
+      'is a name of namespace other',
     ],
     [
       'a fully qualified service name of another namespace',
       { dnsNames: ['api.other.svc.cluster.local'] },
       'PolicyDenied',
-      'service name of namespace other',
+      'is a name of namespace other',
     ],
   ];
 
