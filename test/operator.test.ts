@@ -119,17 +119,15 @@ describe('leader election', () => {
       '1m',
     ];
     procs.push(await spawnOperator(kubeconfigPath(), args), await spawnOperator(kubeconfigPath(), args));
+    // Undefined until both replicas serve metrics: on a loaded machine the standby starts later.
     const leaderOf = async () => {
-      const values = await Promise.all(
-        procs.map(async (p) =>
-          metricValue(await p.metrics().catch(() => ''), 'sigil_leader_election_is_leader'),
-        ),
-      );
-      return values;
+      const texts = await Promise.all(procs.map((p) => p.metrics().catch(() => undefined)));
+      if (texts.some((t) => t === undefined)) return undefined;
+      return texts.map((t) => metricValue(t!, 'sigil_leader_election_is_leader'));
     };
-    const leaders = await eventually('one leader', async () => {
+    const leaders = await eventually('one leader, both replicas up', async () => {
       const v = await leaderOf();
-      return v.filter((x) => x === 1).length === 1 ? v : undefined;
+      return v && v.filter((x) => x === 1).length === 1 ? v : undefined;
     });
     const leaderIndex = leaders.indexOf(1);
     const leader = procs[leaderIndex]!;
