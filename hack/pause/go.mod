@@ -1,0 +1,3 @@
+module sigil.local/pause
+
+go 1.24
