@@ -2,6 +2,7 @@
 // memory read from /proc, percentiles, and the machine description.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync } from 'node:fs';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
@@ -294,4 +295,138 @@ export async function createCertificate(
     plural: Plural.Certificate,
     body: certificateBody(name, spec),
   });
+}
+
+/** Outcome of one review sent straight to the webhook. */
+type FloodOutcome = 'injected' | 'allowed' | 'overloaded' | 'busy' | string;
+
+export interface TenantFloodOptions {
+  port: number;
+  /** The webhook's serving CA, and the API server's admission client certificate. */
+  tls: { ca: Buffer; cert: Buffer; key: Buffer };
+  floodNamespace: string;
+  /** Reviews kept in flight from the flooding namespace. */
+  inFlight: number;
+  seconds: number;
+  /** Distinct service accounts the flood cycles through (each a Certificate the webhook must ensure). */
+  identities: number;
+  /** Bytes of padding in each flood pod (a container argument), to make large reviews. */
+  podPadding: number;
+  /** Creates one pod in the other namespace through the API server. */
+  createCalmPod: () => Promise<void>;
+  calmConcurrency: number;
+  webhookPid: number;
+}
+
+/**
+ * The tenant-flood row: `inFlight` reviews kept in flight straight at the
+ * webhook from one namespace (authenticated as the API server), while pods are
+ * created through the API server in another. Bounded by `seconds`.
+ */
+export async function tenantFlood(o: TenantFloodOptions) {
+  const agent = new HttpsAgent({
+    keepAlive: true,
+    maxSockets: o.inFlight,
+    ca: o.tls.ca,
+    cert: o.tls.cert,
+    key: o.tls.key,
+  });
+  const padding = o.podPadding > 0 ? ['x'.repeat(o.podPadding)] : [];
+  let uid = 0;
+  const send = () =>
+    new Promise<FloodOutcome>((resolveOne) => {
+      const n = uid++;
+      const body = JSON.stringify({
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: {
+          uid: `flood-${n}`,
+          kind: { group: '', version: 'v1', kind: 'Pod' },
+          operation: 'CREATE',
+          namespace: o.floodNamespace,
+          object: {
+            metadata: { generateName: 'flood-' },
+            spec: {
+              serviceAccountName: `flood-${n % o.identities}`,
+              containers: [{ name: 'app', image: 'x', args: padding }],
+            },
+          },
+        },
+      });
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port: o.port,
+          path: '/mutate-v1-pod',
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json' },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => {
+            text += d;
+          });
+          res.on('end', () => {
+            if (res.statusCode === 429) return resolveOne('busy');
+            if (res.statusCode !== 200) return resolveOne(`http ${res.statusCode}`);
+            const r = (
+              JSON.parse(text) as {
+                response: { allowed: boolean; patch?: string; status?: { reason?: string } };
+              }
+            ).response;
+            if (r.allowed) return resolveOne(r.patch ? 'injected' : 'allowed');
+            resolveOne(r.status?.reason === 'Overloaded' ? 'overloaded' : `denied ${r.status?.reason}`);
+          });
+        },
+      );
+      req.on('error', (err) => resolveOne(`error ${err.message}`));
+      req.end(body);
+    });
+
+  const cpuBefore = processStats(o.webhookPid).cpuSeconds;
+  let peakRss = 0;
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, processStats(o.webhookPid).rssMiB);
+  }, 100);
+  const deadline = performance.now() + o.seconds * 1000;
+  const outcomes = new Map<FloodOutcome, number>();
+  const flood = Promise.all(
+    Array.from({ length: o.inFlight }, async () => {
+      while (performance.now() < deadline) {
+        const outcome = await send();
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+      }
+    }),
+  );
+  // Let the flood fill up before the calm namespace starts.
+  await new Promise((r) => setTimeout(r, 500));
+  const latencies: number[] = [];
+  const failures: string[] = [];
+  await Promise.all(
+    Array.from({ length: o.calmConcurrency }, async () => {
+      while (performance.now() < deadline) {
+        const t0 = performance.now();
+        try {
+          await o.createCalmPod();
+          latencies.push(performance.now() - t0);
+        } catch (err) {
+          failures.push(String((err as { body?: string }).body ?? err).slice(0, 300));
+        }
+      }
+    }),
+  );
+  await flood;
+  clearInterval(sampler);
+  agent.destroy();
+  const stats = processStats(o.webhookPid);
+  return {
+    flood: Object.fromEntries([...outcomes].sort(([, a], [, b]) => b - a)),
+    floodReviews: [...outcomes.values()].reduce((a, b) => a + b, 0),
+    calm: { ...summary(latencies), failures: failures.length, firstFailure: failures[0] },
+    webhookCpuSeconds: stats.cpuSeconds - cpuBefore,
+    webhookPeakRssMiBDuringFlood: Math.max(peakRss, stats.rssMiB),
+    webhookPeakRssMiBLifetime: stats.peakRssMiB,
+  };
 }

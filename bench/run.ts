@@ -1,9 +1,10 @@
 // make bench: issuance latency and throughput, the API server's own ceiling,
-// webhook latency, memory with unrelated Secrets, restart, renewal storm.
-// Prints a table, writes bench/results/<timestamp>.json and .svg. Asserts nothing.
+// webhook latency, a tenant flooding the webhook, memory with unrelated Secrets,
+// restart, renewal storm. Prints a table, writes bench/results/<timestamp>.json
+// and .svg. Asserts nothing. SECTIONS=webhook,flood (say) runs only those.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +27,7 @@ import {
   setupClusterIssuer,
   startOperatorProcess,
   summary,
+  tenantFlood,
 } from './lib.ts';
 
 const env = (k: string, d: string) => process.env[k] ?? d;
@@ -36,6 +38,12 @@ const LARGE = Number(env('LARGE', '300'));
 const STORM = Number(env('STORM', '1000'));
 const WEBHOOK_REQUESTS = Number(env('WEBHOOK_REQUESTS', '3000'));
 const PODS = Number(env('PODS', '500'));
+const FLOOD_IN_FLIGHT = Number(env('FLOOD_IN_FLIGHT', '200'));
+const FLOOD_LARGE_IN_FLIGHT = Number(env('FLOOD_LARGE_IN_FLIGHT', '48'));
+const FLOOD_SECONDS = Number(env('FLOOD_SECONDS', '10'));
+const FLOOD_IDENTITIES = Number(env('FLOOD_IDENTITIES', '200'));
+const SECTIONS = new Set(env('SECTIONS', 'ttr,bulk,ceiling,restart,memory,webhook,flood,storm').split(','));
+const want = (section: string) => SECTIONS.has(section);
 
 const results: Record<string, unknown> = { machine: machine(), startedAt: new Date().toISOString() };
 const lines: string[] = [];
@@ -83,10 +91,12 @@ try {
   // 1. Time to Ready, one after another.
   const ttr: Record<string, ReturnType<typeof summary>> = {};
   const ttrRaw: Record<string, number[]> = {};
-  for (const [label, privateKey] of [
-    ['ECDSA P-256', { algorithm: 'ECDSA', size: 256 }],
-    ['RSA-2048', { algorithm: 'RSA', size: 2048 }],
-  ] as const) {
+  for (const [label, privateKey] of !want('ttr')
+    ? []
+    : ([
+        ['ECDSA P-256', { algorithm: 'ECDSA', size: 256 }],
+        ['RSA-2048', { algorithm: 'RSA', size: 2048 }],
+      ] as const)) {
     const ns = `ttr-${label.toLowerCase().replace(/[^a-z0-9]/g, '')}`;
     await core.createNamespace({ body: { metadata: { name: ns } } });
     const tracker = await readyTracker(kc, ns);
@@ -110,7 +120,7 @@ try {
 
   // 2. Bulk.
   const bulk: Record<string, unknown>[] = [];
-  for (const n of BULK) {
+  for (const n of want('bulk') ? BULK : []) {
     const ns = `bulk-${n}`;
     await core.createNamespace({ body: { metadata: { name: ns } } });
     const tracker = await readyTracker(kc, ns);
@@ -143,7 +153,7 @@ try {
   results.bulk = bulk;
 
   // 3. Ceiling: the same writes by a bare client, no operator.
-  {
+  if (want('ceiling')) {
     const n = BULK[0]!;
     await operator.stop();
     const ns = 'ceiling';
@@ -212,7 +222,7 @@ try {
   }
 
   // 6. Restart with every bulk certificate Ready.
-  {
+  if (want('restart') && want('ttr') && want('bulk')) {
     const started = performance.now();
     // Every namespace, as the chart runs it: every Certificate made so far is Ready and valid.
     operator = await startOperatorProcess(cp.kubeconfig, ['--concurrency', '16']);
@@ -244,7 +254,7 @@ try {
   // 5. Memory: operators watching every namespace over the same Certificates, without and with
   // the unrelated Secrets. RSS is read from /proc before anything scrapes /metrics: one scrape of
   // the ~45,000 per-certificate series is itself tens of MiB of garbage in the operator.
-  {
+  if (want('memory')) {
     await operator.stop();
     const settle = () => new Promise((r) => setTimeout(r, 30_000));
     const counts = async (op: OperatorProcess) => ({
@@ -291,9 +301,9 @@ try {
     );
   }
 
-  // 4. Webhook: straight at it, then pods through the API server.
+  // 4. Webhook: straight at it, then pods through the API server, then a tenant flooding it.
   const webhookSeries: Record<string, number[]> = {};
-  {
+  if (want('webhook') || want('flood')) {
     await operator.stop();
     operator = await startOperatorProcess(
       cp.kubeconfig,
@@ -301,6 +311,8 @@ try {
       true,
     );
     const port = await freePort();
+    const client = cp.webhookClient!;
+    const clientTls = { cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) };
     await rawRequest(
       kc,
       'POST',
@@ -315,14 +327,21 @@ try {
       process.execPath,
       [
         '--max-semi-space-size=8',
+        // The heap V8 sizes for the chart's 256 MiB container, so RSS reads as it would there.
+        '--max-old-space-size=128',
         join(ROOT, 'dist', 'cli', 'main.js'),
         'webhook',
         '--kubeconfig',
         cp.kubeconfig,
         '--address',
         `127.0.0.1:${port}`,
+        // As the chart runs it: only the API server's admission client certificate is answered.
+        '--client-ca-file',
+        client.caFile,
+        '--client-names',
+        client.name,
         '--log-level',
-        'warn',
+        'error',
       ],
       { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_NO_WARNINGS: '1' } },
     );
@@ -346,7 +365,10 @@ try {
         req.end();
       });
     for (let i = 0; i < 300 && !(await ready()); i++) await new Promise((r) => setTimeout(r, 100));
-    await core.createNamespace({ body: { metadata: { name: 'bench-wh' } } });
+    // Opted in: the webhook re-checks, and a review for a namespace that did not opt in is answered unchanged.
+    await core.createNamespace({
+      body: { metadata: { name: 'bench-wh', labels: { 'sigil.dev/inject': 'enabled' } } },
+    });
     const review = JSON.stringify({
       apiVersion: 'admission.k8s.io/v1',
       kind: 'AdmissionReview',
@@ -362,8 +384,8 @@ try {
       },
     });
     const straight: Record<string, unknown>[] = [];
-    for (const concurrency of [1, 8, 32]) {
-      const agent = new Agent({ keepAlive: true, maxSockets: concurrency, ca });
+    for (const concurrency of want('webhook') ? [1, 8, 32] : []) {
+      const agent = new Agent({ keepAlive: true, maxSockets: concurrency, ca, ...clientTls });
       const one = () =>
         new Promise<number>((resolveOne, reject) => {
           const t0 = performance.now();
@@ -401,63 +423,113 @@ try {
         `${(WEBHOOK_REQUESTS / seconds).toFixed(0)}/s  p50 ${ms(s.p50)}  p99 ${ms(s.p99)}  max ${ms(s.max)}`,
       );
     }
-    await core.createNamespace({
-      body: { metadata: { name: 'bench-pods', labels: { 'sigil.dev/inject': 'enabled' } } },
-    });
-    const podLatencies: number[] = [];
-    const started = performance.now();
-    await pool(PODS, 8, async () => {
-      const t0 = performance.now();
-      await core.createNamespacedPod({
-        namespace: 'bench-pods',
-        body: {
-          metadata: { generateName: 'web-' },
-          spec: { serviceAccountName: 'web', containers: [{ name: 'app', image: 'x' }] },
-        },
+    if (want('webhook')) {
+      await core.createNamespace({
+        body: { metadata: { name: 'bench-pods', labels: { 'sigil.dev/inject': 'enabled' } } },
       });
-      podLatencies.push(performance.now() - t0);
-    });
-    const seconds = (performance.now() - started) / 1000;
-    const metricsText = await rawText('/metrics');
-    const webhookMetric = (suffix: string) =>
-      metricsText
-        .split('\n')
-        .filter(
-          (l) =>
-            l.startsWith(`apiserver_admission_webhook_admission_duration_seconds_${suffix}`) &&
-            l.includes('namespace.inject.sigil.dev') &&
-            l.includes('operation="CREATE"'),
-        )
-        .map((l) => ({ le: /le="([^"]+)"/.exec(l)?.[1], value: Number(l.split(' ').pop()) }));
-    const sum = webhookMetric('sum').reduce((a, b) => a + b.value, 0);
-    const count = webhookMetric('count').reduce((a, b) => a + b.value, 0);
-    const buckets = webhookMetric('bucket');
-    const p99Bucket = buckets.find((b) => b.value >= 0.99 * count)?.le;
-    const s = summary(podLatencies);
-    webhookSeries['pod create via API server'] = podLatencies;
-    results.webhook = {
-      straight,
-      pods: {
-        perSecond: PODS / seconds,
-        ...s,
-        apiserverWebhookMeanMs: (sum / Math.max(1, count)) * 1000,
-        apiserverWebhookP99BucketSeconds: p99Bucket,
-        apiserverWebhookCalls: count,
-      },
-    };
-    row(
-      `pods through the API server (concurrency 8)`,
-      `${(PODS / seconds).toFixed(0)}/s  p50 ${ms(s.p50)}  p99 ${ms(s.p99)}`,
-    );
-    row(
-      `  API server's own webhook duration`,
-      `mean ${ms((sum / Math.max(1, count)) * 1000)}, p99 bucket <= ${p99Bucket} s (${count} calls)`,
-    );
+      const podLatencies: number[] = [];
+      const started = performance.now();
+      await pool(PODS, 8, async () => {
+        const t0 = performance.now();
+        await core.createNamespacedPod({
+          namespace: 'bench-pods',
+          body: {
+            metadata: { generateName: 'web-' },
+            spec: { serviceAccountName: 'web', containers: [{ name: 'app', image: 'x' }] },
+          },
+        });
+        podLatencies.push(performance.now() - t0);
+      });
+      const seconds = (performance.now() - started) / 1000;
+      const metricsText = await rawText('/metrics');
+      const webhookMetric = (suffix: string) =>
+        metricsText
+          .split('\n')
+          .filter(
+            (l) =>
+              l.startsWith(`apiserver_admission_webhook_admission_duration_seconds_${suffix}`) &&
+              l.includes('namespace.inject.sigil.dev') &&
+              l.includes('operation="CREATE"'),
+          )
+          .map((l) => ({ le: /le="([^"]+)"/.exec(l)?.[1], value: Number(l.split(' ').pop()) }));
+      const sum = webhookMetric('sum').reduce((a, b) => a + b.value, 0);
+      const count = webhookMetric('count').reduce((a, b) => a + b.value, 0);
+      const buckets = webhookMetric('bucket');
+      const p99Bucket = buckets.find((b) => b.value >= 0.99 * count)?.le;
+      const s = summary(podLatencies);
+      webhookSeries['pod create via API server'] = podLatencies;
+      results.webhook = {
+        straight,
+        pods: {
+          perSecond: PODS / seconds,
+          ...s,
+          apiserverWebhookMeanMs: (sum / Math.max(1, count)) * 1000,
+          apiserverWebhookP99BucketSeconds: p99Bucket,
+          apiserverWebhookCalls: count,
+        },
+      };
+      row(
+        `pods through the API server (concurrency 8)`,
+        `${(PODS / seconds).toFixed(0)}/s  p50 ${ms(s.p50)}  p99 ${ms(s.p99)}`,
+      );
+      row(
+        `  API server's own webhook duration`,
+        `mean ${ms((sum / Math.max(1, count)) * 1000)}, p99 bucket <= ${p99Bucket} s (${count} calls)`,
+      );
+    }
+
+    // Tenant flood: one namespace keeps many reviews in flight at the webhook (straight at it,
+    // authenticated as the API server, the worst a tenant's pod creations could do) while pods
+    // are created through the API server in another namespace.
+    if (want('flood')) {
+      const floods: Record<string, unknown>[] = [];
+      for (const [label, inFlight, padding] of [
+        ['small pods', FLOOD_IN_FLIGHT, 0],
+        ['~1 MiB pods', FLOOD_LARGE_IN_FLIGHT, 1024 * 1024],
+      ] as const) {
+        const suffix = padding ? 'large' : 'small';
+        for (const ns of [`flood-a-${suffix}`, `flood-b-${suffix}`])
+          await core.createNamespace({
+            body: { metadata: { name: ns, labels: { 'sigil.dev/inject': 'enabled' } } },
+          });
+        const result = await tenantFlood({
+          port,
+          tls: { ca, ...clientTls },
+          floodNamespace: `flood-a-${suffix}`,
+          inFlight,
+          seconds: FLOOD_SECONDS,
+          identities: FLOOD_IDENTITIES,
+          podPadding: padding,
+          calmConcurrency: 4,
+          webhookPid: hook.pid!,
+          createCalmPod: async () => {
+            await core.createNamespacedPod({
+              namespace: `flood-b-${suffix}`,
+              body: {
+                metadata: { generateName: 'calm-' },
+                spec: { serviceAccountName: 'calm', containers: [{ name: 'app', image: 'x' }] },
+              },
+            });
+          },
+        });
+        floods.push({ label, inFlight, seconds: FLOOD_SECONDS, ...result });
+        row(
+          `tenant flood: ${inFlight} ${label} in flight from one namespace, ${FLOOD_SECONDS} s`,
+          `other namespace: ${result.calm.count} pods p50 ${ms(result.calm.p50)} p99 ${ms(result.calm.p99)}, ${result.calm.failures} failed; webhook peak RSS ${result.webhookPeakRssMiBDuringFlood.toFixed(0)} MiB, CPU ${result.webhookCpuSeconds.toFixed(1)} s; flood: ${Object.entries(
+            result.flood,
+          )
+            .map(([k, v]) => `${v} ${k}`)
+            .join(', ')}`,
+        );
+        if (result.calm.firstFailure) console.log(`  first failure: ${result.calm.firstFailure}`);
+      }
+      results.tenantFlood = floods;
+    }
     hook.kill('SIGTERM');
   }
 
   // 7. Renewal storm: short-lived certificates created together.
-  {
+  if (want('storm')) {
     const ns = 'storm';
     await core.createNamespace({ body: { metadata: { name: ns } } });
     const tracker = await readyTracker(kc, ns);

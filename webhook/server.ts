@@ -327,6 +327,8 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
 
   const app = express();
   app.disable('x-powered-by');
+  // No ETag: hashing every answer is work no caller uses, and under a flood every request's cost counts.
+  app.set('etag', false);
   app.get('/healthz', (_req, res) => void res.type('text/plain').send('ok\n'));
   app.get('/readyz', (_req, res) => {
     res
