@@ -110,9 +110,9 @@ export interface Certificate {
 }
 
 /**
- * What an issuer may sign. Without a policy an issuer signs only what tenancy
- * allows every namespace: its own in-cluster names and SPIFFE IDs, external
- * DNS names, the default usages, no CAs, no IP addresses, emails or other URIs.
+ * What an issuer may sign beyond what tenancy gives every namespace (its own
+ * in-cluster names and SPIFFE IDs, the default usages). Without a policy: no
+ * other DNS names, no CAs, IP addresses, emails, other URIs or organizations.
  */
 export interface IssuerPolicy {
   allowedNamespaces?: string[];
@@ -125,6 +125,8 @@ export interface IssuerPolicy {
   allowedEmailAddresses?: string[];
   /** Usages beyond the defaults (code signing, email protection, timestamping, ocsp signing). */
   allowedUsages?: string[];
+  /** Subject organizations and units this issuer signs, exact or ending in "*"; without it none. */
+  allowedOrganizations?: string[];
   /** Namespaces whose Certificates may be subordinate CAs (isCA, cert sign, crl sign). */
   allowedCANamespaces?: string[];
   maxDuration?: string;

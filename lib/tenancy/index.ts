@@ -10,7 +10,7 @@
 import type { IssuerPolicy } from '../api/types.ts';
 import type { IssueRequest, NameConstraints } from '../pki/issue.ts';
 import { formatDuration, parseDuration } from '../pki/renewal.ts';
-import { DEFAULT_USAGES } from '../pki/usages.ts';
+import { DEFAULT_USAGES, EXTENDED_KEY_USAGE_OIDS } from '../pki/usages.ts';
 import {
   dnsNameOwner,
   dnsPatternMatches,
@@ -40,6 +40,10 @@ export const TenancyReason = {
   URINotAllowed: 'URINotAllowed',
   /** A DNS name (or DNS-like commonName) of another namespace or the cluster, or outside policy.allowedDNSNames. */
   DNSNameNotAllowed: 'DNSNameNotAllowed',
+  /** A subject organization or unit outside policy.allowedOrganizations. */
+  SubjectNotAllowed: 'SubjectNotAllowed',
+  /** A secretName of the form the webhook gives identity Certificates, on a Certificate of another name. */
+  SecretNameReserved: 'SecretNameReserved',
   /** An IP SAN outside policy.allowedIPRanges. */
   IPAddressNotAllowed: 'IPAddressNotAllowed',
   /** An email SAN outside policy.allowedEmailAddresses. */
@@ -80,8 +84,12 @@ export const BASE_USAGES: readonly string[] = [
   'server auth',
   'client auth',
 ];
+const EXTENDED_USAGES: readonly string[] = Object.keys(EXTENDED_KEY_USAGE_OIDS);
 /** Usages that make a CA; only with policy.allowedCANamespaces. */
 export const CA_USAGES: readonly string[] = ['cert sign', 'crl sign'];
+
+/** A Kubernetes ServiceAccount name: a DNS-1123 subdomain. */
+const SERVICE_ACCOUNT = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 const list = (values: readonly string[] | undefined) => (values ?? []).join(', ');
 
@@ -89,23 +97,29 @@ function violation(reason: TenancyReason, message: string): Violation {
   return { reason, message };
 }
 
-/** Whether a DNS name may be signed for the namespace; the same rule for dnsNames, commonName and annotations. */
+/**
+ * Whether a DNS name may be signed for the namespace; the same rule for
+ * dnsNames, commonName and the webhook's annotations. The namespace's own
+ * names are always allowed; any other name only when the issuer's
+ * policy.allowedDNSNames lists it.
+ */
 export function dnsNameViolation(
   ctx: TenancyContext,
   name: string,
   field = 'DNS name',
 ): Violation | undefined {
-  const allowedPatterns = ctx.policy?.allowedDNSNames ?? [];
-  const listed = allowedPatterns.some((p) => dnsPatternMatches(p, name));
   const owner = dnsNameOwner(name, ctx.clusterDomain);
+  if (owner.kind === 'namespace' && owner.namespace === ctx.namespace) return undefined;
+  if ((ctx.policy?.allowedDNSNames ?? []).some((p) => dnsPatternMatches(p, name))) return undefined;
   const grant = `; ask for it to be listed in ${ctx.issuer}'s spec.policy.allowedDNSNames`;
-  if (owner.kind === 'namespace' && owner.namespace !== ctx.namespace && !listed) {
+  const own = `Certificates in ${ctx.namespace} get only names of their own namespace (such as x.${ctx.namespace}.svc) unless the issuer's policy lists more`;
+  if (owner.kind === 'namespace') {
     return violation(
       TenancyReason.DNSNameNotAllowed,
-      `${field} ${name} is a name of namespace ${owner.namespace}; Certificates in ${ctx.namespace} may only claim names of their own namespace (such as x.${ctx.namespace}.svc)${grant}`,
+      `${field} ${name} is a name of namespace ${owner.namespace} as the cluster resolves it; ${own}${grant}`,
     );
   }
-  if (owner.kind === 'cluster' && !listed) {
+  if (owner.kind === 'cluster') {
     const hint =
       normalizeDnsName(name).split('.').length === 1
         ? `; use ${normalizeDnsName(name)}.${ctx.namespace}.svc instead`
@@ -115,20 +129,38 @@ export function dnsNameViolation(
       `${field} ${name} is not a name of namespace ${ctx.namespace}: ${owner.why}${hint}${grant}`,
     );
   }
-  if (allowedPatterns.length > 0 && !listed) {
-    return violation(
-      TenancyReason.DNSNameNotAllowed,
-      `${field} ${name} is not allowed by ${ctx.issuer} (spec.policy.allowedDNSNames: ${list(allowedPatterns)})`,
-    );
-  }
-  return undefined;
+  return violation(TenancyReason.DNSNameNotAllowed, `${field} ${name} is an external name; ${own}${grant}`);
 }
 
-/** A commonName that a TLS client could take for a host name is checked as one. */
+/**
+ * A commonName a client could take for a host name is checked as one (some
+ * clients fall back to it, some applications authorize on it), and one that
+ * reads as a URI (spiffe:…) as a URI. Other text ("Shop API") is a label only.
+ */
 function commonNameViolation(ctx: TenancyContext, commonName: string): Violation | undefined {
-  const asName = normalizeDnsName(commonName);
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(commonName.trim())) {
+    const v = uriViolation(ctx, commonName.trim());
+    return v ? { reason: v.reason, message: `commonName: ${v.message}` } : undefined;
+  }
+  const asName = normalizeDnsName(commonName.trim());
   if (!/^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*$/.test(asName)) return undefined;
   return dnsNameViolation(ctx, commonName, 'commonName');
+}
+
+/** Subject organizations and units: many verifiers authorize on them (Kubernetes reads O as groups). */
+function subjectViolation(ctx: TenancyContext, req: IssueRequest): Violation | undefined {
+  const allowed = ctx.policy?.allowedOrganizations ?? [];
+  const values = [...(req.subject?.organizations ?? []), ...(req.subject?.organizationalUnits ?? [])];
+  for (const value of values) {
+    const listed = allowed.some((p) => (p.endsWith('*') ? value.startsWith(p.slice(0, -1)) : value === p));
+    if (!listed) {
+      return violation(
+        TenancyReason.SubjectNotAllowed,
+        `subject organization or unit "${value}" is not allowed by ${ctx.issuer}: systems that authorize on it (Kubernetes groups, database and broker principals) would trust it; list it in spec.policy.allowedOrganizations or leave it out`,
+      );
+    }
+  }
+  return undefined;
 }
 
 /** Whether a URI SAN may be signed: canonical SPIFFE IDs of the namespace, or URIs the policy lists. */
@@ -145,10 +177,19 @@ export function uriViolation(ctx: TenancyContext, uri: string): Violation | unde
         `SPIFFE ID ${uri} is outside ${ctx.issuer}'s trust domain ${ctx.trustDomain}`,
       );
     }
-    if (id.segments[0] !== 'ns' || id.segments[1] !== ctx.namespace || id.segments.length < 3) {
+    const [ns, namespace, sa, account, ...rest] = id.segments;
+    if (ns !== 'ns' || namespace !== ctx.namespace) {
       return violation(
         TenancyReason.SpiffeIdNotOwned,
-        `SPIFFE ID ${uri} does not name namespace ${ctx.namespace}; Certificates in ${ctx.namespace} may only claim spiffe://${ctx.trustDomain}/ns/${ctx.namespace}/<...>`,
+        `SPIFFE ID ${uri} does not name namespace ${ctx.namespace}; Certificates in ${ctx.namespace} may only claim spiffe://${ctx.trustDomain}/ns/${ctx.namespace}/sa/<service account>`,
+      );
+    }
+    // Exactly ns/<ns>/sa/<account>: a longer path could end in another namespace's suffix
+    // (…/ns/a/sa/x/ns/b/sa/y), which verifiers matching on suffixes would take for b's.
+    if (sa !== 'sa' || account === undefined || !SERVICE_ACCOUNT.test(account) || rest.length > 0) {
+      return violation(
+        TenancyReason.SpiffeIdNotOwned,
+        `SPIFFE ID ${uri} is not of the form spiffe://${ctx.trustDomain}/ns/${ctx.namespace}/sa/<service account> (a lower-case DNS name); workload IDs have exactly that shape`,
       );
     }
     return undefined;
@@ -184,6 +225,12 @@ export function usageViolation(
     return violation(
       TenancyReason.CANotAllowed,
       `${what} would make this certificate a CA able to sign any identity; ${ctx.issuer} signs CAs only for namespaces in spec.policy.allowedCANamespaces (${ctx.namespace} is not). Remove it, or ask an administrator to allow CAs for ${ctx.namespace}`,
+    );
+  }
+  if (!usages.some((u) => EXTENDED_USAGES.includes(u))) {
+    return violation(
+      TenancyReason.UsageNotAllowed,
+      `usages ${usages.map((u) => `"${u}"`).join(', ')} name no extended usage, and a certificate without one is valid for every purpose (code and email signing among them); add "server auth" and/or "client auth"`,
     );
   }
   const allowed = ctx.policy?.allowedUsages ?? [];
@@ -223,11 +270,12 @@ export function tenancyViolation(ctx: TenancyContext, req: IssueRequest): Violat
     const v = dnsNameViolation(ctx, name);
     if (v) return v;
   }
-  // Hostname verifiers fall back to the commonName only when there is no DNS SAN (RFC 6125 6.4.4).
-  if (req.commonName !== undefined && (req.dnsNames ?? []).length === 0) {
+  if (req.commonName !== undefined) {
     const v = commonNameViolation(ctx, req.commonName);
     if (v) return v;
   }
+  const subject = subjectViolation(ctx, req);
+  if (subject) return subject;
   for (const ip of req.ipAddresses ?? []) {
     if (!ipInRanges(ip, policy?.allowedIPRanges ?? [])) {
       return violation(
@@ -287,9 +335,10 @@ export function subordinateCaConstraints(ctx: TenancyContext): NameConstraints {
   const dns = new Set([`${ns}.svc.${domain}`, `${ns}.svc`, `${ns}.pod.${domain}`, `${ns}.pod`]);
   for (const pattern of ctx.policy?.allowedDNSNames ?? []) {
     const p = normalizeDnsName(pattern);
+    // Exact names are left out: a subtree "api.example.com" would also permit evil.api.example.com.
     const base = p.replace(/^\*\*?\./, '');
-    if (base.includes('*')) continue;
-    dns.add(p === base ? base : `.${base}`);
+    if (p === base || base.includes('*')) continue;
+    dns.add(`.${base}`);
   }
   return {
     permittedDNS: [...dns],
@@ -299,4 +348,20 @@ export function subordinateCaConstraints(ctx: TenancyContext): NameConstraints {
     permittedURIHosts: ['.invalid'],
     permittedEmailDomains: ['.invalid'],
   };
+}
+
+/** The Secret and Certificate names the webhook gives identities: <service account prefix>-sigil-<10 hex>. */
+const IDENTITY_NAME = /-sigil-[0-9a-f]{10}$/;
+
+/**
+ * A Secret named like a webhook identity's belongs to the Certificate of the
+ * same name (which the webhook verifies is its own): another Certificate
+ * writing it first would decide what every pod of that identity mounts.
+ */
+export function secretNameViolation(certificateName: string, secretName: string): Violation | undefined {
+  if (!IDENTITY_NAME.test(secretName) || secretName === certificateName) return undefined;
+  return violation(
+    TenancyReason.SecretNameReserved,
+    `spec.secretName ${secretName} has the form of a Sigil identity Secret (<name>-sigil-<10 hex digits>), which only the identity Certificate of that name may write; choose another secretName`,
+  );
 }

@@ -4,7 +4,7 @@
 import { BlockList, isIP } from 'node:net';
 
 export type NameOwner =
-  /** An in-cluster name of one namespace: x.ns, x.ns.svc[.domain], h.x.ns.svc[.domain], ip.ns.pod[.domain], wildcards of those. */
+  /** An in-cluster name of one namespace: x.ns, h.x.ns, x.ns.svc[.domain], h.x.ns.svc[.domain], ip.ns.pod[.domain], wildcards of those. */
   | { kind: 'namespace'; namespace: string }
   /** A name every namespace resolves, or the cluster's own: a bare "x", "*.svc", "<domain>", "*.<domain>", "x.<domain>". */
   | { kind: 'cluster'; why: string }
@@ -30,9 +30,10 @@ function ownerOfServiceOrPod(labels: string[], form: string): NameOwner {
  * The owner of a DNS name. Kubernetes DNS serves <svc>.<ns>.svc.<domain>,
  * <hostname>.<svc>.<ns>.svc.<domain> and <ip>.<ns>.pod.<domain>; a pod's
  * search path adds <svc>.<ns>, <svc>.<ns>.svc and a bare <svc> (which every
- * namespace resolves to its own service). Three-label names such as
- * api.example.com are treated as external: clients inside the cluster should
- * use fully-qualified names for them (ndots).
+ * namespace resolves to its own service), and with ndots:5 a name of two or
+ * three labels is tried under svc.<domain> first, so it belongs to the
+ * namespace its last label names. Names of four labels or more outside the
+ * cluster domain are external.
  */
 export function dnsNameOwner(name: string, clusterDomain: string): NameOwner {
   const labels = normalizeDnsName(name).split('.');
@@ -55,7 +56,9 @@ export function dnsNameOwner(name: string, clusterDomain: string): NameOwner {
       why: 'a single-label name resolves to a service of whichever namespace the client is in',
     };
   }
-  if (labels.length === 2) return { kind: 'namespace', namespace: labels[1]! };
+  // Through the search path <x>.<ns> is a service and <h>.<x>.<ns> an endpoint of namespace <ns>
+  // (api.example.com resolves to pod "api" of service "example" in a namespace "com", if there is one).
+  if (labels.length <= 3) return { kind: 'namespace', namespace: labels[labels.length - 1]! };
   return { kind: 'external' };
 }
 

@@ -10,6 +10,7 @@ import { type IssueRequest, issueCertificate, requestProblems } from '../pki/iss
 import { DAY, opensslVerify, testCA } from '../testing/pki.ts';
 import {
   dnsNameOwner,
+  secretNameViolation,
   subordinateCaConstraints,
   type TenancyContext,
   TenancyReason,
@@ -38,6 +39,8 @@ describe('dnsNameOwner', () => {
     ['10-0-0-1.shop.pod.cluster.local', 'shop'],
     ['10-0-0-1.shop.pod', 'shop'],
     ['kubernetes.default', 'default'],
+    ['web-0.db.bank', 'bank'],
+    ['api.example.com', 'com'],
     ['kubernetes.default.svc.cluster.local', 'default'],
   ])('should say %s belongs to namespace %s', (name, namespace) => {
     expect(dnsNameOwner(name, 'cluster.local')).toEqual({ kind: 'namespace', namespace });
@@ -56,12 +59,9 @@ describe('dnsNameOwner', () => {
     expect(dnsNameOwner(name, 'cluster.local').kind).toBe('cluster');
   });
 
-  it.each(['api.example.com', 'www.api.example.com', 'api.shop.svc.example.com'])(
-    'should say %s is external',
-    (name) => {
-      expect(dnsNameOwner(name, 'cluster.local')).toEqual({ kind: 'external' });
-    },
-  );
+  it.each(['www.api.example.com', 'api.shop.svc.example.com'])('should say %s is external', (name) => {
+    expect(dnsNameOwner(name, 'cluster.local')).toEqual({ kind: 'external' });
+  });
 });
 
 describe('tenancyViolation', () => {
@@ -72,7 +72,21 @@ describe('tenancyViolation', () => {
       undefined,
     ],
     ['a wildcard of its own namespace', { dnsNames: ['*.shop.svc.cluster.local'] }, undefined],
-    ['an external name without a policy', { dnsNames: ['api.example.com'] }, undefined],
+    [
+      'an external name the policy lists',
+      { dnsNames: ['api.example.com'] },
+      { allowedDNSNames: ['**.example.com'] },
+    ],
+    [
+      'its own names when the policy lists only external ones',
+      { dnsNames: ['api.shop.svc', 'web-0.api.shop'] },
+      { allowedDNSNames: ['**.example.com'] },
+    ],
+    [
+      'an organization the policy lists',
+      { commonName: 'Shop X', subject: { organizations: ['Shop'] } },
+      { allowedOrganizations: ['Shop'] },
+    ],
     ['its own SPIFFE ID', { uris: ['spiffe://cluster.local/ns/shop/sa/api'] }, undefined],
     ['a free-text common name', { commonName: 'Shop API', dnsNames: ['api.shop.svc'] }, undefined],
     ['a common name of its own namespace', { commonName: 'api.shop.svc' }, undefined],
@@ -248,7 +262,7 @@ describe('tenancyViolation', () => {
       { uris: ['spiffe://cluster.local/ns/shop'] },
       undefined,
       TenancyReason.SpiffeIdNotOwned,
-      'namespace shop',
+      'not of the form',
     ],
     [
       'another trust domain',
@@ -350,10 +364,94 @@ describe('tenancyViolation', () => {
     ],
     [
       'an external name outside the policy',
-      { dnsNames: ['api.example.com'] },
-      { allowedDNSNames: ['*.shop.svc'] },
+      { dnsNames: ['www.api.example.com'] },
+      { allowedDNSNames: ['*.shop.example.org'] },
       TenancyReason.DNSNameNotAllowed,
       'allowedDNSNames',
+    ],
+    [
+      'a bare commonName even beside DNS names',
+      { commonName: 'api', dnsNames: ['api.shop.svc'] },
+      undefined,
+      TenancyReason.DNSNameNotAllowed,
+      'commonName api',
+    ],
+    [
+      'a bare commonName without DNS names',
+      { commonName: 'api', uris: ['spiffe://cluster.local/ns/shop/sa/a'] },
+      undefined,
+      TenancyReason.DNSNameNotAllowed,
+      'commonName api',
+    ],
+    [
+      'a SPIFFE ID of another namespace as commonName',
+      { commonName: 'spiffe://cluster.local/ns/bank/sa/x', dnsNames: ['a.shop.svc'] },
+      undefined,
+      TenancyReason.SpiffeIdNotOwned,
+      'commonName',
+    ],
+    [
+      'an external name without a policy',
+      { dnsNames: ['www.api.example.com'] },
+      undefined,
+      TenancyReason.DNSNameNotAllowed,
+      'external name',
+    ],
+    [
+      'a three-label name another namespace resolves as an endpoint',
+      { dnsNames: ['web-0.db.bank'] },
+      undefined,
+      TenancyReason.DNSNameNotAllowed,
+      'namespace bank',
+    ],
+    [
+      'a wildcard over another namespace endpoints',
+      { dnsNames: ['*.db.bank'] },
+      undefined,
+      TenancyReason.DNSNameNotAllowed,
+      'namespace bank',
+    ],
+    [
+      'a SPIFFE path deeper than ns/sa',
+      { uris: ['spiffe://cluster.local/ns/shop/sa/x/ns/bank/sa/y'] },
+      undefined,
+      TenancyReason.SpiffeIdNotOwned,
+      '/sa/<service account>',
+    ],
+    [
+      'a SPIFFE path without sa',
+      { uris: ['spiffe://cluster.local/ns/shop/admin'] },
+      undefined,
+      TenancyReason.SpiffeIdNotOwned,
+      'not of the form',
+    ],
+    [
+      'a SPIFFE service account in upper case',
+      { uris: ['spiffe://cluster.local/ns/shop/sa/Admin'] },
+      undefined,
+      TenancyReason.SpiffeIdNotOwned,
+      'not of the form',
+    ],
+    [
+      'usages without an extended usage',
+      { commonName: 'Shop X', usages: ['digital signature', 'key encipherment'] },
+      undefined,
+      TenancyReason.UsageNotAllowed,
+      'every purpose',
+    ],
+    [
+      'an organization without a policy',
+      { commonName: 'Shop X', subject: { organizations: ['system:masters'] } },
+      undefined,
+      TenancyReason.SubjectNotAllowed,
+      'system:masters',
+    ],
+    [
+      'an organizational unit the policy leaves out',
+      { commonName: 'Shop X', subject: { organizationalUnits: ['admins'] } },
+      { allowedOrganizations: ['Shop'] },
+      TenancyReason.SubjectNotAllowed,
+      'admins',
     ],
     [
       'an IP without a policy',
@@ -575,6 +673,16 @@ describe('sigil/mtls reads peer IDs by the same rule', () => {
     ).toBe(false);
     expect(spiffeMatcher(['spiffe://cluster.local/ns/*/sa/x'])('spiffe://cluster.local/ns/%2e%2e/sa/x')).toBe(
       false,
+    );
+  });
+});
+
+describe('secretNameViolation', () => {
+  it('should reserve identity-shaped Secret names for the Certificate of that name', () => {
+    expect(secretNameViolation('api-sigil-c47f1a6b5d', 'api-sigil-c47f1a6b5d')).toBeUndefined();
+    expect(secretNameViolation('innocent', 'api-tls')).toBeUndefined();
+    expect(secretNameViolation('innocent', 'api-sigil-c47f1a6b5d')?.reason).toBe(
+      TenancyReason.SecretNameReserved,
     );
   });
 });
