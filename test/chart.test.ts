@@ -3,6 +3,7 @@
 // shown to be needed, upgrade, uninstall, and the values schema.
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +25,7 @@ import {
   removeDir,
   startControlPlane,
   stopControlPlane,
+  WEBHOOK_CLIENT_NAME,
 } from '../lib/testing/controlplane.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -100,15 +102,35 @@ async function deploymentArgs(name: string, namespace = NS): Promise<string[]> {
 interface Running {
   children: ChildProcess[];
   logs: string[];
+  /** Where the webhook process listens. */
+  webhookUrl: string;
   stop: () => Promise<void>;
+}
+
+/** The chart mounts the client CA from a ConfigMap; a local process reads the same bytes from a file. */
+async function localClientCaFile(deployment: string, namespace: string): Promise<string> {
+  const pod = (await kc.makeApiClient(AppsV1Api).readNamespacedDeployment({ name: deployment, namespace }))
+    .spec!.template.spec!;
+  const configMap = pod.volumes!.find((v) => v.name === 'client-ca')!.configMap!.name!;
+  const data = (await core().readNamespacedConfigMap({ name: configMap, namespace })).data!['ca.crt']!;
+  const file = join(work, `${namespace}-${configMap}.crt`);
+  writeFileSync(file, data);
+  return file;
 }
 
 async function runComponents(release = RELEASE, namespace = NS): Promise<Running> {
   const logs: string[] = [];
   const children: ChildProcess[] = [];
   const start = async (deployment: string, overrides: string[]) => {
+    const mountedCa = '--client-ca-file=/etc/sigil/client-ca/ca.crt';
+    const rendered = await deploymentArgs(deployment, namespace);
     const args = [
-      ...(await deploymentArgs(deployment, namespace)),
+      ...(rendered.includes(mountedCa)
+        ? [
+            ...rendered.filter((a) => a !== mountedCa),
+            `--client-ca-file=${await localClientCaFile(deployment, namespace)}`,
+          ]
+        : rendered),
       ...overrides,
       '--kubeconfig',
       await serviceAccountKubeconfig(deployment, namespace),
@@ -156,6 +178,7 @@ async function runComponents(release = RELEASE, namespace = NS): Promise<Running
   return {
     children,
     logs,
+    webhookUrl: `https://127.0.0.1:${webhookPort}/mutate-v1-pod`,
     stop: async () => {
       // SIGTERM: the leader releases its Lease, so the next run's operator leads at once.
       for (const c of children) c.kill('SIGTERM');
@@ -734,6 +757,13 @@ describe('namespace-scoped install (scope.mode=Namespace)', () => {
       'scope.mode=Namespace',
       '--set',
       `scope.namespace=${watched}`,
+      // The test API server presents a client certificate to webhooks, as a self-managed control plane can.
+      '--set',
+      'webhook.clientAuth.enabled=true',
+      '--set-file',
+      `webhook.clientAuth.caBundle=${cp.webhookClient!.caFile}`,
+      '--set',
+      `webhook.clientAuth.allowedNames={${WEBHOOK_CLIENT_NAME}}`,
     );
     expect(res.out).toContain('STATUS: deployed');
     expect(await deploymentArgs(`${release}-operator`, namespace)).toContain(`--watch-namespace=${watched}`);
@@ -825,11 +855,15 @@ describe('namespace-scoped install (scope.mode=Namespace)', () => {
   it('should issue and inject in the watched namespace with only those rights, and leave other namespaces alone', async () => {
     const running = await runComponents(release, namespace);
     let failure: string | undefined;
+    let anonymous: number | undefined;
     try {
       failure = await scopedJob(release, namespace, watched);
+      // The API server's certificate got the pods through; a caller without one is turned away.
+      anonymous = await postWithoutClientCertificate(running.webhookUrl);
     } finally {
       await running.stop();
     }
+    expect(anonymous === 401 || anonymous === 403 ? 'refused' : anonymous).toBe('refused');
     const forbidden = running.logs.filter((l) => /forbidden/i.test(l));
     expect({ failure, forbidden, logs: failure ? running.logs.slice(-15) : [] }).toEqual({
       failure: undefined,
@@ -842,6 +876,32 @@ describe('namespace-scoped install (scope.mode=Namespace)', () => {
     expect((await helm('uninstall', release, '-n', namespace)).code).toBe(0);
   });
 });
+
+/** POSTs an AdmissionReview to the webhook without a client certificate; the HTTP status. */
+function postWithoutClientCertificate(url: string): Promise<number> {
+  const body = JSON.stringify({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: '1',
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      namespace: 'team-a',
+      operation: 'CREATE',
+    },
+  });
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      { method: 'POST', rejectUnauthorized: false, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
 
 /** Issuance and injection in the one watched namespace; a pod in another opted-in namespace is left alone. */
 async function scopedJob(release: string, namespace: string, watched: string): Promise<string | undefined> {
