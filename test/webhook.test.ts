@@ -170,7 +170,9 @@ describe('injection', () => {
     expect((err as { code?: number }).code).toBe(403);
     expect(body).toContain('api.b.svc');
     expect(body).toContain('is a name of namespace b');
-    expect(body).toContain(`Certificates in ${injected} may only claim names of their own namespace`);
+    // Whose name it is and how to get it: the wording is the tenancy module's.
+    expect(body).toContain(`Certificates in ${injected}`);
+    expect(body).toContain('spec.policy.allowedDNSNames');
   });
 
   it.each([
