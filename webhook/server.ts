@@ -71,18 +71,20 @@ export interface Webhook {
  */
 const MAX_BODY = 7 * 1024 * 1024;
 /**
- * Sized for the chart's 256 MiB limit: a parsed review takes a few times its
- * JSON size, so 24 MiB of reviews held at once stays well inside it (see the
- * tenant-flood row of make bench for the peak measured). The count is high on
- * purpose: the namespace is known only once a body is read, so a low count on
- * arrival would let one namespace's burst of small reviews refuse everyone's;
- * the per-namespace share applies as soon as the namespace is known.
+ * Sized for the chart's 256 MiB limit: a review held in memory costs about
+ * four times its JSON size (the chunks, the joined body, the parsed object,
+ * the answer), so 16 MiB of reviews held at once, at most 8 of it in reviews
+ * over 64 KiB, stays inside it (the tenant-flood row of make bench measures
+ * the peak). The count is high on purpose: the namespace is known only once
+ * a body is read, so a low count on arrival would let one namespace's burst of
+ * small reviews refuse everyone's; the per-namespace share applies as soon as
+ * the namespace is known.
  */
 export const DEFAULT_LIMITS: InFlightLimits = {
   maxReviews: 1024,
-  maxBytes: 24 * 1024 * 1024,
+  maxBytes: 16 * 1024 * 1024,
   maxReviewsPerNamespace: 64,
-  maxBytesPerNamespace: 6 * 1024 * 1024,
+  maxBytesPerNamespace: 4 * 1024 * 1024,
   reservedForSmallBytes: 8 * 1024 * 1024,
 };
 /** How long a verified identity Certificate is trusted before it is read again. */
