@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once per machine) the binaries the local control plane and the chart
 # tests need: kube-apiserver, etcd and helm, from Go modules, into a cache
-# outside the checkout. Binaries the user already has are preferred:
+# outside the checkout; `node` adds what a real one-node cluster runs: kubelet,
+# kube-controller-manager, kube-scheduler, kube-proxy, kubectl and CoreDNS. Binaries the user already has are preferred:
 # KUBEBUILDER_ASSETS (setup-envtest) or a matching version on PATH.
 #
 # Prints nothing but progress on stderr; `hack/build-tools.sh --print-dir`
@@ -11,6 +12,7 @@ set -euo pipefail
 KUBE_VERSION="${SIGIL_KUBE_VERSION:-v1.34.4}"
 ETCD_VERSION="${SIGIL_ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${SIGIL_HELM_VERSION:-v3.19.5}"
+COREDNS_VERSION="${SIGIL_COREDNS_VERSION:-v1.14.7}"
 CACHE_ROOT="${SIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sigil}"
 BIN_DIR="$CACHE_ROOT/bin-kube${KUBE_VERSION}-etcd${ETCD_VERSION}-helm${HELM_VERSION}"
 
@@ -28,7 +30,9 @@ adopt() {
   local name="$1" candidate="$2" want="$3" got
   [ -x "$candidate" ] || return 1
   case "$name" in
-    kube-apiserver) got="$("$candidate" --version 2>/dev/null | awk '{print $2}')" ;;
+    kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy) got="$("$candidate" --version 2>/dev/null | awk '{print $2}')" ;;
+    kubectl) got="$("$candidate" version --client 2>/dev/null | awk '/Client Version/ {print $3}')" ;;
+    coredns) got="v$("$candidate" -version 2>/dev/null | awk -F- '/CoreDNS-/ {print $2; exit}')" ;;
     etcd) got="v$("$candidate" --version 2>/dev/null | awk '/etcd Version/ {print $3}')" ;;
     helm) got="$("$candidate" version --template '{{.Version}}' 2>/dev/null)" ;;
   esac
@@ -40,41 +44,120 @@ adopt() {
   return 1
 }
 
-build_kube_apiserver() {
-  local work="$CACHE_ROOT/src/kube-apiserver-$KUBE_VERSION"
+# Writes a consumer module of k8s.io/kubernetes in $1 that imports the
+# commands given after it (k8s.io/kubernetes/cmd/<name>), and tidies it.
+write_kube_module() {
+  local work="$1"; shift
   mkdir -p "$work"
-  log "building kube-apiserver $KUBE_VERSION from Go modules (several minutes, once per machine)"
   local modjson moddir minor
   modjson="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBE_VERSION")" \
     || fail "download k8s.io/kubernetes@$KUBE_VERSION" "check that the Go module proxy is reachable (go env GOPROXY), or set KUBEBUILDER_ASSETS to a directory holding kube-apiserver and etcd"
   moddir="$(printf '%s' "$modjson" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
   [ -f "$moddir" ] || fail "locate the go.mod of k8s.io/kubernetes" "run: go mod download -json k8s.io/kubernetes@$KUBE_VERSION and check its GoMod field"
   minor="$(echo "$KUBE_VERSION" | cut -d. -f2)"
-  {
-    echo "module sigil.local/kube-apiserver"
-    echo
-    echo "go 1.24"
-    echo
-    echo "require k8s.io/kubernetes $KUBE_VERSION"
-    echo
-    # Every staging module k8s.io/kubernetes requires at v0.0.0 is published
-    # as k8s.io/<name> v0.<minor>.<patch>.
-    grep -E '^[[:space:]]*k8s.io/[a-z0-9-]+ v0\.0\.0$' "$moddir" | awk '{print $1}' | sort -u | while read -r m; do
-      echo "replace $m => $m v0.${minor}.$(echo "$KUBE_VERSION" | cut -d. -f3)"
-    done
-  } >"$work/go.mod"
-  cat >"$work/tools.go" <<'GO'
-//go:build tools
+  # Keep an already tidied go.mod: re-tidying costs a minute for nothing.
+  if [ ! -f "$work/go.mod" ] || ! grep -q "^// commands: $*\$" "$work/go.mod"; then
+    {
+      echo "module sigil.local/$(basename "$work")"
+      echo
+      echo "// commands: $*"
+      echo
+      echo "go 1.24"
+      echo
+      echo "require k8s.io/kubernetes $KUBE_VERSION"
+      echo
+      # Every staging module k8s.io/kubernetes requires at v0.0.0 is published
+      # as k8s.io/<name> v0.<minor>.<patch>.
+      grep -E '^[[:space:]]*k8s.io/[a-z0-9-]+ v0\.0\.0$' "$moddir" | awk '{print $1}' | sort -u | while read -r m; do
+        echo "replace $m => $m v0.${minor}.$(echo "$KUBE_VERSION" | cut -d. -f3)"
+      done
+    } >"$work/go.mod"
+    {
+      echo "//go:build tools"
+      echo
+      echo "package tools"
+      echo
+      echo "import ("
+      local cmd
+      for cmd in "$@"; do echo "	_ \"k8s.io/kubernetes/cmd/$cmd\""; done
+      echo ")"
+    } >"$work/tools.go"
+    (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>"$work/tidy.log" || true)
+  fi
+}
 
-package tools
+kube_ldflags() {
+  local minor pkg=k8s.io/component-base/version
+  minor="$(echo "$KUBE_VERSION" | cut -d. -f2)"
+  echo "-s -w -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+}
 
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
-GO
-  local major=1 pkg=k8s.io/component-base/version
-  local ldflags="-s -w -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>"$work/tidy.log" || true)
-  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver) \
+build_kube_apiserver() {
+  local work="$CACHE_ROOT/src/kube-apiserver-$KUBE_VERSION"
+  log "building kube-apiserver $KUBE_VERSION from Go modules (several minutes, once per machine)"
+  write_kube_module "$work" kube-apiserver
+  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod nice go build -trimpath -ldflags "$(kube_ldflags)" -o "$BIN_DIR/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver) \
     || fail "go build k8s.io/kubernetes/cmd/kube-apiserver" "read the Go error above; a wrong staging version shows as a missing package: check $work/go.mod. Or set KUBEBUILDER_ASSETS"
+}
+
+# The node's binaries, in one go build: packages shared between them compile once.
+NODE_COMMANDS="kubelet kube-controller-manager kube-scheduler kube-proxy kubectl"
+
+build_node() {
+  local work="$CACHE_ROOT/src/kube-node-$KUBE_VERSION" missing=() cmd
+  for cmd in $NODE_COMMANDS; do
+    [ -x "$BIN_DIR/$cmd" ] || missing+=("$cmd")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  log "building ${missing[*]} $KUBE_VERSION from Go modules (about 10 minutes on 2 cores, once per machine)"
+  # shellcheck disable=SC2086
+  write_kube_module "$work" $NODE_COMMANDS
+  local pkgs=() out="$work/out"
+  for cmd in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
+  mkdir -p "$out"
+  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod nice go build -trimpath -ldflags "$(kube_ldflags)" -o "$out/" "${pkgs[@]}") \
+    || fail "go build ${pkgs[*]}" "read the Go error above; check $work/go.mod"
+  for cmd in "${missing[@]}"; do mv "$out/$cmd" "$BIN_DIR/$cmd"; done
+}
+
+# CoreDNS for the node's cluster DNS, from its Go module: a main with only the
+# plugins the node's Corefile uses (all of CoreDNS's plugins would pull in every
+# cloud provider's SDK and take several times longer to build).
+build_coredns() {
+  local work="$CACHE_ROOT/src/coredns-$COREDNS_VERSION"
+  mkdir -p "$work"
+  log "building coredns $COREDNS_VERSION (bind, errors, cache, kubernetes) from Go modules"
+  cat >"$work/go.mod" <<MOD
+module sigil.local/coredns
+
+go 1.24
+
+require github.com/coredns/coredns $COREDNS_VERSION
+MOD
+  rm -f "$work/tools.go"
+  cat >"$work/main.go" <<'GO'
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+)
+
+func init() {
+	// The order plugins run in, as in CoreDNS's plugin.cfg.
+	dnsserver.Directives = []string{"bind", "errors", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }
+GO
+  (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>"$work/tidy.log" || true)
+  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod nice go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/coredns" .) \
+    || fail "go build github.com/coredns/coredns@$COREDNS_VERSION" "read the Go error above; check $work/main.go"
 }
 
 build_etcd() {
@@ -132,6 +215,29 @@ ensure() {
   "$builder"
 }
 
+# Links binaries found elsewhere (KUBEBUILDER_ASSETS or PATH) for the node.
+adopt_node() {
+  local cmd
+  for cmd in $NODE_COMMANDS; do
+    [ -x "$BIN_DIR/$cmd" ] && continue
+    if [ -n "${KUBEBUILDER_ASSETS:-}" ] && adopt "$cmd" "$KUBEBUILDER_ASSETS/$cmd" "$KUBE_VERSION"; then continue; fi
+    if command -v "$cmd" >/dev/null 2>&1; then adopt "$cmd" "$(command -v "$cmd")" "$KUBE_VERSION" || true; fi
+  done
+}
+
+ensure_node() {
+  adopt_node
+  have_go || { build_node_needed && fail "find the Go toolchain to build the node's binaries" "install Go 1.24+"; }
+  build_node
+  ensure coredns "$COREDNS_VERSION" build_coredns
+}
+
+build_node_needed() {
+  local cmd
+  for cmd in $NODE_COMMANDS; do [ -x "$BIN_DIR/$cmd" ] || return 0; done
+  return 1
+}
+
 main() {
   mkdir -p "$BIN_DIR"
   local only="${1:-all}"
@@ -139,8 +245,9 @@ main() {
     --print-dir) echo "$BIN_DIR"; return 0 ;;
     control-plane) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver ;;
     helm) ensure helm "$HELM_VERSION" build_helm ;;
+    node) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver; ensure_node ;;
     all) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver; ensure helm "$HELM_VERSION" build_helm ;;
-    *) fail "parse arguments" "usage: hack/build-tools.sh [all|control-plane|helm|--print-dir]" ;;
+    *) fail "parse arguments" "usage: hack/build-tools.sh [all|control-plane|helm|node|--print-dir]" ;;
   esac
   log "binaries in $BIN_DIR"
 }
