@@ -1,13 +1,61 @@
 import { type KubeConfig, type KubernetesObject, Watch } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
 import { objectKey } from '../api/types.ts';
+import { statusCode } from './errors.ts';
 
 export type InformerEvent = 'add' | 'update' | 'delete';
 export type Handler<T> = (obj: T, old?: T) => void;
 
 export interface ListResult<T> {
   items: T[];
-  metadata?: { resourceVersion?: string | undefined } | undefined;
+  metadata?: { resourceVersion?: string | undefined; continue?: string | undefined } | undefined;
+}
+
+/** One page of a list: at most `limit` items, after the page that returned `continue`. */
+export interface PageRequest {
+  limit: number;
+  continue?: string | undefined;
+}
+
+/** Objects per list page. A page is the most of a list held in memory at once, before the transform. */
+export const DEFAULT_PAGE_SIZE = 100;
+/** Lists restarted because their continue token expired, before the list counts as failed (and backs off). */
+const MAX_EXPIRED_RESTARTS = 3;
+
+/**
+ * Lists every page (limit + continue) and hands each to `onPage` before asking
+ * for the next, so that no more than one page of raw objects is alive at once.
+ * A continue token that expired (410 Gone, after etcd compacted the snapshot)
+ * restarts the list from the first page: `onPage` then sees `restarted` and
+ * must forget what the abandoned pass delivered. Returns the list's
+ * resourceVersion.
+ */
+export async function listInPages<T>(
+  list: (page: PageRequest) => Promise<ListResult<T>>,
+  pageSize: number,
+  onPage: (items: T[], restarted: boolean) => void,
+  onExpired?: () => void,
+): Promise<string> {
+  let restarts = 0;
+  let restarted = false;
+  let token: string | undefined;
+  for (;;) {
+    let page: ListResult<T>;
+    try {
+      page = await list({ limit: pageSize, continue: token });
+    } catch (err) {
+      if (token === undefined || statusCode(err) !== 410 || restarts >= MAX_EXPIRED_RESTARTS) throw err;
+      restarts++;
+      restarted = true;
+      token = undefined;
+      onExpired?.();
+      continue;
+    }
+    onPage(page.items, restarted);
+    restarted = false;
+    token = page.metadata?.continue || undefined;
+    if (token === undefined) return page.metadata?.resourceVersion ?? '';
+  }
 }
 
 export interface InformerOptions<T> {
@@ -15,8 +63,14 @@ export interface InformerOptions<T> {
   name: string;
   /** API path for the watch, e.g. /api/v1/secrets or /apis/sigil.dev/v1alpha1/certificates. */
   path: string;
-  /** Lists with the same selectors; returns the list and its resourceVersion. */
-  list: () => Promise<ListResult<T>>;
+  /**
+   * Lists one page with the same selectors (pass `limit` and `continue` on);
+   * returns its items, its `continue` token (none on the last page) and the
+   * list's resourceVersion. A list that ignores the page request is one page.
+   */
+  list: (page: PageRequest) => Promise<ListResult<T>>;
+  /** Objects per list page (DEFAULT_PAGE_SIZE). */
+  pageSize?: number;
   labelSelector?: string | undefined;
   fieldSelector?: string | undefined;
   logger: Logger;
@@ -131,27 +185,46 @@ export class Informer<T extends KubernetesObject> {
   private async relist(): Promise<void> {
     if (this.stopped) return;
     try {
-      this.options.onRequest?.('list');
-      const result = await this.options.list();
+      let seen = new Set<string>();
+      // Each page is transformed and cached before the next is asked for: a list of large objects (Secrets
+      // anyone may label) is held in memory one page at a time, never whole.
+      const resourceVersion = await listInPages(
+        (page) => {
+          if (this.stopped) return Promise.resolve({ items: [] });
+          this.options.onRequest?.('list');
+          return this.options.list(page);
+        },
+        this.options.pageSize ?? DEFAULT_PAGE_SIZE,
+        (items, restarted) => {
+          if (this.stopped) return;
+          if (restarted) seen = new Set();
+          for (const item of items) {
+            const obj = cached(item, this.options.transform);
+            const key = objectKey(obj);
+            seen.add(key);
+            const old = this.store.get(key);
+            this.store.set(key, obj);
+            if (!old) this.emit('add', obj);
+            else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion)
+              this.emit('update', obj, old);
+          }
+        },
+        () =>
+          this.options.logger.info(
+            `informer ${this.options.name}: list continue token expired (410), listing again`,
+            {
+              informer: this.options.name,
+            },
+          ),
+      );
       if (this.stopped) return;
-      const seen = new Set<string>();
-      for (const item of result.items) {
-        const obj = cached(item, this.options.transform);
-        const key = objectKey(obj);
-        seen.add(key);
-        const old = this.store.get(key);
-        this.store.set(key, obj);
-        if (!old) this.emit('add', obj);
-        else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion)
-          this.emit('update', obj, old);
-      }
       for (const [key, old] of this.store) {
         if (!seen.has(key)) {
           this.store.delete(key);
           this.emit('delete', old);
         }
       }
-      this.resourceVersion = result.metadata?.resourceVersion ?? '';
+      this.resourceVersion = resourceVersion;
       this.lastActivity = Date.now();
       this.failures = 0;
       if (!this.synced) {

@@ -1,5 +1,6 @@
 import { request } from 'node:https';
 import { ApiException, type KubeConfig } from '@kubernetes/client-node';
+import type { ListResult, PageRequest } from './informer.ts';
 
 /**
  * A plain JSON request to the API server with the kubeconfig's credentials.
@@ -28,10 +29,12 @@ export async function rawRequest<T = unknown>(
   const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
   return new Promise<T>((resolve, reject) => {
     const req = request(opts, (res) => {
-      const chunks: Buffer[] = [];
+      let chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
+        // The whole body is buffered: callers that list large objects ask for pages (see listPage).
         const text = Buffer.concat(chunks).toString('utf8');
+        chunks = [];
         const status = res.statusCode ?? 0;
         if (status >= 200 && status < 300) {
           resolve((text ? JSON.parse(text) : undefined) as T);
@@ -48,4 +51,25 @@ export async function rawRequest<T = unknown>(
     if (payload !== undefined) req.write(payload);
     req.end();
   });
+}
+
+/**
+ * One page of a list at `path` (e.g. /api/v1/secrets) with the given
+ * selectors, as plain JSON (no conversion through the typed models, which
+ * costs more than the list itself over thousands of objects). For an
+ * Informer's `list`: the informer asks for pages, so the response, buffered
+ * and parsed whole, is one page, never the whole list.
+ */
+export function listPage<T>(
+  kc: KubeConfig,
+  path: string,
+  selectors: { labelSelector?: string | undefined; fieldSelector?: string | undefined },
+  page: PageRequest,
+): Promise<ListResult<T>> {
+  const query = new URLSearchParams();
+  if (selectors.labelSelector) query.set('labelSelector', selectors.labelSelector);
+  if (selectors.fieldSelector) query.set('fieldSelector', selectors.fieldSelector);
+  query.set('limit', String(page.limit));
+  if (page.continue) query.set('continue', page.continue);
+  return rawRequest<ListResult<T>>(kc, 'GET', `${path}?${query}`);
 }

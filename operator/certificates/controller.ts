@@ -28,7 +28,7 @@ import {
 import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
-import { rawRequest } from '../../lib/kube/rest.ts';
+import { listPage } from '../../lib/kube/rest.ts';
 import { isSignedBy } from '../../lib/pki/certificate.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
 import { type KeyPair, readKeyPair, requestMismatches } from '../../lib/pki/inspect.ts';
@@ -225,21 +225,25 @@ export class CertificateController {
       path: o.watchNamespace
         ? `/apis/${GROUP}/${VERSION}/namespaces/${o.watchNamespace}/${Plural.Certificate}`
         : `/apis/${GROUP}/${VERSION}/${Plural.Certificate}`,
-      list: async () =>
+      list: async (page) =>
         (await (o.watchNamespace
           ? o.custom.listNamespacedCustomObject({
               group: GROUP,
               version: VERSION,
               namespace: o.watchNamespace,
               plural: Plural.Certificate,
+              limit: page.limit,
+              _continue: page.continue,
             })
           : o.custom.listClusterCustomObject({
               group: GROUP,
               version: VERSION,
               plural: Plural.Certificate,
+              limit: page.limit,
+              _continue: page.continue,
             }))) as {
           items: Certificate[];
-          metadata: { resourceVersion: string };
+          metadata: { resourceVersion: string; continue?: string };
         },
       logger: o.logger,
       onRequest: count(Plural.Certificate),
@@ -249,18 +253,20 @@ export class CertificateController {
       name: 'managed-secrets',
       path: o.watchNamespace ? `/api/v1/namespaces/${o.watchNamespace}/secrets` : '/api/v1/secrets',
       labelSelector: `${Label.Managed}=true`,
-      // As JSON, like the watch delivers: the typed client would convert every item through its models,
-      // which at start-up over thousands of Secrets costs more CPU and memory than the list itself.
-      list: () =>
-        rawRequest<{ items: V1Secret[]; metadata: { resourceVersion: string } }>(
+      // As JSON, like the watch delivers, and in pages: anyone who may write a Secret can set the label, so
+      // the list may hold hundreds of Secrets of up to 1 MiB; a page at a time, each cut down by the
+      // transform before the next is read, bounds what start-up holds to one page (see bench restart).
+      list: (page) =>
+        listPage<V1Secret>(
           o.kc,
-          'GET',
-          `${o.watchNamespace ? `/api/v1/namespaces/${o.watchNamespace}/secrets` : '/api/v1/secrets'}?labelSelector=${encodeURIComponent(`${Label.Managed}=true`)}`,
+          o.watchNamespace ? `/api/v1/namespaces/${o.watchNamespace}/secrets` : '/api/v1/secrets',
+          { labelSelector: `${Label.Managed}=true` },
+          page,
         ),
       logger: o.logger,
       onRequest: count('secrets'),
       // The label is the server-side filter, but anyone who may write a Secret can set it: keep data only
-      // of Secrets whose annotation names a Certificate that uses them (all while Certificates are unknown).
+      // of Secrets whose annotation names a Certificate that uses them. Certificates are listed first.
       transform: (s) => cachedSecretView(s, (secret) => this.claimedByCertificate(secret)),
     });
     this.queue = new WorkQueue((key) => this.run(key), {
@@ -272,7 +278,10 @@ export class CertificateController {
       onDepth: (d) => o.metrics.queueDepth.set({ controller: 'certificates' }, d),
       onLatency: (s) => o.metrics.queueLatency.observe({ controller: 'certificates' }, s),
     });
-    const enqueue = (c: Certificate) => this.queue.add(objectKey(c));
+    // Until the Secret cache is full, a Certificate would look unissued: its look waits for start() to queue it.
+    const enqueue = (c: Certificate) => {
+      if (this.secrets.hasSynced()) this.queue.add(objectKey(c));
+    };
     this.certificates
       .on('add', (c) => {
         this.index(c);
@@ -308,8 +317,8 @@ export class CertificateController {
         // The echo of this replica's own write: the reconcile that made it already accounted for it.
         if (!deleted && written.metadata?.resourceVersion === s.metadata?.resourceVersion) return;
       }
-      // Until the Certificates are listed (which queues every one of them), a Secret's Certificate is unknown.
-      if (!this.certificates.hasSynced()) return;
+      // Until both caches are full (start() then queues every Certificate), there is nothing to look at yet.
+      if (!this.certificates.hasSynced() || !this.secrets.hasSynced()) return;
       const name = s.metadata?.annotations?.[Annotation.CertificateName];
       if (name) this.queue.add(`${s.metadata!.namespace}/${name}`);
       this.enqueueUsersOf(s.metadata!.namespace!, s.metadata!.name!);
@@ -341,6 +350,7 @@ export class CertificateController {
   }
 
   private enqueueUsersOf(namespace: string, secretName: string): void {
+    if (!this.secrets.hasSynced()) return;
     for (const key of this.bySecret.get(`${namespace}/${secretName}`) ?? []) this.queue.add(key);
   }
 
@@ -356,9 +366,13 @@ export class CertificateController {
     return out;
   }
 
-  /** For the Secret cache: does a Certificate named by the Secret's annotation use it? */
+  /**
+   * For the Secret cache: does a Certificate named by the Secret's annotation use it? The Certificates are
+   * listed before the Secrets (see start), so this is never a guess; a Secret it says no to is kept without
+   * data and read from the API if a Certificate comes to use it.
+   */
   private claimedByCertificate(secret: V1Secret): boolean {
-    if (!this.certificates.hasSynced()) return true;
+    if (!this.certificates.hasSynced()) return false;
     const name = secret.metadata?.annotations?.[Annotation.CertificateName];
     const c = this.certificates.get(`${secret.metadata?.namespace}/${name}`);
     return c?.spec.secretName === secret.metadata?.name;
@@ -391,10 +405,15 @@ export class CertificateController {
     return mine !== undefined && canonicalJson(mine.status ?? {}) === canonicalJson(c.status ?? {});
   }
 
-  /** Secrets first: a Certificate looked at before the Secret cache is full would look unissued. */
+  /**
+   * Certificates first, so the Secret cache keeps data only of Secrets a Certificate uses (a label anyone
+   * can set must not make start-up cache every labelled Secret's data); then the Secrets. No Certificate
+   * is looked at before both are in: one looked at before its Secret is cached would look unissued.
+   */
   async start(): Promise<void> {
-    await this.secrets.start();
     await this.certificates.start();
+    await this.secrets.start();
+    for (const c of this.certificates.list()) this.queue.add(objectKey(c));
   }
 
   stop(): void {
@@ -408,7 +427,7 @@ export class CertificateController {
     for (const c of this.certificates.list()) {
       const ref = this.issuerRefOf(c);
       if (issuerKey(ref.kind, ref.kind === 'Issuer' ? c.metadata.namespace : undefined, ref.name) === key) {
-        this.queue.add(objectKey(c));
+        if (this.secrets.hasSynced()) this.queue.add(objectKey(c));
       }
     }
   }
