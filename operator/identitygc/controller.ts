@@ -29,11 +29,12 @@ import { type Certificate, GROUP, Label, Plural, VERSION } from '../../lib/api/t
 import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
+import { listPage } from '../../lib/kube/rest.ts';
 import { identityCertificateName } from '../../webhook/identity.ts';
 import { ownedBy } from '../certificates/ownership.ts';
+import { POD_LABEL, podIdentityView } from './users.ts';
 
 export const LAST_USED_ANNOTATION = 'sigil.dev/last-used';
-const POD_LABEL = 'sigil.dev/identity';
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 const NAME_PATTERN = /^(.+)-sigil-([0-9a-f]{10})$/;
@@ -85,14 +86,15 @@ export class IdentityGarbageCollector {
   constructor(o: IdentityGcOptions) {
     this.o = o;
     this.core = o.kc.makeApiClient(CoreV1Api);
+    const path = o.watchNamespace ? `/api/v1/namespaces/${o.watchNamespace}/pods` : '/api/v1/pods';
     this.pods = new Informer<V1Pod>(o.kc, {
       name: 'identity-pods',
-      path: o.watchNamespace ? `/api/v1/namespaces/${o.watchNamespace}/pods` : '/api/v1/pods',
+      path,
       labelSelector: POD_LABEL,
-      list: () =>
-        o.watchNamespace
-          ? this.core.listNamespacedPod({ namespace: o.watchNamespace, labelSelector: POD_LABEL })
-          : this.core.listPodForAllNamespaces({ labelSelector: POD_LABEL }),
+      // Plain JSON in pages, each cut down to the pod's name, uid and identity label before the next is
+      // read: anyone who may create a pod can set the label, so the selector bounds nothing.
+      list: (page) => listPage<V1Pod>(o.kc, path, { labelSelector: POD_LABEL }, page),
+      transform: podIdentityView,
       logger: o.logger,
     });
     const keyOf = (p: V1Pod) => `${p.metadata?.namespace}/${p.metadata?.labels?.[POD_LABEL]}`;
