@@ -32,7 +32,7 @@ import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
 import { identityCertificateName } from '../../webhook/identity.ts';
 import { ownedBy } from '../certificates/ownership.ts';
-import { POD_LABEL, podIdentityView } from './users.ts';
+import { IdentityUsers, POD_LABEL, podIdentityView } from './users.ts';
 
 export const LAST_USED_ANNOTATION = 'sigil.dev/last-used';
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -80,7 +80,7 @@ export class IdentityGarbageCollector {
   private readonly o: IdentityGcOptions;
   private readonly core: CoreV1Api;
   readonly pods: Informer<V1Pod>;
-  private readonly users = new Map<string, number>();
+  private readonly users = new IdentityUsers();
   private readonly queue: WorkQueue;
 
   constructor(o: IdentityGcOptions) {
@@ -97,18 +97,18 @@ export class IdentityGarbageCollector {
       transform: podIdentityView,
       logger: o.logger,
     });
-    const keyOf = (p: V1Pod) => `${p.metadata?.namespace}/${p.metadata?.labels?.[POD_LABEL]}`;
+    // An identity that loses its last pod (deleted, or relabelled to another identity) is looked at.
+    const lookAt = (identity: string | undefined) => {
+      if (identity !== undefined) this.queue.add(identity);
+    };
     this.pods
-      .on('add', (p) => this.users.set(keyOf(p), (this.users.get(keyOf(p)) ?? 0) + 1))
-      .on('delete', (p) => {
-        const key = keyOf(p);
-        const left = (this.users.get(key) ?? 1) - 1;
-        if (left > 0) this.users.set(key, left);
-        else {
-          this.users.delete(key);
-          this.queue.add(key);
-        }
-      });
+      .on('add', (p) => lookAt(this.users.set(p)))
+      .on('update', (p, old) => {
+        // Same name, new pod (deleted and created again while the watch was down): the old one is gone.
+        if (old && old.metadata?.uid !== p.metadata?.uid) lookAt(this.users.delete(old));
+        lookAt(this.users.set(p));
+      })
+      .on('delete', (p) => lookAt(this.users.delete(p)));
     this.queue = new WorkQueue((key) => this.processItem(key), {
       concurrency: 2,
       baseDelayMs: 1000,
@@ -137,7 +137,7 @@ export class IdentityGarbageCollector {
     const cert = this.o.certificates.get(key);
     if (cert === undefined) return;
     if (webhookShaped(cert) !== undefined) return;
-    if ((this.users.get(key) ?? 0) > 0) {
+    if (this.users.count(key) > 0) {
       if (cert.metadata.annotations?.[LAST_USED_ANNOTATION]) await this.annotate(namespace, name, null);
       return;
     }

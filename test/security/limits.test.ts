@@ -1,12 +1,15 @@
-// Attacks on the operator's memory by a tenant of namespace `a` who may write
-// Secrets: a label anyone can set must not make the operator hold whatever
-// they like, or it crashes for every namespace.
+// Attacks on the operator's memory and on what it deletes, by a tenant of
+// namespace `a` who may write Secrets and pods: a label anyone can set must
+// not make the operator hold whatever they like (it would crash for every
+// namespace), and relabelling a pod must not make identity garbage collection
+// delete an identity in use.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { Label } from '../../lib/api/types.ts';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { API_VERSION, GROUP, Label, Plural, VERSION } from '../../lib/api/types.ts';
+import { statusCode } from '../../lib/kube/errors.ts';
 import type { Operator } from '../../operator/operator.ts';
-import { createTestNamespace, testKubeConfig } from '../support/kube.ts';
+import { createTestNamespace, eventually, testKubeConfig } from '../support/kube.ts';
 import {
   caSecretData,
   createCertificate,
@@ -14,6 +17,7 @@ import {
   createSecret,
   ensureCrds,
   ensureNamespace,
+  getCertificate,
   startTestOperator,
   waitForCertificate,
   waitForIssuer,
@@ -24,10 +28,13 @@ setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
 const admin: KubeConfig = testKubeConfig();
+const core = admin.makeApiClient(CoreV1Api);
+const custom = admin.makeApiClient(CustomObjectsApi);
 let a: string;
 let developer: Tenant;
 let operator: Operator | undefined;
 const issuerRef = { name: 'ca', kind: 'Issuer' as const };
+const GRACE_MS = 2_000;
 const MiB = 1024 * 1024;
 
 function heapMiB(): number {
@@ -128,4 +135,67 @@ describe('a tenant who may write Secrets', () => {
     const after = await waitForCertificate(admin, a, 'real', { status: 'True' });
     expect(after.status?.revision).toBe(issued.status?.revision);
   }, 120_000);
+});
+
+describe('identity garbage collection', () => {
+  /** A Certificate of the webhook's shape for service account `sa`. */
+  async function identity(sa: string): Promise<string> {
+    const name = `${sa}-sigil-${Buffer.from(sa).toString('hex').padEnd(10, '0').slice(0, 10)}`;
+    await custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: a,
+      plural: Plural.Certificate,
+      body: {
+        apiVersion: API_VERSION,
+        kind: 'Certificate',
+        metadata: { name, labels: { [Label.Identity]: 'true' } },
+        spec: { secretName: name, issuerRef, uris: [`spiffe://cluster.local/ns/${a}/sa/${sa}`] },
+      },
+    });
+    return name;
+  }
+
+  async function pod(name: string, identityName: string) {
+    await developer.kc.makeApiClient(CoreV1Api).createNamespacedPod({
+      namespace: a,
+      body: {
+        metadata: { name, labels: { 'sigil.dev/identity': identityName } },
+        spec: { containers: [{ name: 'app', image: 'example.invalid/app' }] },
+      },
+    });
+  }
+
+  it('should not delete an identity in use when a pod relabelled to it is deleted', async () => {
+    operator = await startTestOperator(admin, { watchNamespace: a, identityGracePeriodMs: GRACE_MS });
+    const x = await identity('xsa');
+    const y = await identity('ysa');
+    await waitForCertificate(admin, a, y, { status: 'True' });
+    await pod('mover', x);
+    await pod('stayer', y);
+    await operator.whenRunning();
+    await new Promise((r) => setTimeout(r, 500));
+    // The attack: a pod labelled X, relabelled to Y, then deleted, while Y's own pod runs on.
+    const own = developer.kc.makeApiClient(CoreV1Api);
+    const mover = await own.readNamespacedPod({ name: 'mover', namespace: a });
+    mover.metadata!.labels = { 'sigil.dev/identity': y };
+    await own.replaceNamespacedPod({ name: 'mover', namespace: a, body: mover });
+    await new Promise((r) => setTimeout(r, 500));
+    await own.deleteNamespacedPod({ name: 'mover', namespace: a });
+
+    // X lost its only pod when it was relabelled: it is collected, which shows the collector ran.
+    await eventually(
+      'the unused identity X to be collected',
+      async () =>
+        getCertificate(admin, a, x).then(
+          () => undefined,
+          (err) => (statusCode(err) === 404 ? true : undefined),
+        ),
+      GRACE_MS + 20_000,
+    );
+    await new Promise((r) => setTimeout(r, GRACE_MS + 1_000));
+    const stillY = await getCertificate(admin, a, y);
+    expect(stillY.metadata.annotations?.['sigil.dev/last-used']).toBeUndefined();
+    await expect(core.readNamespacedSecret({ name: y, namespace: a })).resolves.toBeDefined();
+  }, 60_000);
 });
