@@ -18,8 +18,73 @@ export function b64(text: string): string {
   return Buffer.from(text).toString('base64');
 }
 
-/** Sigil's own metadata on the Secret (labels, annotations), given the Certificate. */
+/** At most this many labels, and this many annotations, in spec.secretTemplate. */
+export const MAX_TEMPLATE_ENTRIES = 64;
+/** The most characters the template's annotation keys and values may add up to. */
+export const MAX_TEMPLATE_ANNOTATION_CHARS = 64 * 1024;
+const QUALIFIED_NAME =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+
+function qualifiedName(key: string): boolean {
+  const slash = key.lastIndexOf('/');
+  return QUALIFIED_NAME.test(key) && slash <= 253 && key.length - slash - 1 <= 63;
+}
+
+/**
+ * What is wrong with a secretTemplate, by the bounds the CRD's schema sets
+ * (Kubernetes' own for labels and annotations, and 64 KiB of annotations).
+ * The schema refuses such a template at admission; this catches one stored
+ * before the schema had the bounds, or under an older CRD, before Sigil
+ * copies it into a Secret and its cache. Sigil's own sigil.dev/ keys are not a
+ * problem: Sigil's values replace them.
+ */
+export function secretTemplateProblems(template: Certificate['spec']['secretTemplate']): string[] {
+  const problems: string[] = [];
+  const labels = Object.entries(template?.labels ?? {});
+  const annotations = Object.entries(template?.annotations ?? {});
+  if (labels.length > MAX_TEMPLATE_ENTRIES)
+    problems.push(
+      `secretTemplate.labels has ${labels.length} entries, at most ${MAX_TEMPLATE_ENTRIES} are allowed`,
+    );
+  if (annotations.length > MAX_TEMPLATE_ENTRIES)
+    problems.push(
+      `secretTemplate.annotations has ${annotations.length} entries, at most ${MAX_TEMPLATE_ENTRIES} are allowed`,
+    );
+  const shown = (k: string) => JSON.stringify(k.length > 80 ? `${k.slice(0, 80)}…` : k);
+  for (const [k, v] of labels) {
+    if (!qualifiedName(k)) problems.push(`secretTemplate.labels key ${shown(k)} is not a qualified name`);
+    else if (typeof v !== 'string' || v.length > 63 || !LABEL_VALUE.test(v))
+      problems.push(
+        `secretTemplate.labels value of ${shown(k)} is not a label value (at most 63 characters)`,
+      );
+  }
+  let chars = 0;
+  for (const [k, v] of annotations) {
+    if (!qualifiedName(k))
+      problems.push(`secretTemplate.annotations key ${shown(k)} is not a qualified name`);
+    chars += k.length + (typeof v === 'string' ? v.length : 0);
+  }
+  if (chars > MAX_TEMPLATE_ANNOTATION_CHARS)
+    problems.push(
+      `secretTemplate.annotations add up to ${chars} characters, at most ${MAX_TEMPLATE_ANNOTATION_CHARS} are allowed`,
+    );
+  return problems;
+}
+
+/** A secretTemplate Sigil refuses to copy into a Secret. */
+export class SecretTemplateRefused extends Error {}
+
+/**
+ * Sigil's own metadata on the Secret (labels, annotations), given the
+ * Certificate. Throws SecretTemplateRefused for a template beyond the bounds.
+ */
 export function managedMetadata(certificate: Certificate, issuerKind: string, issuerName: string) {
+  const problems = secretTemplateProblems(certificate.spec.secretTemplate);
+  if (problems.length > 0)
+    throw new SecretTemplateRefused(
+      `The Secret is not written: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? ` (and ${problems.length - 3} more)` : ''}. Fix spec.secretTemplate`,
+    );
   return {
     labels: { ...(certificate.spec.secretTemplate?.labels ?? {}), [Label.Managed]: 'true' },
     annotations: {

@@ -1,8 +1,10 @@
-// Attacks on the operator's memory and on what it deletes, by a tenant of
-// namespace `a` who may write Secrets and pods: a label anyone can set must
-// not make the operator hold whatever they like (it would crash for every
-// namespace), and relabelling a pod must not make identity garbage collection
-// delete an identity in use.
+// Attacks on the operator's memory and on what it deletes, by tenants of
+// namespace `a`: a developer who may write Secrets and pods, and a user who
+// may only manage Certificates. A label anyone can set must not make the
+// operator hold whatever they like (it would crash for every namespace), no
+// Certificate may be made larger than the schema allows, and relabelling a
+// pod must not make identity garbage collection delete an identity in use.
+
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
@@ -22,7 +24,7 @@ import {
   waitForCertificate,
   waitForIssuer,
 } from '../support/sigil.ts';
-import { createTenant, NAMESPACE_DEVELOPER, type Tenant } from '../support/tenant.ts';
+import { CERTIFICATES_ONLY, createTenant, NAMESPACE_DEVELOPER, type Tenant } from '../support/tenant.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -32,6 +34,7 @@ const core = admin.makeApiClient(CoreV1Api);
 const custom = admin.makeApiClient(CustomObjectsApi);
 let a: string;
 let developer: Tenant;
+let certificatesOnly: Tenant;
 let operator: Operator | undefined;
 const issuerRef = { name: 'ca', kind: 'Issuer' as const };
 const GRACE_MS = 2_000;
@@ -57,6 +60,7 @@ beforeAll(async () => {
   await createSecret(admin, a, 'ca-key-pair', await caSecretData('Limits Test CA'));
   await createIssuer(admin, 'Issuer', 'ca', { ca: { secretName: 'ca-key-pair' } }, a);
   developer = await createTenant(admin, a, NAMESPACE_DEVELOPER, 'developer');
+  certificatesOnly = await createTenant(admin, a, CERTIFICATES_ONLY);
 });
 
 afterEach(async () => {
@@ -135,6 +139,70 @@ describe('a tenant who may write Secrets', () => {
     const after = await waitForCertificate(admin, a, 'real', { status: 'True' });
     expect(after.status?.revision).toBe(issued.status?.revision);
   }, 120_000);
+});
+
+describe('a Certificate-only tenant', () => {
+  async function tenantCreates(name: string, secretTemplate: unknown) {
+    return certificatesOnly.kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: a,
+      plural: Plural.Certificate,
+      body: {
+        apiVersion: API_VERSION,
+        kind: 'Certificate',
+        metadata: { name },
+        spec: { secretName: `${name}-tls`, issuerRef, dnsNames: [`${name}.example.com`], secretTemplate },
+      },
+    });
+  }
+
+  async function refusal(name: string, secretTemplate: unknown): Promise<string> {
+    const err = await tenantCreates(name, secretTemplate).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(statusCode(err)).toBe(422);
+    await expect(getCertificate(admin, a, name)).rejects.toMatchObject({ code: 404 });
+    return JSON.parse((err as { body: string }).body).message as string;
+  }
+
+  const many = (n: number, value: string) =>
+    Object.fromEntries(Array.from({ length: n }, (_, i) => [`example.com/k${i}`, value]));
+
+  it.each([
+    [
+      'annotations of 1.2 MiB',
+      { annotations: many(20, 'x'.repeat(60_000)) },
+      'must add up to at most 64 KiB',
+    ],
+    ['65 labels', { labels: many(65, 'v') }, 'must have at most 64 items'],
+    ['a label value of 64 characters', { labels: { app: 'x'.repeat(64) } }, 'may not be more than 63'],
+    [
+      'a label key that is not a qualified name',
+      { labels: { 'Not A Key': 'v' } },
+      'must be a qualified name',
+    ],
+    [
+      'an annotation key with a 64-character name',
+      { annotations: { [`example.com/${'n'.repeat(64)}`]: 'v' } },
+      'must be a qualified name',
+    ],
+  ])(
+    'should not be able to create a Certificate whose secretTemplate has %s',
+    async (_n, template, message) => {
+      const name = `big-${Math.random().toString(36).slice(2, 8)}`;
+      expect(await refusal(name, template)).toContain(message);
+    },
+  );
+
+  it('should still create a Certificate with a Kubernetes-shaped secretTemplate', async () => {
+    await tenantCreates('shaped', {
+      labels: { app: 'web', 'example.com/tier': 'front' },
+      annotations: { 'example.com/owner': 'x'.repeat(60_000) },
+    });
+    await getCertificate(admin, a, 'shaped');
+  });
 });
 
 describe('identity garbage collection', () => {
