@@ -1,0 +1,696 @@
+// One real node beside the local control plane: containerd (its own config,
+// root, state and socket under the cluster directory), runc, a CNI bridge of
+// its own, kubelet, kube-controller-manager, kube-scheduler, kube-proxy
+// (iptables) and CoreDNS. Every process is recorded by PID in node.json and
+// stopped only by that PID; stopNode also removes the mounts, interfaces,
+// iptables chains, cgroups and host directories the node created.
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { createSelfSignedCA, loadCertificateAuthority } from '../../pki/ca.ts';
+import { issueCertificate } from '../../pki/issue.ts';
+import { type ControlPlaneState, freePort, isAlive } from '../controlplane.ts';
+import {
+  bridgePorts,
+  cgroupHierarchies,
+  type HostSnapshot,
+  interfaceExists,
+  newChains,
+  newNetns,
+  processesInCgroup,
+  removeCgroup,
+  removeNewChains,
+  removeNewPaths,
+  restoreSysctls,
+  run,
+  snapshotHost,
+  tryRun,
+  unmountAll,
+  writeSysctl,
+} from './host.ts';
+import { IMAGE_DIR, PAUSE_IMAGE, pauseImage, writeImage } from './images.ts';
+
+export const NODE_NAME = 'sigil-node';
+/** The pods' bridge and subnet: names and addresses this project owns on the host. */
+export const BRIDGE = 'sigil0';
+export const POD_SUBNET = '10.244.0.0/24';
+/** The bridge's address: the node's IP, the pods' gateway and the cluster DNS server. */
+export const NODE_IP = '10.244.0.1';
+/** All pod and container cgroups live under this one, in every hierarchy. */
+export const CGROUP_ROOT = '/sigil';
+const DAY = 86_400_000;
+
+/** The order processes are stopped in: nothing new is scheduled while pods are torn down. */
+const COMPONENTS = [
+  'kube-controller-manager',
+  'kube-scheduler',
+  'kubelet',
+  'kube-proxy',
+  'coredns',
+  'containerd',
+] as const;
+type Component = (typeof COMPONENTS)[number];
+
+export interface NodeOptions {
+  /** Where the binaries are (hack/build-tools.sh node). */
+  binDir: string;
+  /** The kubelet's syncFrequency: how often it re-reads Secrets and ConfigMaps for running pods. */
+  syncFrequency?: string;
+}
+
+export interface NodeState {
+  dir: string;
+  containerdSocket: string;
+  pids: Partial<Record<Component, number>>;
+  /** The host as it was before the node started: what down restores. */
+  snapshot: HostSnapshot;
+  createdBridge: boolean;
+  kubeProxyBin: string;
+  logs: Partial<Record<Component, string>>;
+}
+
+/** Files the API server needs before it starts, to call the kubelet (logs, exec, port-forward). */
+export interface KubeletClientPki {
+  apiserverArgs: string[];
+  dir: string;
+}
+
+/** Why this machine cannot run a node, or nothing when it can. */
+export function nodeUnsupportedReasons(): string[] {
+  const reasons: string[] = [];
+  if (process.getuid?.() !== 0) reasons.push('not running as root (the kubelet and containerd need it)');
+  if (process.platform !== 'linux') reasons.push(`${process.platform} is not Linux`);
+  else {
+    if (cgroupHierarchies().length === 0) reasons.push('no cgroup v1 hierarchies under /sys/fs/cgroup');
+    try {
+      if (!/\toverlay$/m.test(readFileSync('/proc/filesystems', 'utf8')))
+        reasons.push('the kernel has no overlayfs (containerd overlayfs snapshotter)');
+    } catch {
+      reasons.push('cannot read /proc/filesystems');
+    }
+  }
+  return reasons;
+}
+
+/** The host packages a node needs (hack/node-packages.sh installs them). */
+export function missingHostCommands(): string[] {
+  const needed = ['containerd', 'ctr', 'runc', 'iptables', 'conntrack', 'ip'];
+  const missing = needed.filter((cmd) => !tryRun('sh', ['-c', `command -v ${cmd}`]));
+  if (!existsSync('/usr/lib/cni/bridge') || !existsSync('/usr/lib/cni/host-local'))
+    missing.push('CNI plugins');
+  return missing;
+}
+
+export function readNodeState(clusterDir: string): NodeState | undefined {
+  try {
+    return JSON.parse(readFileSync(join(clusterDir, 'node', 'node.json'), 'utf8')) as NodeState;
+  } catch {
+    return undefined;
+  }
+}
+
+function saveNodeState(state: NodeState) {
+  writeFileSync(join(state.dir, 'node.json'), JSON.stringify(state, null, 2));
+}
+
+/**
+ * A CA for the kubelet's serving certificate, a CA for its clients and the API
+ * server's client certificate: the API server flags that use them are returned
+ * so the control plane starts with them.
+ */
+export async function kubeletClientPki(clusterDir: string): Promise<KubeletClientPki> {
+  const dir = join(clusterDir, 'node', 'pki');
+  mkdirSync(dir, { recursive: true });
+  const now = new Date();
+  const span = { notBefore: new Date(now.getTime() - 60_000), notAfter: new Date(now.getTime() + 365 * DAY) };
+  const servingCa = await createSelfSignedCA({ commonName: 'sigil-local-kubelet-ca', ...span });
+  const clientCa = await createSelfSignedCA({ commonName: 'sigil-local-kubelet-client-ca', ...span });
+  const signingCa = await createSelfSignedCA({ commonName: 'sigil-local-cluster-signer', ...span });
+  const serving = await issueCertificate(
+    loadCertificateAuthority(servingCa.certPem, servingCa.keyPem, now),
+    {
+      commonName: NODE_NAME,
+      dnsNames: [NODE_NAME],
+      ipAddresses: [NODE_IP],
+      usages: ['digital signature', 'key encipherment', 'server auth'],
+      durationMs: 365 * DAY,
+    },
+    now,
+  );
+  const client = await issueCertificate(
+    loadCertificateAuthority(clientCa.certPem, clientCa.keyPem, now),
+    {
+      commonName: 'kube-apiserver-kubelet-client',
+      subject: { organizations: ['system:masters'] },
+      usages: ['digital signature', 'key encipherment', 'client auth'],
+      durationMs: 365 * DAY,
+    },
+    now,
+  );
+  const files: Record<string, string> = {
+    'kubelet-ca.crt': servingCa.certPem,
+    'kubelet.crt': serving.certificatePem,
+    'kubelet.key': serving.privateKeyPem,
+    'kubelet-client-ca.crt': clientCa.certPem,
+    'apiserver-kubelet-client.crt': client.certificatePem,
+    'apiserver-kubelet-client.key': client.privateKeyPem,
+    'cluster-signing.crt': signingCa.certPem,
+    'cluster-signing.key': signingCa.keyPem,
+  };
+  for (const [name, content] of Object.entries(files))
+    writeFileSync(join(dir, name), content, { mode: name.endsWith('.key') ? 0o600 : 0o644 });
+  return {
+    dir,
+    apiserverArgs: [
+      `--kubelet-client-certificate=${join(dir, 'apiserver-kubelet-client.crt')}`,
+      `--kubelet-client-key=${join(dir, 'apiserver-kubelet-client.key')}`,
+      `--kubelet-certificate-authority=${join(dir, 'kubelet-ca.crt')}`,
+      '--kubelet-preferred-address-types=InternalIP',
+      // Webhooks are called at their Service's endpoints, which the host routes to over the pod bridge.
+      '--enable-aggregator-routing=true',
+    ],
+  };
+}
+
+function spawnDetached(bin: string, args: string[], logFile: string): ChildProcess {
+  const fd = openSync(logFile, 'a');
+  const child = spawn(bin, args, { stdio: ['ignore', fd, fd], detached: true });
+  closeSync(fd);
+  child.unref();
+  return child;
+}
+
+function tail(file: string | undefined, lines = 25): string {
+  if (!file) return '(no log)';
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A request to the API server as the admin. */
+export function apiRequest(
+  cp: Pick<ControlPlaneState, 'server' | 'caPem' | 'token'>,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${cp.server}${path}`,
+      {
+        method,
+        ca: cp.caPem,
+        timeout: 5000,
+        headers: { authorization: `Bearer ${cp.token}`, 'content-type': 'application/json' },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+function containerdConfig(dir: string, socket: string): string {
+  const cri = 'plugins."io.containerd.grpc.v1.cri"';
+  return `version = 2
+root = "${dir}/containerd/root"
+state = "${dir}/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "${socket}"
+
+[ttrpc]
+  address = "${socket}.ttrpc"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "${dir}/containerd/opt"
+
+[${cri}]
+  sandbox_image = "${PAUSE_IMAGE}"
+  # These machines lack CAP_SYS_RESOURCE: without this every sandbox fails to start.
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+
+[${cri}.containerd]
+  snapshotter = "overlayfs"
+  default_runtime_name = "runc"
+
+[${cri}.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[${cri}.containerd.runtimes.runc.options]
+  SystemdCgroup = false
+
+[${cri}.cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "${dir}/cni/net.d"
+`;
+}
+
+function cniConfig(dir: string): string {
+  return JSON.stringify(
+    {
+      cniVersion: '0.4.0',
+      name: 'sigil',
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: BRIDGE,
+          isGateway: true,
+          // Pods talk to each other, the host and Services; nothing leaves the node, so no NAT rules.
+          ipMasq: false,
+          hairpinMode: true,
+          ipam: {
+            type: 'host-local',
+            ranges: [[{ subnet: POD_SUBNET, gateway: NODE_IP }]],
+            routes: [{ dst: '0.0.0.0/0' }],
+            dataDir: join(dir, 'cni', 'ipam'),
+          },
+        },
+        { type: 'loopback' },
+      ],
+    },
+    null,
+    2,
+  );
+}
+
+function kubeletConfig(
+  dir: string,
+  socket: string,
+  ports: { kubelet: number; healthz: number },
+  options: NodeOptions,
+) {
+  const pki = join(dir, 'pki');
+  return `apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: ${NODE_IP}
+port: ${ports.kubelet}
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: ${ports.healthz}
+tlsCertFile: ${join(pki, 'kubelet.crt')}
+tlsPrivateKeyFile: ${join(pki, 'kubelet.key')}
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: false
+  x509:
+    clientCAFile: ${join(pki, 'kubelet-client-ca.crt')}
+authorization:
+  mode: AlwaysAllow
+containerRuntimeEndpoint: unix://${socket}
+imageServiceEndpoint: unix://${socket}
+cgroupDriver: cgroupfs
+cgroupRoot: ${CGROUP_ROOT}
+cgroupsPerQOS: true
+enforceNodeAllocatable: [pods]
+failSwapOn: false
+clusterDNS: [${NODE_IP}]
+clusterDomain: cluster.local
+syncFrequency: ${options.syncFrequency ?? '1m'}
+podLogsDir: ${join(dir, 'pod-logs')}
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+  imagefs.available: 1%
+rotateCertificates: false
+serverTLSBootstrap: false
+protectKernelDefaults: false
+`;
+}
+
+function corefile(kubeconfig: string): string {
+  return `.:53 {
+    bind ${NODE_IP}
+    errors
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig ${kubeconfig} sigil-local
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 5
+}
+`;
+}
+
+/** `ctr` against this node's containerd, in the namespace the CRI uses. */
+export function ctr(state: Pick<NodeState, 'containerdSocket'>, args: string[]): string {
+  return run('ctr', ['--address', state.containerdSocket, '-n', 'k8s.io', ...args]);
+}
+
+/** Imports an OCI archive into the node's containerd, where the kubelet finds it. */
+export function importImage(state: Pick<NodeState, 'containerdSocket'>, archive: string) {
+  ctr(state, ['images', 'import', archive]);
+}
+
+function createCgroupRoot() {
+  for (const hierarchy of cgroupHierarchies()) {
+    const group = join(hierarchy, CGROUP_ROOT);
+    mkdirSync(group, { recursive: true });
+    // A new cpuset cgroup starts with no CPUs or memory nodes: give it its parent's.
+    for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+      if (existsSync(join(hierarchy, file)) && readFileSync(join(group, file), 'utf8').trim() === '')
+        writeFileSync(join(group, file), readFileSync(join(hierarchy, file), 'utf8'));
+    }
+  }
+}
+
+async function waitUntil(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  log: () => string,
+) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await Promise.resolve(check()).catch(() => false)) return;
+    await sleep(200);
+  }
+  throw new Error(`${what} within ${timeoutMs / 1000}s; ${log()}`);
+}
+
+function assertRunning(state: NodeState, component: Component) {
+  const pid = state.pids[component];
+  if (!isAlive(pid)) throw new Error(`${component} exited; its log ends:\n${tail(state.logs[component])}`);
+}
+
+/** Starts the node's processes against a running control plane and waits until the node is Ready. */
+export async function startNode(cp: ControlPlaneState, options: NodeOptions): Promise<NodeState> {
+  const dir = join(cp.dir, 'node');
+  for (const sub of ['logs', 'containerd', 'cni/net.d', 'cni/ipam', 'kubelet', 'pod-logs', 'pki'])
+    mkdirSync(join(dir, sub), { recursive: true });
+  if (interfaceExists(BRIDGE))
+    throw new Error(
+      `the interface ${BRIDGE} already exists: another node cluster is running on this machine (one kubelet per machine); stop it with make cluster-down`,
+    );
+  const state: NodeState = {
+    dir,
+    containerdSocket: join(dir, 'containerd', 'containerd.sock'),
+    pids: {},
+    snapshot: snapshotHost(),
+    createdBridge: false,
+    kubeProxyBin: join(options.binDir, 'kube-proxy'),
+    logs: {},
+  };
+  saveNodeState(state);
+  const started = (component: Component, child: ChildProcess) => {
+    state.pids[component] = child.pid!;
+    saveNodeState(state);
+  };
+  const launch = (component: Component, bin: string, args: string[]) => {
+    const log = join(dir, 'logs', `${component}.log`);
+    state.logs[component] = log;
+    started(component, spawnDetached(bin, args, log));
+  };
+
+  try {
+    writeSysctl('net/ipv4/ip_forward', '1');
+    writeSysctl('net/bridge/bridge-nf-call-iptables', '1');
+    run('ip', ['link', 'add', BRIDGE, 'type', 'bridge']);
+    state.createdBridge = true;
+    saveNodeState(state);
+    run('ip', ['addr', 'add', `${NODE_IP}/24`, 'dev', BRIDGE]);
+    run('ip', ['link', 'set', BRIDGE, 'up']);
+    createCgroupRoot();
+
+    const containerdToml = join(dir, 'containerd', 'config.toml');
+    writeFileSync(containerdToml, containerdConfig(dir, state.containerdSocket));
+    writeFileSync(join(dir, 'cni', 'net.d', '10-sigil.conflist'), cniConfig(dir));
+    launch('containerd', 'containerd', ['--config', containerdToml, '--log-level', 'warn']);
+    await waitUntil(
+      'containerd did not answer on its socket',
+      () => {
+        assertRunning(state, 'containerd');
+        return tryRun('ctr', ['--address', state.containerdSocket, 'version']);
+      },
+      30_000,
+      () => tail(state.logs.containerd),
+    );
+    const pauseArchive = join(IMAGE_DIR, 'pause.oci.tar');
+    importImage(state, existsSync(pauseArchive) ? pauseArchive : writeImage(pauseImage(), 'pause.oci.tar'));
+
+    const ports = { kubelet: await freePort(), healthz: await freePort() };
+    const kubeletYaml = join(dir, 'kubelet', 'config.yaml');
+    writeFileSync(kubeletYaml, kubeletConfig(dir, state.containerdSocket, ports, options));
+    const bin = (name: string) => join(options.binDir, name);
+    launch('kubelet', bin('kubelet'), [
+      `--config=${kubeletYaml}`,
+      `--kubeconfig=${cp.kubeconfig}`,
+      `--root-dir=${join(dir, 'kubelet')}`,
+      `--cert-dir=${join(dir, 'kubelet', 'pki')}`,
+      `--hostname-override=${NODE_NAME}`,
+      `--node-ip=${NODE_IP}`,
+      '--v=1',
+    ]);
+    const cpPki = join(cp.dir, 'pki');
+    launch('kube-controller-manager', bin('kube-controller-manager'), [
+      `--kubeconfig=${cp.kubeconfig}`,
+      `--authentication-kubeconfig=${cp.kubeconfig}`,
+      `--authorization-kubeconfig=${cp.kubeconfig}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${await freePort()}`,
+      '--leader-elect=false',
+      `--service-account-private-key-file=${join(cpPki, 'sa.key')}`,
+      `--root-ca-file=${join(cpPki, 'ca.crt')}`,
+      `--cluster-signing-cert-file=${join(dir, 'pki', 'cluster-signing.crt')}`,
+      `--cluster-signing-key-file=${join(dir, 'pki', 'cluster-signing.key')}`,
+      '--use-service-account-credentials=false',
+      '--cluster-name=sigil-local',
+      '--service-cluster-ip-range=10.96.0.0/16',
+      '--controllers=*',
+    ]);
+    launch('kube-scheduler', bin('kube-scheduler'), [
+      `--kubeconfig=${cp.kubeconfig}`,
+      `--authentication-kubeconfig=${cp.kubeconfig}`,
+      `--authorization-kubeconfig=${cp.kubeconfig}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${await freePort()}`,
+      '--leader-elect=false',
+    ]);
+    launch('kube-proxy', bin('kube-proxy'), [
+      `--kubeconfig=${cp.kubeconfig}`,
+      '--proxy-mode=iptables',
+      `--hostname-override=${NODE_NAME}`,
+      `--cluster-cidr=${POD_SUBNET}`,
+      `--healthz-bind-address=127.0.0.1:${await freePort()}`,
+      `--metrics-bind-address=127.0.0.1:${await freePort()}`,
+      `--nodeport-addresses=${NODE_IP}/32`,
+      '--iptables-localhost-nodeports=false',
+      // Leave the host's conntrack table size and timeouts as they are.
+      '--conntrack-max-per-core=0',
+      '--conntrack-tcp-timeout-established=0',
+      '--conntrack-tcp-timeout-close-wait=0',
+    ]);
+    const corefilePath = join(dir, 'Corefile');
+    writeFileSync(corefilePath, corefile(cp.kubeconfig));
+    launch('coredns', bin('coredns'), ['-conf', corefilePath]);
+
+    await waitUntil(
+      'the node did not become Ready and schedulable',
+      async () => {
+        for (const component of COMPONENTS) assertRunning(state, component);
+        const res = await apiRequest(cp, 'GET', `/api/v1/nodes/${NODE_NAME}`);
+        if (res.status !== 200) return false;
+        const node = JSON.parse(res.body) as {
+          spec: { taints?: { key: string }[] };
+          status: { conditions?: { type: string; status: string }[] };
+        };
+        const ready = node.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+        const tainted = node.spec.taints?.some((t) => t.key.startsWith('node.kubernetes.io/'));
+        return !!ready && !tainted;
+      },
+      120_000,
+      () => `the kubelet's log ends:\n${tail(state.logs.kubelet)}`,
+    );
+    return state;
+  } catch (err) {
+    await stopNode(state);
+    throw err;
+  }
+}
+
+/** With SIGIL_NODE_DEBUG=1, prints how long each step of stopNode took. */
+function debugClock(): (what: string) => void {
+  let last = Date.now();
+  return (what) => {
+    if (process.env.SIGIL_NODE_DEBUG !== '1') return;
+    console.error(`[node] ${what} in ${Date.now() - last} ms`);
+    last = Date.now();
+  };
+}
+
+async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return true;
+    await sleep(50);
+  }
+  return !isAlive(pid);
+}
+
+async function terminate(pid: number | undefined, graceMs = 10_000) {
+  if (!isAlive(pid)) return;
+  try {
+    process.kill(pid!, 'SIGTERM');
+  } catch {}
+  if (await waitForExit(pid!, graceMs)) return;
+  try {
+    process.kill(pid!, 'SIGKILL');
+  } catch {}
+  await waitForExit(pid!, 5_000);
+}
+
+/** PIDs of the shims this node's containerd started (it records each in its state directory). */
+function shimPids(state: NodeState): number[] {
+  const tasks = join(state.dir, 'containerd', 'state', 'io.containerd.runtime.v2.task');
+  const pids: number[] = [];
+  if (!existsSync(tasks)) return pids;
+  for (const namespace of readdirSync(tasks)) {
+    for (const id of readdirSync(join(tasks, namespace))) {
+      try {
+        pids.push(Number(readFileSync(join(tasks, namespace, id, 'shim.pid'), 'utf8').trim()));
+      } catch {}
+    }
+  }
+  return pids.filter((pid) => pid > 0);
+}
+
+function runningTasks(state: NodeState): string[] {
+  try {
+    return ctr(state, ['tasks', 'ls'])
+      .split('\n')
+      .slice(1)
+      .filter((line) => / RUNNING$/.test(line.trim()) || /\sRUNNING\s*$/.test(line))
+      .map((line) => line.split(/\s+/)[0]!);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Stops the node and removes what it created on the host. Safe to call on a
+ * node that only partly started, or twice.
+ */
+export async function stopNode(state: NodeState) {
+  const step = debugClock();
+  // The cluster goes away with its node, so pods are not drained through the API: their processes are
+  // killed, and removing their network namespaces removes their veth interfaces.
+  await Promise.all(
+    (['kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy', 'coredns'] as const).map((c) =>
+      terminate(state.pids[c]),
+    ),
+  );
+  step('components stopped');
+
+  // Kill and delete the pods' tasks, then any process left in the node's cgroups.
+  if (isAlive(state.pids.containerd)) {
+    for (const id of runningTasks(state))
+      tryRun('ctr', [
+        '--address',
+        state.containerdSocket,
+        '-n',
+        'k8s.io',
+        'tasks',
+        'kill',
+        '-s',
+        'SIGKILL',
+        id,
+      ]);
+    await sleep(200);
+    try {
+      for (const line of ctr(state, ['tasks', 'ls']).split('\n').slice(1)) {
+        const id = line.split(/\s+/)[0];
+        if (id)
+          tryRun('ctr', ['--address', state.containerdSocket, '-n', 'k8s.io', 'tasks', 'delete', '-f', id]);
+      }
+    } catch {}
+  }
+  for (const pid of processesInCgroup(CGROUP_ROOT)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+  step('tasks killed');
+  const shims = shimPids(state);
+  await terminate(state.pids.containerd);
+  await Promise.all(shims.map((pid) => terminate(pid, 2_000)));
+  step('containerd and shims stopped');
+
+  // kube-proxy removes its own chains; the snapshot catches the kubelet's and anything else new.
+  if (existsSync(state.kubeProxyBin)) tryRun(state.kubeProxyBin, ['--cleanup', '--proxy-mode=iptables']);
+  removeNewChains(state.snapshot);
+  step('iptables cleaned');
+
+  for (const netns of newNetns(state.snapshot)) {
+    unmountAll([netns]);
+    rmSync(netns, { force: true });
+  }
+  unmountAll([state.dir]);
+  if (state.createdBridge) {
+    for (const port of bridgePorts(BRIDGE)) tryRun('ip', ['link', 'delete', port]);
+    if (interfaceExists(BRIDGE)) tryRun('ip', ['link', 'delete', BRIDGE]);
+  }
+  removeCgroup(CGROUP_ROOT);
+  removeNewPaths(state.snapshot);
+  restoreSysctls(state.snapshot);
+  step('host restored');
+  if (existsSync(join(state.dir, 'node.json'))) {
+    state.pids = {};
+    saveNodeState(state);
+  }
+}
+
+/** What a node left on the host: empty when stopNode did its job. */
+export function leftovers(state: NodeState): string[] {
+  const found: string[] = [];
+  for (const [component, pid] of Object.entries(state.pids))
+    if (isAlive(pid)) found.push(`${component} (pid ${pid})`);
+  for (const pid of shimPids(state)) if (isAlive(pid)) found.push(`shim (pid ${pid})`);
+  for (const pid of processesInCgroup(CGROUP_ROOT)) found.push(`process ${pid} in ${CGROUP_ROOT}`);
+  if (interfaceExists(BRIDGE)) found.push(`interface ${BRIDGE}`);
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((p): p is string => !!p && (p.startsWith(`${state.dir}/`) || p.startsWith('/run/netns/cni-')));
+  for (const mount of mounts) found.push(`mount ${mount}`);
+  for (const netns of newNetns(state.snapshot)) found.push(`netns ${netns}`);
+  for (const [command, table, chain] of newChains(state.snapshot))
+    found.push(`${command} -t ${table} chain ${chain}`);
+  for (const hierarchy of cgroupHierarchies())
+    if (existsSync(join(hierarchy, CGROUP_ROOT))) found.push(`cgroup ${join(hierarchy, CGROUP_ROOT)}`);
+  return found;
+}
