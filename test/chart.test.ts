@@ -14,8 +14,10 @@ import {
   CustomObjectsApi,
   KubeConfig,
   RbacAuthorizationV1Api,
+  type V1Deployment,
   type V1PolicyRule,
 } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
 import { type Certificate, findCondition, GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { describeApiError, statusCode } from '../lib/kube/errors.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
@@ -336,7 +338,7 @@ async function wholeJob(timeoutMs = 15_000): Promise<string | undefined> {
         apiVersion: `${GROUP}/${VERSION}`,
         kind: 'Certificate',
         metadata: { name: 'c1' },
-        spec: { secretName: 'c1-tls', dnsNames: ['c1.example.com'] },
+        spec: { secretName: 'c1-tls', dnsNames: [`c1.${ns}.svc`] },
       },
     });
     const get = async () =>
@@ -390,7 +392,7 @@ async function wholeJob(timeoutMs = 15_000): Promise<string | undefined> {
       const p = await core().createNamespacedPod({
         namespace: ns,
         body: {
-          metadata: { generateName: 'web-', annotations: { 'sigil.dev/dns-names': 'web.example.com' } },
+          metadata: { generateName: 'web-', annotations: { 'sigil.dev/dns-names': `web.${ns}.svc` } },
           spec: { serviceAccountName: 'web', containers: [{ name: 'a', image: 'x' }] },
         },
       });
@@ -994,9 +996,30 @@ describe('values.schema.json', () => {
       ['--set', 'webhook.clientAuth.enabled=true', '--set', 'webhook.clientAuth.existingConfigMap=ca'],
       'webhook.clientAuth.enabled needs webhook.clientAuth.allowedNames',
     ],
+    [
+      ['--set', 'webhook.clusterDomain=corp.example'],
+      'webhook.clusterDomain moved to the top-level clusterDomain',
+    ],
+    [['--set', 'clusterDomain=Corp_Example'], '/clusterDomain'],
   ])('should reject %j with a readable message', async (args, message) => {
     const res = await helm('template', 'x', CHART, ...args);
     expect(res.code).not.toBe(0);
     expect(res.out).toContain(message);
+  });
+});
+
+describe('clusterDomain', () => {
+  it('should reach both the operator and the webhook, so both decide which names belong to a namespace alike', async () => {
+    const res = await helm('template', RELEASE, CHART, '-n', NS, '--set', 'clusterDomain=corp.example');
+    expect(res.code).toBe(0);
+    const args = (component: string) =>
+      parseAllDocuments(res.out)
+        .map((d) => d.toJS() as V1Deployment | null)
+        .find((o) => o?.kind === 'Deployment' && o.metadata?.name === `${RELEASE}-${component}`)!.spec!
+        .template.spec!.containers[0]!.args!;
+    for (const component of ['operator', 'webhook'])
+      expect(args(component).filter((a) => a.startsWith('--cluster-domain'))).toEqual([
+        '--cluster-domain=corp.example',
+      ]);
   });
 });
