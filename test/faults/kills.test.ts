@@ -50,7 +50,7 @@ it('should converge after the operator is killed again and again mid-issuance', 
       apiVersion: `${GROUP}/${VERSION}`,
       kind: 'ClusterIssuer',
       metadata: { name: 'sigil-ca' },
-      spec: { ca: { secretName: 'sigil-ca' } },
+      spec: { ca: { secretName: 'sigil-ca' }, policy: { allowedDNSNames: ['**.example.com'] } },
     },
   });
 

@@ -73,6 +73,9 @@ export async function replaceSecretData(
   return core.replaceNamespacedSecret({ name, namespace, body: current });
 }
 
+/** External names test issuers sign: the domains reserved for examples (RFC 2606). */
+export const TEST_DNS_NAMES = ['**.example.com', '**.example.org'];
+
 export async function createIssuer(
   kc: KubeConfig,
   kind: 'Issuer' | 'ClusterIssuer',
@@ -85,7 +88,9 @@ export async function createIssuer(
     apiVersion: API_VERSION,
     kind,
     metadata: { name, ...(namespace ? { namespace } : {}) },
-    spec,
+    // Tests name hosts in the reserved example domains; an issuer signs names outside a Certificate's
+    // namespace only when its policy lists them. A test that gives a policy of its own states it whole.
+    spec: spec.policy ? spec : { ...spec, policy: { allowedDNSNames: TEST_DNS_NAMES } },
   };
   if (kind === 'Issuer') {
     return custom.createNamespacedCustomObject({
