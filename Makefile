@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: install tools build typecheck lint format test-unit test-integration test test-faults cluster-up cluster-down dev demo demo-down docs chart-lint bench bench-profile bench-injection clean
+.PHONY: install tools node-tools build image typecheck lint format test-unit test-integration test test-e2e test-faults cluster-up cluster-down dev demo demo-down docs chart-lint bench bench-profile bench-injection clean
 
 ## install: npm ci and the control-plane binaries (built once per machine into ~/.cache/sigil)
 install: $(NODE_STAMP) tools
@@ -17,11 +17,22 @@ $(NODE_STAMP): package.json package-lock.json
 tools:
 	hack/build-tools.sh all
 
+## node-tools: what a real node needs: containerd, runc, CNI plugins, iptables, conntrack (apt, as root) and
+## kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, CoreDNS (built once per machine)
+node-tools:
+	hack/node-packages.sh
+	hack/build-tools.sh node
+
 ## build: compile TypeScript to dist/ and link the `sigil` command for npx
 build: $(NODE_STAMP)
 	npm run build
 	chmod +x dist/cli/main.js
 	ln -sf ../../dist/cli/main.js node_modules/.bin/sigil
+
+## image: the Sigil image (and the node's pause image) as OCI archives in dist/images/, without Docker;
+## loaded into the node when one is running
+image: build
+	node hack/image.ts
 
 typecheck: $(NODE_STAMP)
 	npm run typecheck
@@ -39,7 +50,7 @@ test-integration: $(NODE_STAMP)
 	hack/build-tools.sh control-plane
 	npm run test:integration
 
-## test: what CI runs: typecheck, lint, unit, integration and fault tests against real control planes
+## test: what CI runs: typecheck, lint, unit, integration and fault tests against real control planes, then e2e on a real node
 test: $(NODE_STAMP)
 	hack/build-tools.sh all
 	npm run typecheck
@@ -47,18 +58,26 @@ test: $(NODE_STAMP)
 	npm run test:unit
 	npm run test:integration
 	npm run test:faults
+	$(MAKE) test-e2e
 
 ## test-faults: break things on purpose: component restarts, operator kills, bad input, fuzzing (also run by make test)
 test-faults: $(NODE_STAMP)
 	hack/build-tools.sh control-plane
 	npm run test:faults
 
-## cluster-up: a local kube-apiserver + etcd in the background; admin kubeconfig in .cluster/kubeconfig
+## test-e2e: a real one-node cluster: pods from the built image, a Deployment, a Service by ClusterIP and DNS
+test-e2e: image
+	hack/build-tools.sh control-plane
+	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects e2e --runInBand
+
+## cluster-up: a local cluster in the background; admin kubeconfig in .cluster/kubeconfig. With a real node
+## (kubelet, containerd, kube-proxy, DNS) when the machine can run one (root, cgroups, overlayfs), else
+## kube-apiserver + etcd only (SIGIL_NODE=0 forces that)
 cluster-up: $(NODE_STAMP)
 	hack/build-tools.sh control-plane
 	node hack/cluster.ts up
 
-## cluster-down: stop it and remove .cluster/
+## cluster-down: stop it, remove what its node created on the host, and remove .cluster/
 cluster-down: $(NODE_STAMP)
 	node hack/cluster.ts down
 

@@ -34,5 +34,14 @@ export default {
       resolver: '<rootDir>/test/support/resolver.cjs',
       testMatch: ['<rootDir>/test/faults/*.test.ts'],
     },
+    {
+      // make test-e2e: one real node (kubelet, containerd) per machine, so one file at a time.
+      displayName: 'e2e',
+      testEnvironment: 'node',
+      extensionsToTreatAsEsm: ['.ts'],
+      transform,
+      resolver: '<rootDir>/test/support/resolver.cjs',
+      testMatch: ['<rootDir>/test/e2e/*.test.ts'],
+    },
   ],
 };
