@@ -1,6 +1,8 @@
 # One image, two entry points: `sigil operator` and `sigil webhook`.
-# Not built in this project's CI (its machines have no container engine); the
-# layout matches what `make build` produces.
+# For users with Docker. `make image` writes the same content as an OCI archive
+# without Docker (lib/testing/node/images.ts): Node 24 and the glibc files it
+# loads, dist/, production node_modules, the CRDs, user 65532, the same
+# environment; that is the image the e2e tests run on a real node.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /src

@@ -11,6 +11,7 @@ import {
 } from '../controlplane.ts';
 import { REPO_ROOT } from './images.ts';
 import {
+  assertNoOtherNode,
   kubeletClientPki,
   missingHostCommands,
   type NodeState,
@@ -58,6 +59,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   }
   const blockers = nodeBlockers();
   if (blockers.length > 0) throw new Error(`this machine cannot run a node: ${blockers.join('; ')}`);
+  assertNoOtherNode();
   const binDir = nodeBinaryDir();
   const pki = await kubeletClientPki(options.dir);
   // The node's processes are stopped by stopCluster, so its control plane is too.

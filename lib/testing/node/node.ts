@@ -85,6 +85,26 @@ export interface KubeletClientPki {
   dir: string;
 }
 
+/** The cluster directory recorded on the bridge by the node that created it. */
+export function bridgeOwner(): string | undefined {
+  try {
+    return readFileSync(`/sys/class/net/${BRIDGE}/ifalias`, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One kubelet per machine: fails, naming how to stop it, when another node of this project runs. */
+export function assertNoOtherNode() {
+  if (!interfaceExists(BRIDGE)) return;
+  const owner = bridgeOwner();
+  throw new Error(
+    `the interface ${BRIDGE} already exists: another node cluster is running on this machine (one kubelet per machine)${
+      owner ? `; stop it with: SIGIL_CLUSTER_DIR=${owner} make cluster-down` : ''
+    }`,
+  );
+}
+
 /** Why this machine cannot run a node, or nothing when it can. */
 export function nodeUnsupportedReasons(): string[] {
   const reasons: string[] = [];
@@ -413,10 +433,7 @@ export async function startNode(cp: ControlPlaneState, options: NodeOptions): Pr
   const dir = join(cp.dir, 'node');
   for (const sub of ['logs', 'containerd', 'cni/net.d', 'cni/ipam', 'kubelet', 'pod-logs', 'pki'])
     mkdirSync(join(dir, sub), { recursive: true });
-  if (interfaceExists(BRIDGE))
-    throw new Error(
-      `the interface ${BRIDGE} already exists: another node cluster is running on this machine (one kubelet per machine); stop it with make cluster-down`,
-    );
+  assertNoOtherNode();
   const state: NodeState = {
     dir,
     containerdSocket: join(dir, 'containerd', 'containerd.sock'),
@@ -444,6 +461,8 @@ export async function startNode(cp: ControlPlaneState, options: NodeOptions): Pr
     state.createdBridge = true;
     saveNodeState(state);
     run('ip', ['addr', 'add', `${NODE_IP}/24`, 'dev', BRIDGE]);
+    // The bridge names the cluster directory that owns it, for whoever finds it later.
+    run('ip', ['link', 'set', BRIDGE, 'alias', cp.dir]);
     run('ip', ['link', 'set', BRIDGE, 'up']);
     createCgroupRoot();
 
