@@ -22,6 +22,8 @@ export const ReviewErrorCode = {
   PodTooLarge: 'PodTooLarge',
   /** Too many reviews in flight, in total or from the pod's namespace; retry shortly. */
   Overloaded: 'Overloaded',
+  /** The body did not arrive soon after its headers; the connection is closed. */
+  SlowRequest: 'SlowRequest',
   /** The caller did not present a client certificate from the client CA. */
   Unauthenticated: 'Unauthenticated',
   /** The caller's client certificate names no one allowed by --client-names. */
@@ -42,6 +44,7 @@ const HTTP_STATUS: Record<ReviewErrorCode, number> = {
   NamespaceUnavailable: 503,
   PodTooLarge: 400,
   Overloaded: 429,
+  SlowRequest: 408,
   Unauthenticated: 401,
   Forbidden: 403,
   Internal: 500,
@@ -49,12 +52,15 @@ const HTTP_STATUS: Record<ReviewErrorCode, number> = {
 
 export class ReviewError extends Error {
   readonly code: ReviewErrorCode;
-  constructor(code: ReviewErrorCode, message: string) {
+  private readonly status: number | undefined;
+  /** `status` overrides the code's HTTP status (413 for a body too large to read, say). */
+  constructor(code: ReviewErrorCode, message: string, status?: number) {
     super(message);
     this.code = code;
+    this.status = status;
   }
   get httpStatus(): number {
-    return HTTP_STATUS[this.code];
+    return this.status ?? HTTP_STATUS[this.code];
   }
 }
 

@@ -1,19 +1,21 @@
 // Bounds on the reviews the webhook holds at once, so a flood cannot take it
 // past its memory limit or make every other namespace's pods wait behind it.
-// Two stages, because a review's namespace is known only once its body is read:
-// - on arrival: a count and a byte budget (the declared body size) for all
-//   reviews together; beyond them the webhook answers 429 at once, without
-//   reading the body;
-// - once parsed: a count and a byte share per namespace, so one namespace
-//   holds at most a quarter of the budget while its reviews wait on the API.
+// - While a body arrives, the bytes that have actually arrived count against a
+//   budget for all reviews together (never the size a header declares: a
+//   caller that declares 7 MiB and sends one byte holds one byte). The server
+//   cuts a body that is not complete soon after its headers, so an unfinished
+//   request holds nothing for long and never holds a review slot.
+// - Once a body is complete, the review takes a slot: one of a count for all
+//   reviews, and one of a namespace's share (a count and bytes), so one
+//   namespace's flood cannot hold what another's pods need.
 // Beyond either, the answer is fast and says so; nothing queues unboundedly.
 
 export interface InFlightLimits {
-  /** Reviews held at once, from all namespaces. */
+  /** Complete reviews held at once, from all namespaces. */
   maxReviews: number;
-  /** Sum of the declared body sizes of the reviews held at once. */
+  /** Bytes of review bodies held at once, arrived so far or complete. */
   maxBytes: number;
-  /** Reviews held at once from one namespace. */
+  /** Complete reviews held at once from one namespace. */
   maxReviewsPerNamespace: number;
   /** Bytes held at once for one namespace (at least one review is always let in). */
   maxBytesPerNamespace: number;
@@ -28,16 +30,16 @@ export interface InFlightLimits {
 /** Reviews up to this size count as small (a pod of a few containers is 2 to 20 KiB). */
 export const SMALL_REVIEW_BYTES = 64 * 1024;
 
-/** A review's place in the budget; release it exactly once, when the answer is sent. */
+/** One request's place in the budget; release it exactly once, when the connection is done with it. */
 export interface Ticket {
-  readonly bytes: number;
-  readonly large: boolean;
+  /** Bytes of its body that have arrived. */
+  bytes: number;
+  /** Whether its bytes count against the part of the budget large reviews may use. */
+  large: boolean;
+  /** Set once the complete review holds a slot in this namespace's share. */
   namespace?: string;
   released: boolean;
 }
-
-/** The smallest a review is counted as, so thousands of tiny ones still add up. */
-const MIN_COUNTED_BYTES = 2048;
 
 export class InFlight {
   private reviews = 0;
@@ -51,30 +53,46 @@ export class InFlight {
     this.limits = limits;
   }
 
-  /** Takes a place for a review whose body declares `declaredBytes`; a reason when there is none. */
-  arrive(declaredBytes: number): Ticket | string {
-    const bytes = Math.max(MIN_COUNTED_BYTES, declaredBytes);
-    if (this.reviews >= this.limits.maxReviews)
-      return `the webhook holds ${this.reviews} reviews, its limit; retry shortly`;
-    if (this.bytes + bytes > this.limits.maxBytes)
-      return `the webhook holds ${mib(this.bytes)} of reviews and this one would pass its ${mib(this.limits.maxBytes)} budget; retry shortly`;
-    const large = bytes > SMALL_REVIEW_BYTES;
-    const largeBudget = this.limits.maxBytes - this.limits.reservedForSmallBytes;
-    if (large && this.largeBytes + bytes > largeBudget)
-      return `the webhook holds ${mib(this.largeBytes)} of reviews larger than ${SMALL_REVIEW_BYTES / 1024} KiB and this one would pass the ${mib(largeBudget)} they may use; retry shortly`;
-    this.reviews++;
-    this.bytes += bytes;
-    if (large) this.largeBytes += bytes;
-    return { bytes, large, released: false };
+  /** A request whose body is about to arrive; it holds nothing until bytes do. */
+  start(): Ticket {
+    return { bytes: 0, large: false, released: false };
   }
 
-  /** Counts a parsed review against its namespace; a reason when the namespace has its share. */
-  admitNamespace(ticket: Ticket, namespace: string): string | undefined {
+  /** Counts `n` more bytes of a body as they arrive; a reason when they would pass the budget. */
+  receive(ticket: Ticket, n: number): string | undefined {
+    const after = ticket.bytes + n;
+    if (this.bytes + n > this.limits.maxBytes)
+      return `the webhook holds ${mib(this.bytes)} of reviews and this one would pass its ${mib(this.limits.maxBytes)} budget; retry shortly`;
+    const large = after > SMALL_REVIEW_BYTES;
+    const largeAdded = large ? (ticket.large ? n : after) : 0;
+    const largeBudget = this.limits.maxBytes - this.limits.reservedForSmallBytes;
+    if (large && this.largeBytes + largeAdded > largeBudget)
+      return `the webhook holds ${mib(this.largeBytes)} of reviews larger than ${SMALL_REVIEW_BYTES / 1024} KiB and this one would pass the ${mib(largeBudget)} they may use; retry shortly`;
+    this.bytes += n;
+    ticket.bytes = after;
+    if (large) {
+      this.largeBytes += largeAdded;
+      ticket.large = true;
+    }
+    return undefined;
+  }
+
+  /**
+   * Gives a complete review a slot in the total and in its namespace's share
+   * (moving it when it already holds one elsewhere); a reason when there is none.
+   */
+  admit(ticket: Ticket, namespace: string): string | undefined {
+    if (ticket.namespace === namespace) return undefined;
+    const moving = ticket.namespace !== undefined;
+    if (!moving && this.reviews >= this.limits.maxReviews)
+      return `the webhook holds ${this.reviews} reviews, its limit`;
     const held = this.perNamespace.get(namespace) ?? { reviews: 0, bytes: 0 };
     if (held.reviews >= this.limits.maxReviewsPerNamespace)
       return `namespace ${namespace} has ${held.reviews} pod admissions in flight at the webhook, the most one namespace may have`;
     if (held.reviews > 0 && held.bytes + ticket.bytes > this.limits.maxBytesPerNamespace)
       return `namespace ${namespace} has ${mib(held.bytes)} of pod admissions in flight at the webhook, the most one namespace may have`;
+    if (moving) this.leaveNamespace(ticket);
+    else this.reviews++;
     held.reviews++;
     held.bytes += ticket.bytes;
     this.perNamespace.set(namespace, held);
@@ -85,14 +103,19 @@ export class InFlight {
   release(ticket: Ticket): void {
     if (ticket.released) return;
     ticket.released = true;
-    this.reviews--;
     this.bytes -= ticket.bytes;
     if (ticket.large) this.largeBytes -= ticket.bytes;
     if (ticket.namespace === undefined) return;
-    const held = this.perNamespace.get(ticket.namespace)!;
+    this.reviews--;
+    this.leaveNamespace(ticket);
+  }
+
+  private leaveNamespace(ticket: Ticket): void {
+    const held = this.perNamespace.get(ticket.namespace!)!;
     held.reviews--;
     held.bytes -= ticket.bytes;
-    if (held.reviews === 0) this.perNamespace.delete(ticket.namespace);
+    if (held.reviews === 0) this.perNamespace.delete(ticket.namespace!);
+    delete ticket.namespace;
   }
 
   /** For metrics and tests. */

@@ -30,7 +30,7 @@ export function createWebhookMetrics() {
     }),
     refused: new Counter({
       name: 'sigil_webhook_requests_refused_total',
-      help: 'Requests to /mutate-v1-pod refused before an answer: unauthenticated, forbidden, busy (the webhook is at its limit), namespace (the namespace is at its share).',
+      help: 'Requests to /mutate-v1-pod refused before an answer: unauthenticated, forbidden, busy (the webhook is at its limit), slow (the body did not arrive in time), namespace (the namespace is at its share).',
       labelNames: ['reason'],
       registers: [registry],
     }),

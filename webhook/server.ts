@@ -11,7 +11,7 @@ import {
   type V1Namespace,
   type V1Secret,
 } from '@kubernetes/client-node';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type Request, type Response } from 'express';
 import type { Logger } from 'winston';
 import {
   API_VERSION,
@@ -26,6 +26,7 @@ import { describeApiError, isConflict, isNotFound } from '../lib/kube/errors.ts'
 import { Informer } from '../lib/kube/informer.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { dnsNameViolation, type TenancyContext } from '../lib/tenancy/index.ts';
+import { readBody } from './body.ts';
 import { type ClientAuthOptions, clientAuthProblem, readClientCa } from './clientauth.ts';
 import { type AdmissionResponse, ReviewError, ReviewErrorCode, toAdmissionResponse } from './errors.ts';
 import { type Identity, identityCertificateSpec, labelValueFor } from './identity.ts';
@@ -51,6 +52,8 @@ export interface WebhookOptions {
   clientAuth?: ClientAuthOptions | undefined;
   /** Bounds on reviews held at once (defaults in DEFAULT_LIMITS). */
   limits?: Partial<InFlightLimits>;
+  /** Time from a review's headers to its body's last byte (default BODY_DEADLINE_MS). */
+  bodyDeadlineMs?: number;
 }
 
 export interface Webhook {
@@ -75,10 +78,11 @@ const MAX_BODY = 7 * 1024 * 1024;
  * four times its JSON size (the chunks, the joined body, the parsed object,
  * the answer), so 16 MiB of reviews held at once, at most 8 of it in reviews
  * over 64 KiB, stays inside it (the tenant-flood row of make bench measures
- * the peak). The count is high on purpose: the namespace is known only once
- * a body is read, so a low count on arrival would let one namespace's burst of
- * small reviews refuse everyone's; the per-namespace share applies as soon as
- * the namespace is known.
+ * the peak). Bytes count as they arrive, so only bodies actually sent hold
+ * any of it, and only for BODY_DEADLINE_MS at most while they arrive. The
+ * count is high on purpose: the namespace is known only once a body is read,
+ * so a low count would let one namespace's burst of small reviews refuse
+ * everyone's; the per-namespace share applies as soon as the namespace is known.
  */
 export const DEFAULT_LIMITS: InFlightLimits = {
   maxReviews: 1024,
@@ -87,6 +91,18 @@ export const DEFAULT_LIMITS: InFlightLimits = {
   maxBytesPerNamespace: 4 * 1024 * 1024,
   reservedForSmallBytes: 8 * 1024 * 1024,
 };
+/**
+ * Time from a review's headers to its body's last byte. The API server writes
+ * the whole review at once (a few KiB, at most a few MiB over a local
+ * network); a body still arriving after this is held open on purpose.
+ */
+const BODY_DEADLINE_MS = 2_000;
+const HANDSHAKE_TIMEOUT_MS = 5_000;
+const HEADERS_TIMEOUT_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** A connection with nothing in either direction for this long is closed. */
+const IDLE_SOCKET_TIMEOUT_MS = 10_000;
 /** How long a verified identity Certificate is trusted before it is read again. */
 const KNOWN_TTL_MS = 10_000;
 /** How long a namespace's opt-in is remembered (opted in), or not (not opted in). */
@@ -98,6 +114,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
   const core = o.kc.makeApiClient(CoreV1Api);
   const custom = o.kc.makeApiClient(CustomObjectsApi);
   const maxBody = o.maxBodyBytes ?? MAX_BODY;
+  const bodyDeadlineMs = o.bodyDeadlineMs ?? BODY_DEADLINE_MS;
   const inFlight = new InFlight({ ...DEFAULT_LIMITS, ...o.limits });
   const excludedNamespaces = ['kube-system', o.namespace];
   /** Identity Certificates verified to be the webhook's own, with when. Only ever set after a check. */
@@ -313,7 +330,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
       throw withUid(err);
     });
     if (notOptedIn) return { response: { uid: request.uid, allowed: true }, skipped: notOptedIn };
-    const overloaded = inFlight.admitNamespace(ticket, request.namespace);
+    const overloaded = inFlight.admit(ticket, request.namespace);
     if (overloaded) {
       metrics.refused.inc({ reason: 'namespace' });
       throw withUid(
@@ -342,127 +359,133 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     '/metrics',
     async (_req, res) => void res.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
-  /** Answers without reading the body (Node discards it); a caller who is not allowed in is also cut off. */
-  const refuse = (res: Response, e: ReviewError, status = e.httpStatus) => {
-    if (e.code === ReviewErrorCode.Unauthenticated || e.code === ReviewErrorCode.Forbidden)
-      res.setHeader('connection', 'close');
-    res.status(status).json({ error: e.code, message: e.message });
+  /**
+   * Answers a request whose body was not read (or not all of it) and closes
+   * its connection: the rest of the body is never read, and a caller cut off
+   * keeps nothing open.
+   */
+  const refuse = (req: Request, res: Response, e: ReviewError) => {
+    res.setHeader('connection', 'close');
+    res.once('finish', () => req.socket.destroy());
+    res.status(e.httpStatus).json({ error: e.code, message: e.message });
   };
-  app.post(
-    '/mutate-v1-pod',
-    (req: Request, res: Response, next: NextFunction) => {
-      if (o.clientAuth) {
-        const problem = clientAuthProblem(req.socket as TLSSocket, o.clientAuth.names);
-        if (problem) {
-          metrics.refused.inc({
-            reason: problem.code === ReviewErrorCode.Forbidden ? 'forbidden' : 'unauthenticated',
-          });
-          refuse(res, problem);
-          return;
-        }
-      }
-      const declared = Number(req.headers['content-length'] ?? maxBody);
-      if (Number.isFinite(declared) && declared > maxBody) {
-        metrics.admissions.inc({ result: 'malformed' });
-        refuse(
-          res,
-          new ReviewError(ReviewErrorCode.MalformedReview, `the body is larger than ${maxBody} bytes`),
-          413,
-        );
+  /** Answers a review that was read, with an AdmissionReview when it has a uid, else with an HTTP error. */
+  const answer = (res: Response, response: AdmissionResponse) =>
+    res.json({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response });
+  app.post('/mutate-v1-pod', async (req: Request, res: Response) => {
+    if (o.clientAuth) {
+      const problem = clientAuthProblem(req.socket as TLSSocket, o.clientAuth.names);
+      if (problem) {
+        metrics.refused.inc({
+          reason: problem.code === ReviewErrorCode.Forbidden ? 'forbidden' : 'unauthenticated',
+        });
+        refuse(req, res, problem);
         return;
       }
-      const ticket = inFlight.arrive(Number.isFinite(declared) ? declared : maxBody);
-      if (typeof ticket === 'string') {
-        metrics.refused.inc({ reason: 'busy' });
-        res.setHeader('retry-after', '1');
-        refuse(res, new ReviewError(ReviewErrorCode.Overloaded, ticket));
-        return;
-      }
-      metrics.inFlight.inc();
-      res.once('close', () => {
-        inFlight.release(ticket);
-        metrics.inFlight.dec();
+    }
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxBody) {
+      metrics.admissions.inc({ result: 'malformed' });
+      refuse(
+        req,
+        res,
+        new ReviewError(ReviewErrorCode.MalformedReview, `the body is larger than ${maxBody} bytes`, 413),
+      );
+      return;
+    }
+    const ticket = inFlight.start();
+    metrics.inFlight.inc();
+    res.once('close', () => {
+      inFlight.release(ticket);
+      metrics.inFlight.dec();
+    });
+    let body: unknown;
+    try {
+      const bytes = await readBody(req, {
+        maxBytes: maxBody,
+        deadlineMs: bodyDeadlineMs,
+        receive: (n) => inFlight.receive(ticket, n),
       });
-      res.locals.ticket = ticket;
-      next();
-    },
-    express.json({ limit: maxBody, type: () => true, strict: true }),
-    async (req: Request, res: Response) => {
-      const end = metrics.duration.startTimer();
-      const pod = (
-        req.body as {
-          request?: { object?: { metadata?: { generateName?: string; name?: string } }; namespace?: string };
-        }
-      )?.request;
-      const context = {
-        namespace: pod?.namespace,
-        generateName: pod?.object?.metadata?.generateName,
-        name: pod?.object?.metadata?.name,
-      };
-      let response: AdmissionResponse;
-      try {
-        const { response: answer, plan, skipped } = await admit(req.body, res.locals.ticket as Ticket);
-        response = answer;
-        const result = skipped ? 'skipped' : plan?.kind === 'inject' ? 'injected' : 'unchanged';
-        metrics.admissions.inc({ result });
-        if (skipped)
-          o.logger.warn('review for a pod that did not opt in; allowed unchanged', {
-            ...context,
-            reason: skipped,
-          });
-        if (plan?.kind === 'inject')
-          o.logger.info('injected identity', {
-            ...context,
-            certificate: plan.identity.certificateName,
-            spiffeId: plan.identity.spiffeId,
-            dryRun: plan.request.dryRun,
-          });
-      } catch (err) {
-        const uid = (err as { uid?: string }).uid;
-        if (uid === undefined) {
-          const e = err instanceof ReviewError ? err : new ReviewError(ReviewErrorCode.Internal, String(err));
-          metrics.admissions.inc({ result: 'malformed' });
-          end();
-          res.status(e.httpStatus).json({ error: e.code, message: e.message });
-          return;
-        }
-        response = toAdmissionResponse(uid, err);
-        metrics.admissions.inc({
-          result: err instanceof ReviewError && err.code !== ReviewErrorCode.Internal ? 'denied' : 'error',
-        });
-        o.logger.warn('denied pod', {
-          ...context,
-          reason: response.status?.reason,
-          detail: response.status?.message,
-        });
+      body = JSON.parse(bytes.toString('utf8'));
+    } catch (err) {
+      if (err instanceof ReviewError) {
+        if (err.code === ReviewErrorCode.Overloaded) {
+          metrics.refused.inc({ reason: 'busy' });
+          res.setHeader('retry-after', '1');
+        } else if (err.code === ReviewErrorCode.SlowRequest) metrics.refused.inc({ reason: 'slow' });
+        else metrics.admissions.inc({ result: 'malformed' });
+        refuse(req, res, err);
+        return;
       }
-      end();
-      res.json({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response });
-    },
-  );
+      metrics.admissions.inc({ result: 'malformed' });
+      if (err instanceof SyntaxError) {
+        res.status(400).json({
+          error: ReviewErrorCode.MalformedReview,
+          message: `the body is not valid JSON: ${err.message}`,
+        });
+        return;
+      }
+      // The connection failed while the body arrived: there is no one to answer.
+      req.socket.destroy();
+      return;
+    }
+    const end = metrics.duration.startTimer();
+    const pod = (
+      body as {
+        request?: { object?: { metadata?: { generateName?: string; name?: string } }; namespace?: string };
+      }
+    )?.request;
+    const context = {
+      namespace: pod?.namespace,
+      generateName: pod?.object?.metadata?.generateName,
+      name: pod?.object?.metadata?.name,
+    };
+    let response: AdmissionResponse;
+    try {
+      const { response: decided, plan, skipped } = await admit(body, ticket);
+      response = decided;
+      const result = skipped ? 'skipped' : plan?.kind === 'inject' ? 'injected' : 'unchanged';
+      metrics.admissions.inc({ result });
+      if (skipped)
+        o.logger.warn('review for a pod that did not opt in; allowed unchanged', {
+          ...context,
+          reason: skipped,
+        });
+      if (plan?.kind === 'inject')
+        o.logger.info('injected identity', {
+          ...context,
+          certificate: plan.identity.certificateName,
+          spiffeId: plan.identity.spiffeId,
+          dryRun: plan.request.dryRun,
+        });
+    } catch (err) {
+      const uid = (err as { uid?: string }).uid;
+      if (uid === undefined) {
+        const e = err instanceof ReviewError ? err : new ReviewError(ReviewErrorCode.Internal, String(err));
+        metrics.admissions.inc({ result: 'malformed' });
+        end();
+        res.status(e.httpStatus).json({ error: e.code, message: e.message });
+        return;
+      }
+      response = toAdmissionResponse(uid, err);
+      metrics.admissions.inc({
+        result: err instanceof ReviewError && err.code !== ReviewErrorCode.Internal ? 'denied' : 'error',
+      });
+      o.logger.warn('denied pod', {
+        ...context,
+        reason: response.status?.reason,
+        detail: response.status?.message,
+      });
+    }
+    end();
+    answer(res, response);
+  });
   app.use(
     (_req, res) =>
       void res.status(404).json({
         error: 'NotFound',
         message: 'the webhook serves POST /mutate-v1-pod, /healthz, /readyz and /metrics',
       }),
-  );
-  // Body parser failures (not JSON, too large) answer here, with the parser's status.
-  app.use(
-    (
-      err: { status?: number; type?: string; message?: string },
-      _req: Request,
-      res: Response,
-      _next: NextFunction,
-    ) => {
-      metrics.admissions.inc({ result: 'malformed' });
-      const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
-      const message =
-        err.type === 'entity.too.large'
-          ? `the body is larger than ${maxBody} bytes`
-          : `the body is not valid JSON: ${err.message}`;
-      res.status(status).json({ error: ReviewErrorCode.MalformedReview, message });
-    },
   );
 
   // With a client CA, ask every client for a certificate but let the handshake finish without
@@ -475,11 +498,19 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
       minVersion: 'TLSv1.2',
       ...clientOptions(),
       ...(o.clientAuth ? { requestCert: true, rejectUnauthorized: false } : {}),
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      connectionsCheckingInterval: 500,
     },
     app,
   );
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 15_000;
+  // The API server opens a connection and sends a review at once. A connection that does not is cut
+  // soon: the handshake, the headers and the whole request each have a deadline (the body's own, from
+  // its headers, is bodyDeadlineMs), an idle kept-alive connection closes after a few seconds, and the
+  // deadlines are checked every half second rather than Node's default 30.
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.timeout = IDLE_SOCKET_TIMEOUT_MS;
 
   const tlsSecrets = new Informer<V1Secret>(o.kc, {
     name: `webhook-tls ${o.namespace}/${o.tlsSecretName}`,

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect, type TLSSocket } from 'node:tls';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { API_VERSION, type Certificate, GROUP, Plural, VERSION } from '../../lib/api/types.ts';
 import { createLogger, silentLogger } from '../../lib/log.ts';
@@ -364,6 +365,102 @@ describe('a flood from one namespace', () => {
       expect(r.status?.message).toContain(`namespace ${a} has ${PER_NAMESPACE} pod admissions in flight`);
       expect(r.status?.message).toContain('create it again shortly');
     }
+    expect(setup.webhook.inFlight.held).toEqual({ reviews: 0, bytes: 0, namespaces: 0 });
+    await expectBUntouched();
+  }, 60_000);
+});
+
+/**
+ * Opens a TLS connection to the webhook and sends `first`, then nothing more.
+ * Resolves with how long after opening the webhook closed it and what it
+ * answered; a connection still open after `giveUpMs` is destroyed and reported.
+ */
+function holdOpen(port: number, first: string, tls: Tls, giveUpMs: number) {
+  return new Promise<{ closedAfterMs: number; answer: string; socket: TLSSocket }>((resolve) => {
+    const started = Date.now();
+    let answer = '';
+    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...tls }, () => {
+      if (first) socket.write(first);
+    });
+    const giveUp = setTimeout(() => {
+      answer += '[still open]';
+      socket.destroy();
+    }, giveUpMs);
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => {
+      answer += d;
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(giveUp);
+      resolve({ closedAfterMs: Date.now() - started, answer, socket });
+    });
+  });
+}
+
+const headersDeclaring = (bytes: number) =>
+  `POST /mutate-v1-pod HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${bytes}\r\n\r\n{`;
+
+async function inFlightGauge(): Promise<number> {
+  return (await setup.webhook.metrics.inFlight.get()).values[0]?.value ?? 0;
+}
+
+describe('connections held open to take the budget', () => {
+  it("should count only bytes that arrived, cut bodies and idle connections that trickle, and keep admitting another namespace's pods", async () => {
+    const port = setup.webhook.port;
+    const GIVE_UP = 20_000;
+    // As the API server (the worst case: its certificate), bodies declaring far more than the budget
+    // (16 MiB) and sending one byte; without a certificate, the same; and connections that send
+    // nothing or half their headers.
+    const held = [
+      ...Array.from({ length: 20 }, () =>
+        holdOpen(port, headersDeclaring(7 * 1024 * 1024), apiServer(), GIVE_UP),
+      ),
+      ...Array.from({ length: 20 }, () =>
+        holdOpen(port, headersDeclaring(2 * 1024 * 1024), apiServer(), GIVE_UP),
+      ),
+      ...Array.from({ length: 40 }, () => holdOpen(port, headersDeclaring(64 * 1024), apiServer(), GIVE_UP)),
+      ...Array.from({ length: 40 }, () => holdOpen(port, headersDeclaring(7 * 1024 * 1024), {}, GIVE_UP)),
+      ...Array.from({ length: 10 }, () => holdOpen(port, '', apiServer(), GIVE_UP)),
+      ...Array.from({ length: 10 }, () =>
+        holdOpen(port, 'POST /mutate-v1-pod HTTP/1.1\r\nHost: 127.0.0.1\r\n', apiServer(), GIVE_UP),
+      ),
+    ];
+    // Let every connection reach the webhook and send what it sends.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(setup.webhook.inFlight.held.reviews).toBe(0);
+    expect(setup.webhook.inFlight.held.bytes).toBeLessThan(1024);
+
+    const started = Date.now();
+    const created = await Promise.all(
+      Array.from({ length: 3 }, (_, i) =>
+        createPod(admin, b, pod(`under-siege-${i}`, { serviceAccountName: 'payments' })),
+      ),
+    );
+    const took = Date.now() - started;
+    for (const p of created) expect(sigilVolumes(p)).toHaveLength(1);
+    expect(took).toBeLessThan(3_000);
+
+    const outcomes = await Promise.all(held);
+    const authenticatedBodies = outcomes.slice(0, 80);
+    const anonymous = outcomes.slice(80, 120);
+    const silent = outcomes.slice(120);
+    for (const o of authenticatedBodies) {
+      expect(o.answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(o.answer).toContain('did not arrive within 2000 ms of its headers');
+      expect(o.closedAfterMs).toBeLessThan(5_000);
+    }
+    for (const o of anonymous) {
+      expect(o.answer).toMatch(/^HTTP\/1\.1 401 /);
+      expect(o.closedAfterMs).toBeLessThan(5_000);
+    }
+    for (const o of silent) {
+      expect(o.answer).not.toContain('[still open]');
+      expect(o.closedAfterMs).toBeLessThan(12_000);
+    }
+    await eventually('the in-flight gauge to return to 0', async () =>
+      (await inFlightGauge()) === 0 ? true : undefined,
+    );
     expect(setup.webhook.inFlight.held).toEqual({ reviews: 0, bytes: 0, namespaces: 0 });
     await expectBUntouched();
   }, 60_000);
