@@ -5,6 +5,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { CertificateSpec } from '../lib/api/types.ts';
 import { dnsNameProblem } from '../lib/pki/names.ts';
 import { parseDuration } from '../lib/pki/renewal.ts';
+import { dnsNameOwner } from '../lib/tenancy/index.ts';
 
 export const PodAnnotation = {
   DnsNames: 'sigil.dev/dns-names',
@@ -43,16 +44,6 @@ function list(value: string | undefined): string[] {
     .filter(Boolean);
 }
 
-/** True when a DNS name stays inside the namespace: <x>, <x>.<ns>, <x>.<ns>.svc, <x>.<ns>.svc.<clusterDomain>. */
-export function nameInNamespace(name: string, namespace: string, clusterDomain: string): boolean {
-  const labels = name.split('.');
-  if (labels.length === 1) return true;
-  if (labels[1] !== namespace) return false;
-  if (labels.length === 2) return true;
-  if (labels[2] !== 'svc') return false;
-  return labels.length === 3 || labels.slice(3).join('.') === clusterDomain;
-}
-
 export interface IdentityOptions {
   trustDomain: string;
   clusterDomain: string;
@@ -61,7 +52,8 @@ export interface IdentityOptions {
 /**
  * The identity for a pod. Throws IdentityError with a sentence for
  * annotations that cannot be honoured. Names outside the namespace are
- * returned (in `foreignNames`) for the caller to check against issuer policy.
+ * returned (in `foreignNames`) for the caller to check against the issuer's
+ * policy with the tenancy rules (lib/tenancy), as the operator will.
  */
 export function podIdentity(
   pod: V1Pod,
@@ -89,8 +81,8 @@ export function podIdentity(
         `annotation ${PodAnnotation.Service}: "${service}" is not a service name (one DNS label)`,
       );
     }
+    // No bare service name: every namespace resolves it to a service of its own (see lib/tenancy).
     for (const n of [
-      service,
       `${service}.${namespace}`,
       `${service}.${namespace}.svc`,
       `${service}.${namespace}.svc.${o.clusterDomain}`,
@@ -158,7 +150,10 @@ export function podIdentity(
       mountPath,
       containers,
     },
-    foreignNames: dnsNames.filter((n) => !nameInNamespace(n, namespace, o.clusterDomain)),
+    foreignNames: dnsNames.filter((n) => {
+      const owner = dnsNameOwner(n, o.clusterDomain);
+      return owner.kind !== 'namespace' || owner.namespace !== namespace;
+    }),
   };
 }
 
