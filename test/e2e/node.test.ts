@@ -34,6 +34,15 @@ interface Pod {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await sleep(200);
+  }
+  throw new Error(`not true within ${timeoutMs / 1000}s: ${check.toString()}`);
+}
+
 /** A pod running one container of the Sigil image. */
 function pod(name: string, container: Record<string, unknown>, labels: Record<string, string> = {}) {
   return {
@@ -194,6 +203,49 @@ describeNode('a real one-node cluster', () => {
       ),
     });
   }, 240_000);
+
+  it('should let a pod call the API server at the kubernetes Service with its own token, verifying the certificate', async () => {
+    // The control plane runs without the ServiceAccount admission plugin, so the pod mounts its token
+    // and the cluster CA itself, as that plugin would.
+    await waitFor(
+      async () =>
+        (await api('GET', `/api/v1/namespaces/${NAMESPACE}/serviceaccounts/default`)).status === 200,
+    );
+    const whoAmI = `const https = require('node:https'); const fs = require('node:fs');
+      const dir = '/var/run/secrets/kubernetes.io/serviceaccount';
+      https.get({ host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT,
+        path: '/version', ca: fs.readFileSync(dir + '/ca.crt'),
+        headers: { authorization: 'Bearer ' + fs.readFileSync(dir + '/token', 'utf8') } }, (res) => {
+        let body = ''; res.on('data', (c) => { body += c; });
+        res.on('end', () => { console.log(res.statusCode + ' ' + JSON.parse(body).gitVersion); process.exit(res.statusCode === 200 ? 0 : 1); });
+      }).on('error', (e) => { console.error(e); process.exit(1); });`;
+    const object = pod('api-client', { command: ['/usr/local/bin/node', '-e', whoAmI] }) as {
+      spec: Record<string, unknown> & { containers: Record<string, unknown>[] };
+    };
+    object.spec.serviceAccountName = 'default';
+    object.spec.volumes = [
+      {
+        name: 'token',
+        projected: {
+          sources: [
+            { serviceAccountToken: { path: 'token', expirationSeconds: 3600 } },
+            { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+          ],
+        },
+      },
+    ];
+    object.spec.containers[0]!.volumeMounts = [
+      { name: 'token', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount', readOnly: true },
+    ];
+    await create(`/api/v1/namespaces/${NAMESPACE}/pods`, object);
+    const done = await waitForPod('api-client', ['Succeeded', 'Failed']);
+    expect({ phase: done.status.phase, logs: kubectl('logs', '-n', NAMESPACE, 'api-client').trim() }).toEqual(
+      {
+        phase: 'Succeeded',
+        logs: '200 v1.34.4',
+      },
+    );
+  }, 120_000);
 
   it('should leave no process, mount, interface, iptables chain or cgroup behind when it stops', async () => {
     const started = Date.now();

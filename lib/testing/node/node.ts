@@ -17,9 +17,11 @@ import {
 } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createSelfSignedCA, loadCertificateAuthority } from '../../pki/ca.ts';
 import { issueCertificate } from '../../pki/issue.ts';
 import { type ControlPlaneState, freePort, isAlive } from '../controlplane.ts';
+import type { RelayConfig } from './apiserver-relay.ts';
 import {
   bridgePorts,
   cgroupHierarchies,
@@ -48,6 +50,10 @@ export const POD_SUBNET = '10.244.0.0/24';
 export const NODE_IP = '10.244.0.1';
 /** All pod and container cgroups live under this one, in every hierarchy. */
 export const CGROUP_ROOT = '/sigil';
+/** The `kubernetes` Service's ClusterIP: the first address of the control plane's 10.96.0.0/16. */
+const KUBERNETES_SERVICE_IP = '10.96.0.1';
+/** Where pods reach the API server (the `kubernetes` Service's endpoint): see apiserver-relay.ts. */
+export const RELAY_PORT = 6443;
 const DAY = 86_400_000;
 
 /** The order processes are stopped in: nothing new is scheduled while pods are torn down. */
@@ -57,6 +63,7 @@ const COMPONENTS = [
   'kubelet',
   'kube-proxy',
   'coredns',
+  'apiserver-relay',
   'containerd',
 ] as const;
 type Component = (typeof COMPONENTS)[number];
@@ -156,6 +163,23 @@ export async function kubeletClientPki(clusterDir: string): Promise<KubeletClien
   const servingCa = await createSelfSignedCA({ commonName: 'sigil-local-kubelet-ca', ...span });
   const clientCa = await createSelfSignedCA({ commonName: 'sigil-local-kubelet-client-ca', ...span });
   const signingCa = await createSelfSignedCA({ commonName: 'sigil-local-cluster-signer', ...span });
+  const inClusterCa = await createSelfSignedCA({ commonName: 'sigil-local-in-cluster-ca', ...span });
+  const relay = await issueCertificate(
+    loadCertificateAuthority(inClusterCa.certPem, inClusterCa.keyPem, now),
+    {
+      commonName: 'kubernetes',
+      dnsNames: [
+        'kubernetes',
+        'kubernetes.default',
+        'kubernetes.default.svc',
+        'kubernetes.default.svc.cluster.local',
+      ],
+      ipAddresses: [KUBERNETES_SERVICE_IP, NODE_IP],
+      usages: ['digital signature', 'key encipherment', 'server auth'],
+      durationMs: 365 * DAY,
+    },
+    now,
+  );
   const serving = await issueCertificate(
     loadCertificateAuthority(servingCa.certPem, servingCa.keyPem, now),
     {
@@ -186,6 +210,9 @@ export async function kubeletClientPki(clusterDir: string): Promise<KubeletClien
     'apiserver-kubelet-client.key': client.privateKeyPem,
     'cluster-signing.crt': signingCa.certPem,
     'cluster-signing.key': signingCa.keyPem,
+    'in-cluster-ca.crt': inClusterCa.certPem,
+    'apiserver-relay.crt': relay.certificatePem,
+    'apiserver-relay.key': relay.privateKeyPem,
   };
   for (const [name, content] of Object.entries(files))
     writeFileSync(join(dir, name), content, { mode: name.endsWith('.key') ? 0o600 : 0o644 });
@@ -428,6 +455,52 @@ function assertRunning(state: NodeState, component: Component) {
   if (!isAlive(pid)) throw new Error(`${component} exited; its log ends:\n${tail(state.logs[component])}`);
 }
 
+/**
+ * The `kubernetes` Service's endpoint: the control plane runs without an
+ * endpoint reconciler, so nothing else writes it. kube-proxy reads the slice.
+ */
+async function publishKubernetesEndpoint(cp: ControlPlaneState) {
+  const port = { name: 'https', port: RELAY_PORT, protocol: 'TCP' };
+  const writes: [string, unknown][] = [
+    [
+      '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices',
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: {
+          name: 'kubernetes',
+          namespace: 'default',
+          labels: {
+            'kubernetes.io/service-name': 'kubernetes',
+            'endpointslice.kubernetes.io/managed-by': 'sigil-node',
+          },
+        },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: [NODE_IP], conditions: { ready: true } }],
+        ports: [port],
+      },
+    ],
+    [
+      '/api/v1/namespaces/default/endpoints',
+      {
+        apiVersion: 'v1',
+        kind: 'Endpoints',
+        metadata: {
+          name: 'kubernetes',
+          namespace: 'default',
+          // The slice above is the source; the mirroring controller must not write a second one.
+          labels: { 'endpointslice.kubernetes.io/skip-mirror': 'true' },
+        },
+        subsets: [{ addresses: [{ ip: NODE_IP }], ports: [port] }],
+      },
+    ],
+  ];
+  for (const [path, body] of writes) {
+    const res = await apiRequest(cp, 'POST', path, body);
+    if (res.status !== 201 && res.status !== 409) throw new Error(`POST ${path}: ${res.status} ${res.body}`);
+  }
+}
+
 /** Starts the node's processes against a running control plane and waits until the node is Ready. */
 export async function startNode(cp: ControlPlaneState, options: NodeOptions): Promise<NodeState> {
   const dir = join(cp.dir, 'node');
@@ -496,6 +569,30 @@ export async function startNode(cp: ControlPlaneState, options: NodeOptions): Pr
       '--v=1',
     ]);
     const cpPki = join(cp.dir, 'pki');
+    // Pods trust the relay's CA (and the API server's, for anything that reaches it directly).
+    const rootCaBundle = join(dir, 'pki', 'root-ca-bundle.crt');
+    writeFileSync(
+      rootCaBundle,
+      readFileSync(join(dir, 'pki', 'in-cluster-ca.crt'), 'utf8') +
+        readFileSync(join(cpPki, 'ca.crt'), 'utf8'),
+    );
+    const relayConfig = join(dir, 'apiserver-relay.json');
+    writeFileSync(
+      relayConfig,
+      JSON.stringify({
+        listenHost: NODE_IP,
+        listenPort: RELAY_PORT,
+        certFile: join(dir, 'pki', 'apiserver-relay.crt'),
+        keyFile: join(dir, 'pki', 'apiserver-relay.key'),
+        upstreamPort: Number(new URL(cp.server).port),
+        upstreamCaFile: join(cpPki, 'ca.crt'),
+      } satisfies RelayConfig),
+    );
+    launch('apiserver-relay', process.execPath, [
+      fileURLToPath(new URL('./apiserver-relay.ts', import.meta.url)),
+      relayConfig,
+    ]);
+    await publishKubernetesEndpoint(cp);
     launch('kube-controller-manager', bin('kube-controller-manager'), [
       `--kubeconfig=${cp.kubeconfig}`,
       `--authentication-kubeconfig=${cp.kubeconfig}`,
@@ -504,7 +601,7 @@ export async function startNode(cp: ControlPlaneState, options: NodeOptions): Pr
       `--secure-port=${await freePort()}`,
       '--leader-elect=false',
       `--service-account-private-key-file=${join(cpPki, 'sa.key')}`,
-      `--root-ca-file=${join(cpPki, 'ca.crt')}`,
+      `--root-ca-file=${rootCaBundle}`,
       `--cluster-signing-cert-file=${join(dir, 'pki', 'cluster-signing.crt')}`,
       `--cluster-signing-key-file=${join(dir, 'pki', 'cluster-signing.key')}`,
       '--use-service-account-credentials=false',
@@ -629,9 +726,16 @@ export async function stopNode(state: NodeState) {
   // The cluster goes away with its node, so pods are not drained through the API: their processes are
   // killed, and removing their network namespaces removes their veth interfaces.
   await Promise.all(
-    (['kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy', 'coredns'] as const).map((c) =>
-      terminate(state.pids[c]),
-    ),
+    (
+      [
+        'kube-controller-manager',
+        'kube-scheduler',
+        'kubelet',
+        'kube-proxy',
+        'coredns',
+        'apiserver-relay',
+      ] as const
+    ).map((c) => terminate(state.pids[c])),
   );
   step('components stopped');
 
