@@ -24,6 +24,7 @@ import {
   readSecret,
   replaceSecretData,
   startTestOperator,
+  TEST_DNS_NAMES,
   waitForCertificate,
   waitForIssuer,
 } from './support/sigil.ts';
@@ -63,7 +64,10 @@ beforeAll(async () => {
     kc,
     'Issuer',
     'ca',
-    { ca: { secretName: 'ca-key-pair' }, policy: { allowedIPRanges: ['10.0.0.0/8'] } },
+    {
+      ca: { secretName: 'ca-key-pair' },
+      policy: { allowedIPRanges: ['10.0.0.0/8'], allowedDNSNames: TEST_DNS_NAMES },
+    },
     ns,
   );
   operator = await startTestOperator(kc, { watchNamespace: ns, minDurationMs: 30_000 });
@@ -79,7 +83,7 @@ describe('issuance', () => {
     await createCertificate(kc, ns, 'api', {
       secretName: 'api-tls',
       issuerRef,
-      commonName: 'api',
+      commonName: `api.${ns}.svc`,
       dnsNames: [`api.${ns}.svc`, `api.${ns}.svc.cluster.local`],
       ipAddresses: ['10.0.0.10'],
       uris: [`spiffe://cluster.local/ns/${ns}/sa/api`],
@@ -484,7 +488,7 @@ describe('failures', () => {
     });
     await waitForCertificate(kc, ns, 'p-ok', { status: 'True' });
     for (const [name, phrase] of [
-      ['p-dns', 'DNS name api.bank.example.com is not allowed'],
+      ['p-dns', 'DNS name api.bank.example.com is an external name'],
       ['p-dur', "longer than Issuer strict's maximum 48h"],
       ['p-rsa', 'key algorithm RSA is not allowed'],
       ['p-spiffe', 'does not name namespace'],
