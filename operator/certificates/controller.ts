@@ -33,7 +33,12 @@ import { isSignedBy } from '../../lib/pki/certificate.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
 import { type KeyPair, readKeyPair, requestMismatches } from '../../lib/pki/inspect.ts';
 import { issueCertificate } from '../../lib/pki/issue.ts';
-import { subordinateCaConstraints, type TenancyContext, tenancyViolation } from '../../lib/tenancy/index.ts';
+import {
+  secretNameViolation,
+  subordinateCaConstraints,
+  type TenancyContext,
+  tenancyViolation,
+} from '../../lib/tenancy/index.ts';
 import type { IssuerController, IssuerState } from '../issuers/controller.ts';
 import { issuerKey } from '../issuers/controller.ts';
 import type { OperatorMetrics } from '../metrics.ts';
@@ -360,7 +365,13 @@ export class CertificateController {
     const out: Certificate[] = [];
     for (const key of this.bySecret.get(`${c.metadata.namespace}/${c.spec.secretName}`) ?? []) {
       const peer = key === me ? undefined : this.certificates.get(key);
-      if (peer && peer.spec.secretName === c.spec.secretName && !peer.metadata.deletionTimestamp)
+      // A peer that may never write this name (an identity Secret's name on another Certificate) claims nothing.
+      if (
+        peer &&
+        peer.spec.secretName === c.spec.secretName &&
+        !peer.metadata.deletionTimestamp &&
+        !secretNameViolation(peer.metadata.name!, peer.spec.secretName)
+      )
         out.push(peer);
     }
     return out;
@@ -524,7 +535,8 @@ export class CertificateController {
       policy: issuer.issuer.spec.policy,
       issuer: `${ref.kind} ${ref.name}`,
     };
-    const denied = tenancyViolation(tenancy, resolved.request);
+    const denied =
+      secretNameViolation(name, certificate.spec.secretName) ?? tenancyViolation(tenancy, resolved.request);
     if (denied) {
       const current = findCondition(certificate.status?.conditions, ConditionType.Ready);
       const message = `${ref.kind} ${ref.name} refuses to issue: ${denied.message} (${denied.reason})`;

@@ -211,6 +211,17 @@ describe('a tenant who may only create Certificates', () => {
     await expectVictimUntouched();
   });
 
+  it("should be refused a Secret named like a webhook identity's, so it cannot decide what that identity's pods mount", async () => {
+    await tenantCreates('innocent', { secretName: 'api-sigil-c47f1a6b5d', dnsNames: [`api.${a}.svc`] });
+    const refused = await waitForCertificate(admin, a, 'innocent', {
+      status: 'False',
+      reason: 'PolicyDenied',
+    });
+    expect(findCondition(refused.status?.conditions, 'Ready')!.message).toContain('SecretNameReserved');
+    expect(await secretExists(a, 'api-sigil-c47f1a6b5d')).toBe(false);
+    await expectVictimUntouched();
+  });
+
   it("should get its own namespace's identity, which b's mTLS server refuses as a peer for b's identities", async () => {
     await tenantCreates('own', {
       secretName: 'own-tls',
