@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isHealthy, readState, removeDir, serverVersion } from '../lib/testing/controlplane.ts';
-import { nodeBlockers, startCluster, stopCluster } from '../lib/testing/node/cluster.ts';
+import { nodeBinaryDir, nodeBlockers, startCluster, stopCluster } from '../lib/testing/node/cluster.ts';
 import { IMAGE_DIR, REPO_ROOT } from '../lib/testing/node/images.ts';
 import {
   importImage,
@@ -54,6 +54,7 @@ async function up() {
     console.log(
       `cluster with node ${NODE_NAME} running at ${state.server} (up in ${((Date.now() - started) / 1000).toFixed(1)} s)`,
     );
+    console.log(`kubectl: ${join(nodeBinaryDir(), 'kubectl')} --kubeconfig ${state.kubeconfig}`);
     if (archives.length > 0) console.log(`images loaded into the node: ${archives.join(', ')}`);
     else console.log('no Sigil image loaded yet: make image builds and loads it');
   } else {

@@ -783,6 +783,9 @@ export async function stopNode(state: NodeState) {
     rmSync(netns, { force: true });
   }
   unmountAll([state.dir]);
+  // Connections of the pods' addresses, so a later node does not inherit their NAT state.
+  tryRun('conntrack', ['-D', '-s', POD_SUBNET]);
+  tryRun('conntrack', ['-D', '-d', POD_SUBNET]);
   if (state.createdBridge) {
     for (const port of bridgePorts(BRIDGE)) tryRun('ip', ['link', 'delete', port]);
     if (interfaceExists(BRIDGE)) tryRun('ip', ['link', 'delete', BRIDGE]);
