@@ -60,8 +60,12 @@ function pod(name: string, container: Record<string, unknown>, labels: Record<st
 /** A tiny HTTP server answering with its pod's name. */
 const SERVER = `require('node:http').createServer((q, s) => s.end('hello from ' + require('node:os').hostname())).listen(8080)`;
 
-/** Fetches each URL given as an argument and prints what it answered. */
-const CLIENT = `(async () => { for (const url of process.argv.slice(1)) { const r = await fetch(url); console.log(url + ' -> ' + (await r.text())); } })().catch((e) => { console.error(e.cause ?? e); process.exit(1); })`;
+/**
+ * Fetches each URL given as an argument and prints what it answered; retries for up to 10 s,
+ * as kube-proxy writes a new Service's rules a moment after its endpoints are ready.
+ */
+const CLIENT = `const get = async (url, tries) => { try { return await (await fetch(url)).text(); } catch (e) { if (tries <= 1) throw e; await new Promise((r) => setTimeout(r, 500)); return get(url, tries - 1); } };
+  (async () => { for (const url of process.argv.slice(1)) console.log(url + ' -> ' + (await get(url, 20))); })().catch((e) => { console.error(e.cause ?? e); process.exit(1); })`;
 
 describeNode('a real one-node cluster', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sigil-e2e-'));
@@ -182,8 +186,6 @@ describeNode('a real one-node cluster', () => {
     kubectl('rollout', 'status', 'deployment/web', '-n', NAMESPACE, '--timeout=90s');
     kubectl('expose', 'deployment', 'web', '-n', NAMESPACE, '--port=80', '--target-port=8080');
     const clusterIP = kubectl('get', 'service', 'web', '-n', NAMESPACE, '-o', 'jsonpath={.spec.clusterIP}');
-    // kube-proxy writes the Service's rules once its EndpointSlice has ready endpoints.
-    await sleep(2000);
 
     await create(
       `/api/v1/namespaces/${NAMESPACE}/pods`,
