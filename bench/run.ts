@@ -4,10 +4,10 @@
 // and .svg. Asserts nothing. SECTIONS=webhook,flood (say) runs only those.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { loadKubeConfig } from '../lib/kube/config.ts';
@@ -18,6 +18,7 @@ import {
   cdfSvg,
   children,
   createCertificate,
+  logFile,
   machine,
   type OperatorProcess,
   pool,
@@ -42,6 +43,9 @@ const FLOOD_IN_FLIGHT = Number(env('FLOOD_IN_FLIGHT', '200'));
 const FLOOD_LARGE_IN_FLIGHT = Number(env('FLOOD_LARGE_IN_FLIGHT', '48'));
 const FLOOD_SECONDS = Number(env('FLOOD_SECONDS', '10'));
 const FLOOD_IDENTITIES = Number(env('FLOOD_IDENTITIES', '200'));
+/** The webhook's log level; above error, its log goes to bench/results/webhook.log. */
+const WEBHOOK_LOG_LEVEL = env('WEBHOOK_LOG_LEVEL', 'error');
+const webhookLog = () => openSync(join(dirname(logFile()), 'webhook.log'), 'a');
 const SECTIONS = new Set(env('SECTIONS', 'ttr,bulk,ceiling,restart,memory,webhook,flood,storm').split(','));
 const want = (section: string) => SECTIONS.has(section);
 
@@ -341,9 +345,15 @@ try {
         '--client-names',
         client.name,
         '--log-level',
-        'error',
+        WEBHOOK_LOG_LEVEL,
       ],
-      { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_NO_WARNINGS: '1' } },
+      {
+        stdio:
+          WEBHOOK_LOG_LEVEL === 'error'
+            ? ['ignore', 'ignore', 'inherit']
+            : ['ignore', webhookLog(), webhookLog()],
+        env: { ...process.env, NODE_NO_WARNINGS: '1' },
+      },
     );
     let bundle = '';
     for (let i = 0; i < 300 && !bundle; i++) {

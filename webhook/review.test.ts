@@ -2,7 +2,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { ReviewErrorCode } from './errors.ts';
 import { podIdentity } from './identity.ts';
 import { buildPatch } from './patch.ts';
-import { planAdmission } from './review.ts';
+import { peekReview, planAdmission } from './review.ts';
 
 const options = { trustDomain: 'cluster.local', clusterDomain: 'cluster.local' };
 
@@ -203,5 +203,23 @@ describe('planAdmission', () => {
     expect(err.code).toBe(code);
     expect(err.uid).toBe(uid);
     expect(err.message).toEqual(expect.any(String));
+  });
+});
+
+describe('peekReview', () => {
+  const body = (value: unknown) => Buffer.from(JSON.stringify(value));
+
+  it("should read the uid and namespace of a review as the API server writes it, before the pod's own fields", () => {
+    const p = pod({ 'sigil.dev/dns-names': '"namespace":"other"' });
+    p.metadata!.namespace = 'other';
+    expect(peekReview(body(review(p)))).toEqual({ uid: 'u-1', namespace: 'shop' });
+  });
+
+  it('should find nothing it cannot read cheaply: a namespace past the first 16 KiB, or written with escapes', () => {
+    const padded = { padding: 'x'.repeat(20_000), ...review(pod()) };
+    expect(peekReview(body(padded)).namespace).toBeUndefined();
+    expect(peekReview(Buffer.from('{"request":{"uid":"u-2","namespace":"\\u0073hop"}}'))).toEqual({
+      uid: 'u-2',
+    });
   });
 });

@@ -103,6 +103,26 @@ export function parseReview(body: unknown): AdmissionRequest {
   }
 }
 
+/** How far into a body `peekReview` looks. */
+const PEEK_BYTES = 16 * 1024;
+const PEEK_UID = /"uid"\s*:\s*"([A-Za-z0-9-]{1,128})"/;
+const PEEK_NAMESPACE = /"namespace"\s*:\s*"([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)"/;
+
+/**
+ * The uid and namespace a review's body names first, read from its first
+ * bytes without parsing it, so a review over its namespace's share can be
+ * refused for next to nothing. The API server writes request.uid and
+ * request.namespace before the object, so for its reviews these are the
+ * request's own; for any other body they are only a hint, and the parsed
+ * review decides.
+ */
+export function peekReview(body: Buffer): { uid?: string; namespace?: string } {
+  const head = body.toString('latin1', 0, Math.min(body.length, PEEK_BYTES));
+  const uid = PEEK_UID.exec(head)?.[1];
+  const namespace = PEEK_NAMESPACE.exec(head)?.[1];
+  return { ...(uid ? { uid } : {}), ...(namespace ? { namespace } : {}) };
+}
+
 /** Namespaces the webhook never injects into, whatever their labels say. */
 export interface OptInOptions {
   excludedNamespaces: readonly string[];

@@ -33,7 +33,7 @@ import { type Identity, identityCertificateSpec, labelValueFor } from './identit
 import { InFlight, type InFlightLimits, type Ticket } from './inflight.ts';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.ts';
 import { squatProblem } from './ownership.ts';
-import { allowWithPatch, optInProblem, type Plan, parseReview, planRequest } from './review.ts';
+import { allowWithPatch, optInProblem, type Plan, parseReview, peekReview, planRequest } from './review.ts';
 
 export interface WebhookOptions {
   kc: KubeConfig;
@@ -79,15 +79,18 @@ const MAX_BODY = 7 * 1024 * 1024;
  * the answer), so 16 MiB of reviews held at once, at most 8 of it in reviews
  * over 64 KiB, stays inside it (the tenant-flood row of make bench measures
  * the peak). Bytes count as they arrive, so only bodies actually sent hold
- * any of it, and only for BODY_DEADLINE_MS at most while they arrive. The
- * count is high on purpose: the namespace is known only once a body is read,
- * so a low count would let one namespace's burst of small reviews refuse
- * everyone's; the per-namespace share applies as soon as the namespace is known.
+ * any of it, and only for BODY_DEADLINE_MS at most while they arrive.
+ * A complete review takes one of 256 slots and one of its namespace's 8: the
+ * namespace is read from the body's first bytes before anything is parsed,
+ * so a namespace's flood beyond its 8 is refused at once for little work, and
+ * the event loop's turns go to the reviews within their shares. Eight reviews
+ * in flight per namespace is well above what one namespace's pod creations
+ * keep at a webhook answering in milliseconds.
  */
 export const DEFAULT_LIMITS: InFlightLimits = {
-  maxReviews: 1024,
+  maxReviews: 256,
   maxBytes: 16 * 1024 * 1024,
-  maxReviewsPerNamespace: 64,
+  maxReviewsPerNamespace: 8,
   maxBytesPerNamespace: 4 * 1024 * 1024,
   reservedForSmallBytes: 8 * 1024 * 1024,
 };
@@ -103,10 +106,19 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 /** A connection with nothing in either direction for this long is closed. */
 const IDLE_SOCKET_TIMEOUT_MS = 10_000;
-/** How long a verified identity Certificate is trusted before it is read again. */
-const KNOWN_TTL_MS = 10_000;
-/** How long a namespace's opt-in is remembered (opted in), or not (not opted in). */
-const NAMESPACE_TTL_MS = { optedIn: 30_000, not: 1_000 };
+/**
+ * How long a verified identity Certificate is trusted before it is read again
+ * (`fresh`), and how much longer a pod may still be admitted on that check
+ * while it is read again in the background (`stale`): a namespace creating
+ * pods steadily waits on no API call, and a Certificate replaced by someone
+ * else is found within `fresh` of the next pod after `fresh` has passed.
+ */
+const KNOWN_TTL_MS = { fresh: 10_000, stale: 30_000 };
+/**
+ * How long a namespace's opt-in is remembered (opted in), or not (not opted
+ * in), and how long an opt-in is still used while it is read again in the background.
+ */
+const NAMESPACE_TTL_MS = { optedIn: 30_000, optedInStale: 300_000, not: 1_000 };
 const MAX_CACHED_NAMESPACES = 4096;
 
 export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
@@ -227,7 +239,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
   const ensureCertificate = async (identity: Identity): Promise<void> => {
     const key = `${identity.namespace}/${identity.certificateName}`;
     const seen = known.get(key);
-    if (seen && Date.now() - seen < KNOWN_TTL_MS) return;
+    if (seen && Date.now() - seen < KNOWN_TTL_MS.fresh) return;
     try {
       let existing = await readCertificate(identity);
       if (!existing) {
@@ -270,13 +282,20 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     return promise;
   };
 
-  const namespaceLabels = (name: string): Promise<Record<string, string> | undefined> => {
-    const cached = namespaces.get(name);
-    if (cached) {
-      const ttl =
-        cached.labels?.[Label.Inject] === 'enabled' ? NAMESPACE_TTL_MS.optedIn : NAMESPACE_TTL_MS.not;
-      if (Date.now() - cached.at < ttl) return Promise.resolve(cached.labels);
+  /** Waits for the check only when the last one is too old to admit a pod on; otherwise renews it in the background. */
+  const ensureKnown = async (identity: Identity): Promise<void> => {
+    const seen = known.get(`${identity.namespace}/${identity.certificateName}`);
+    const age = seen === undefined ? Number.POSITIVE_INFINITY : Date.now() - seen;
+    if (age < KNOWN_TTL_MS.fresh) return;
+    if (age < KNOWN_TTL_MS.stale) {
+      // A failure here is the next pod's to report: it waits for a check of its own.
+      ensureShared(identity).catch(() => undefined);
+      return;
     }
+    await ensureShared(identity);
+  };
+
+  const readNamespaceLabels = (name: string): Promise<Record<string, string> | undefined> => {
     const running = namespaceReads.get(name);
     if (running) return running;
     const read = core
@@ -292,6 +311,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
         },
       )
       .then((labels) => {
+        namespaces.delete(name);
         if (namespaces.size >= MAX_CACHED_NAMESPACES) namespaces.delete(namespaces.keys().next().value!);
         namespaces.set(name, { labels, at: Date.now() });
         return labels;
@@ -299,6 +319,26 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
       .finally(() => namespaceReads.delete(name));
     namespaceReads.set(name, read);
     return read;
+  };
+
+  /** A namespace's labels; an opt-in a little old is used while it is read again in the background. */
+  const namespaceLabels = async (name: string): Promise<Record<string, string> | undefined> => {
+    const cached = namespaces.get(name);
+    if (cached) {
+      const age = Date.now() - cached.at;
+      const optedIn = cached.labels?.[Label.Inject] === 'enabled';
+      if (age < (optedIn ? NAMESPACE_TTL_MS.optedIn : NAMESPACE_TTL_MS.not)) return cached.labels;
+      if (optedIn && age < NAMESPACE_TTL_MS.optedInStale) {
+        readNamespaceLabels(name).catch((err) =>
+          o.logger.warn('could not read a namespace again; using its opt-in read earlier', {
+            namespace: name,
+            err: (err as Error).message,
+          }),
+        );
+        return cached.labels;
+      }
+    }
+    return readNamespaceLabels(name);
   };
 
   const carryOut = async (plan: Plan): Promise<AdmissionResponse> => {
@@ -311,12 +351,22 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     }
     if (!request.dryRun) {
       try {
-        await ensureShared(identity);
+        await ensureKnown(identity);
       } catch (err) {
         throw Object.assign(err as Error, { uid: request.uid });
       }
     }
     return allowWithPatch(request.uid, patch);
+  };
+
+  /** Decides and carries out one review whose body has been read; throws errors carrying the uid. */
+  /** The answer to a review beyond the webhook's or its namespace's share: at once, and saying so. */
+  const overloadedError = (reason: string) => {
+    metrics.refused.inc({ reason: 'namespace' });
+    return new ReviewError(
+      ReviewErrorCode.Overloaded,
+      `${reason}; this pod was not admitted, create it again shortly (controllers retry on their own)`,
+    );
   };
 
   /** Decides and carries out one review whose body has been read; throws errors carrying the uid. */
@@ -326,20 +376,14 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
   ): Promise<{ response: AdmissionResponse; plan?: Plan; skipped?: string }> => {
     const request = parseReview(body);
     const withUid = (err: unknown) => Object.assign(err as Error, { uid: request.uid });
+    // The slot was taken for the namespace the body's first bytes named; a hand-made review may name
+    // another one further in, and the slot moves to that one's share.
+    const overloaded = inFlight.admit(ticket, request.namespace);
+    if (overloaded) throw withUid(overloadedError(overloaded));
     const notOptedIn = await optInProblem(request, { excludedNamespaces }, namespaceLabels).catch((err) => {
       throw withUid(err);
     });
     if (notOptedIn) return { response: { uid: request.uid, allowed: true }, skipped: notOptedIn };
-    const overloaded = inFlight.admit(ticket, request.namespace);
-    if (overloaded) {
-      metrics.refused.inc({ reason: 'namespace' });
-      throw withUid(
-        new ReviewError(
-          ReviewErrorCode.Overloaded,
-          `${overloaded}; this pod was not admitted, create it again shortly (controllers retry on their own)`,
-        ),
-      );
-    }
     const plan = planRequest(request, { trustDomain: o.trustDomain, clusterDomain: o.clusterDomain });
     return { response: await carryOut(plan), plan };
   };
@@ -369,6 +413,15 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     res.once('finish', () => req.socket.destroy());
     res.status(e.httpStatus).json({ error: e.code, message: e.message });
   };
+  /**
+   * Closes the connection of a review refused as over its share, once answered.
+   * A saturated Node event loop serves the connections it already has and
+   * leaves new ones waiting in the accept queue (measured: a new TLS
+   * connection waited for the whole 10 s of a flood on 200 kept-alive
+   * connections). Closing the flood's connections as they are refused sends
+   * its next reviews through that same queue, in turn with everyone else's.
+   */
+  const shedConnection = (res: Response) => res.setHeader('connection', 'close');
   /** Answers a review that was read, with an AdmissionReview when it has a uid, else with an HTTP error. */
   const answer = (res: Response, response: AdmissionResponse) =>
     res.json({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response });
@@ -406,6 +459,21 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
         deadlineMs: bodyDeadlineMs,
         receive: (n) => inFlight.receive(ticket, n),
       });
+      // Before any parsing: a review beyond its namespace's share is refused for the price of a
+      // look at its first bytes, so a flood's excess costs next to nothing and the work left is
+      // the work of reviews within their shares.
+      const peeked = peekReview(bytes);
+      if (peeked.namespace) {
+        const overloaded = inFlight.admit(ticket, peeked.namespace);
+        if (overloaded) {
+          const refused = overloadedError(overloaded);
+          metrics.admissions.inc({ result: 'denied' });
+          shedConnection(res);
+          if (peeked.uid) answer(res, toAdmissionResponse(peeked.uid, refused));
+          else res.status(refused.httpStatus).json({ error: refused.code, message: refused.message });
+          return;
+        }
+      }
       body = JSON.parse(bytes.toString('utf8'));
     } catch (err) {
       if (err instanceof ReviewError) {
@@ -468,6 +536,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
         return;
       }
       response = toAdmissionResponse(uid, err);
+      if (err instanceof ReviewError && err.code === ReviewErrorCode.Overloaded) shedConnection(res);
       metrics.admissions.inc({
         result: err instanceof ReviewError && err.code !== ReviewErrorCode.Internal ? 'denied' : 'error',
       });
