@@ -200,7 +200,25 @@ async function main() {
     kubeconfig,
     'operator.log',
   );
-  sigil(['webhook', '--address', `127.0.0.1:${webhookPort}`], kubeconfig, 'webhook.log');
+  // As the chart runs it with clientAuth: only the API server's admission client certificate is answered.
+  const client = cp.webhookClient;
+  if (!client)
+    throw new Error(
+      'the control plane has no webhook client certificate to authenticate the API server with',
+    );
+  sigil(
+    [
+      'webhook',
+      '--address',
+      `127.0.0.1:${webhookPort}`,
+      '--client-ca-file',
+      client.caFile,
+      '--client-names',
+      client.name,
+    ],
+    kubeconfig,
+    'webhook.log',
+  );
   const bundle = await until('the caBundle', async () => {
     const c = await rawRequest<V1MutatingWebhookConfiguration>(
       kc,

@@ -20,11 +20,17 @@ const ISSUER = 'sigil-ca';
 const CONFIG = 'sigil-webhook';
 const logger = createLogger(process.env.SIGIL_LOG_LEVEL ?? 'info', 'dev');
 
-const state = readState(dir);
+let state = readState(dir);
 if (!(state && (await isHealthy(state)))) {
   if (existsSync(dir)) throw new Error(`${dir} holds a stopped control plane: run make cluster-down first`);
-  await startControlPlane({ dir, persistent: true });
+  state = await startControlPlane({ dir, persistent: true });
 }
+// The webhook answers only the API server's admission client certificate, as the chart's does with clientAuth.
+const client = state.webhookClient;
+if (!client)
+  throw new Error(
+    `the control plane in ${dir} presents no client certificate to webhooks (it predates that): run make cluster-down and start again`,
+  );
 const kc = loadKubeConfig(resolve(dir, 'kubeconfig'));
 await installCrds(kc);
 const core = kc.makeApiClient(CoreV1Api);
@@ -42,6 +48,7 @@ const webhook = await startWebhook({
   clusterDomain: 'cluster.local',
   defaultIssuer: { kind: 'ClusterIssuer', name: ISSUER },
   logger: logger.child({ component: 'webhook' }),
+  clientAuth: { caFile: client.caFile, names: [client.name] },
 });
 const config = webhookConfiguration({
   name: CONFIG,
@@ -79,7 +86,8 @@ const operator = await startOperator({
 console.log(`
 sigil dev environment
   kubeconfig: export KUBECONFIG=${resolve(dir, 'kubeconfig')}
-  webhook:    https://127.0.0.1:${webhook.port}/mutate-v1-pod (MutatingWebhookConfiguration ${CONFIG})
+  webhook:    https://127.0.0.1:${webhook.port}/mutate-v1-pod (MutatingWebhookConfiguration ${CONFIG};
+              answers only the API server's client certificate, ${client.name})
   metrics:    http://127.0.0.1:${process.env.SIGIL_METRICS_PORT ?? 9402}/metrics
   issuer:     ClusterIssuer ${ISSUER} (CA in Secret ${NS}/${ISSUER}), minimum duration 1m
 Label a namespace with sigil.dev/inject=enabled and create pods in it. Ctrl-C stops the operator and the
