@@ -7,10 +7,10 @@ import { join, resolve } from 'node:path';
 import { isHealthy, readState, removeDir, serverVersion } from '../lib/testing/controlplane.ts';
 import { nodeBinaryDir, nodeBlockers, startCluster, stopCluster } from '../lib/testing/node/cluster.ts';
 import { IMAGE_DIR, REPO_ROOT } from '../lib/testing/node/images.ts';
+import { NODE_NAME } from '../lib/testing/node/layout.ts';
 import {
   importImage,
   missingHostCommands,
-  NODE_NAME,
   nodeUnsupportedReasons,
   readNodeState,
 } from '../lib/testing/node/node.ts';

@@ -12,7 +12,6 @@ import {
 import { REPO_ROOT } from './images.ts';
 import {
   assertNoOtherNode,
-  kubeletClientPki,
   missingHostCommands,
   type NodeState,
   nodeUnsupportedReasons,
@@ -20,6 +19,7 @@ import {
   startNode,
   stopNode,
 } from './node.ts';
+import { kubeletClientPki } from './pki.ts';
 
 export interface ClusterOptions {
   dir: string;

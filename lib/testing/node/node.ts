@@ -1,7 +1,7 @@
 // One real node beside the local control plane: containerd (its own config,
 // root, state and socket under the cluster directory), runc, a CNI bridge of
 // its own, kubelet, kube-controller-manager, kube-scheduler, kube-proxy
-// (iptables) and CoreDNS. Every process is recorded by PID in node.json and
+// (iptables), CoreDNS and the relay pods reach the API server through. Every process is recorded by PID in node.json and
 // stopped only by that PID; stopNode also removes the mounts, interfaces,
 // iptables chains, cgroups and host directories the node created.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -18,8 +18,6 @@ import {
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createSelfSignedCA, loadCertificateAuthority } from '../../pki/ca.ts';
-import { issueCertificate } from '../../pki/issue.ts';
 import { type ControlPlaneState, freePort, isAlive } from '../controlplane.ts';
 import type { RelayConfig } from './apiserver-relay.ts';
 import {
@@ -40,23 +38,22 @@ import {
   unmountAll,
   writeSysctl,
 } from './host.ts';
-import { IMAGE_DIR, PAUSE_IMAGE, pauseImage, writeImage } from './images.ts';
+import { IMAGE_DIR, pauseImage, writeImage } from './images.ts';
+import {
+  BRIDGE,
+  CGROUP_ROOT,
+  cniConfig,
+  containerdConfig,
+  corefile,
+  type KubeletOptions,
+  kubeletConfig,
+  NODE_IP,
+  NODE_NAME,
+  POD_SUBNET,
+  RELAY_PORT,
+} from './layout.ts';
 
-export const NODE_NAME = 'sigil-node';
-/** The pods' bridge and subnet: names and addresses this project owns on the host. */
-export const BRIDGE = 'sigil0';
-export const POD_SUBNET = '10.244.0.0/24';
-/** The bridge's address: the node's IP, the pods' gateway and the cluster DNS server. */
-export const NODE_IP = '10.244.0.1';
-/** All pod and container cgroups live under this one, in every hierarchy. */
-export const CGROUP_ROOT = '/sigil';
-/** The `kubernetes` Service's ClusterIP: the first address of the control plane's 10.96.0.0/16. */
-const KUBERNETES_SERVICE_IP = '10.96.0.1';
-/** Where pods reach the API server (the `kubernetes` Service's endpoint): see apiserver-relay.ts. */
-export const RELAY_PORT = 6443;
-const DAY = 86_400_000;
-
-/** The order processes are stopped in: nothing new is scheduled while pods are torn down. */
+/** The node's processes, by the name each is recorded under in node.json. */
 const COMPONENTS = [
   'kube-controller-manager',
   'kube-scheduler',
@@ -68,11 +65,9 @@ const COMPONENTS = [
 ] as const;
 type Component = (typeof COMPONENTS)[number];
 
-export interface NodeOptions {
+export interface NodeOptions extends KubeletOptions {
   /** Where the binaries are (hack/build-tools.sh node). */
   binDir: string;
-  /** The kubelet's syncFrequency: how often it re-reads Secrets and ConfigMaps for running pods. */
-  syncFrequency?: string;
 }
 
 export interface NodeState {
@@ -84,12 +79,6 @@ export interface NodeState {
   createdBridge: boolean;
   kubeProxyBin: string;
   logs: Partial<Record<Component, string>>;
-}
-
-/** Files the API server needs before it starts, to call the kubelet (logs, exec, port-forward). */
-export interface KubeletClientPki {
-  apiserverArgs: string[];
-  dir: string;
 }
 
 /** The cluster directory recorded on the bridge by the node that created it. */
@@ -150,85 +139,6 @@ function saveNodeState(state: NodeState) {
   writeFileSync(join(state.dir, 'node.json'), JSON.stringify(state, null, 2));
 }
 
-/**
- * A CA for the kubelet's serving certificate, a CA for its clients and the API
- * server's client certificate: the API server flags that use them are returned
- * so the control plane starts with them.
- */
-export async function kubeletClientPki(clusterDir: string): Promise<KubeletClientPki> {
-  const dir = join(clusterDir, 'node', 'pki');
-  mkdirSync(dir, { recursive: true });
-  const now = new Date();
-  const span = { notBefore: new Date(now.getTime() - 60_000), notAfter: new Date(now.getTime() + 365 * DAY) };
-  const servingCa = await createSelfSignedCA({ commonName: 'sigil-local-kubelet-ca', ...span });
-  const clientCa = await createSelfSignedCA({ commonName: 'sigil-local-kubelet-client-ca', ...span });
-  const signingCa = await createSelfSignedCA({ commonName: 'sigil-local-cluster-signer', ...span });
-  const inClusterCa = await createSelfSignedCA({ commonName: 'sigil-local-in-cluster-ca', ...span });
-  const relay = await issueCertificate(
-    loadCertificateAuthority(inClusterCa.certPem, inClusterCa.keyPem, now),
-    {
-      commonName: 'kubernetes',
-      dnsNames: [
-        'kubernetes',
-        'kubernetes.default',
-        'kubernetes.default.svc',
-        'kubernetes.default.svc.cluster.local',
-      ],
-      ipAddresses: [KUBERNETES_SERVICE_IP, NODE_IP],
-      usages: ['digital signature', 'key encipherment', 'server auth'],
-      durationMs: 365 * DAY,
-    },
-    now,
-  );
-  const serving = await issueCertificate(
-    loadCertificateAuthority(servingCa.certPem, servingCa.keyPem, now),
-    {
-      commonName: NODE_NAME,
-      dnsNames: [NODE_NAME],
-      ipAddresses: [NODE_IP],
-      usages: ['digital signature', 'key encipherment', 'server auth'],
-      durationMs: 365 * DAY,
-    },
-    now,
-  );
-  const client = await issueCertificate(
-    loadCertificateAuthority(clientCa.certPem, clientCa.keyPem, now),
-    {
-      commonName: 'kube-apiserver-kubelet-client',
-      subject: { organizations: ['system:masters'] },
-      usages: ['digital signature', 'key encipherment', 'client auth'],
-      durationMs: 365 * DAY,
-    },
-    now,
-  );
-  const files: Record<string, string> = {
-    'kubelet-ca.crt': servingCa.certPem,
-    'kubelet.crt': serving.certificatePem,
-    'kubelet.key': serving.privateKeyPem,
-    'kubelet-client-ca.crt': clientCa.certPem,
-    'apiserver-kubelet-client.crt': client.certificatePem,
-    'apiserver-kubelet-client.key': client.privateKeyPem,
-    'cluster-signing.crt': signingCa.certPem,
-    'cluster-signing.key': signingCa.keyPem,
-    'in-cluster-ca.crt': inClusterCa.certPem,
-    'apiserver-relay.crt': relay.certificatePem,
-    'apiserver-relay.key': relay.privateKeyPem,
-  };
-  for (const [name, content] of Object.entries(files))
-    writeFileSync(join(dir, name), content, { mode: name.endsWith('.key') ? 0o600 : 0o644 });
-  return {
-    dir,
-    apiserverArgs: [
-      `--kubelet-client-certificate=${join(dir, 'apiserver-kubelet-client.crt')}`,
-      `--kubelet-client-key=${join(dir, 'apiserver-kubelet-client.key')}`,
-      `--kubelet-certificate-authority=${join(dir, 'kubelet-ca.crt')}`,
-      '--kubelet-preferred-address-types=InternalIP',
-      // Webhooks are called at their Service's endpoints, which the host routes to over the pod bridge.
-      '--enable-aggregator-routing=true',
-    ],
-  };
-}
-
 function spawnDetached(bin: string, args: string[], logFile: string): ChildProcess {
   const fd = openSync(logFile, 'a');
   const child = spawn(bin, args, { stdio: ['ignore', fd, fd], detached: true });
@@ -277,141 +187,6 @@ export function apiRequest(
     req.on('error', reject);
     req.end(body === undefined ? undefined : JSON.stringify(body));
   });
-}
-
-function containerdConfig(dir: string, socket: string): string {
-  const cri = 'plugins."io.containerd.grpc.v1.cri"';
-  return `version = 2
-root = "${dir}/containerd/root"
-state = "${dir}/containerd/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "${socket}"
-
-[ttrpc]
-  address = "${socket}.ttrpc"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "${dir}/containerd/opt"
-
-[${cri}]
-  sandbox_image = "${PAUSE_IMAGE}"
-  # These machines lack CAP_SYS_RESOURCE: without this every sandbox fails to start.
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-
-[${cri}.containerd]
-  snapshotter = "overlayfs"
-  default_runtime_name = "runc"
-
-[${cri}.containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-
-[${cri}.containerd.runtimes.runc.options]
-  SystemdCgroup = false
-
-[${cri}.cni]
-  bin_dir = "/usr/lib/cni"
-  conf_dir = "${dir}/cni/net.d"
-`;
-}
-
-function cniConfig(dir: string): string {
-  return JSON.stringify(
-    {
-      cniVersion: '0.4.0',
-      name: 'sigil',
-      plugins: [
-        {
-          type: 'bridge',
-          bridge: BRIDGE,
-          isGateway: true,
-          // Pods talk to each other, the host and Services; nothing leaves the node, so no NAT rules.
-          ipMasq: false,
-          hairpinMode: true,
-          ipam: {
-            type: 'host-local',
-            ranges: [[{ subnet: POD_SUBNET, gateway: NODE_IP }]],
-            routes: [{ dst: '0.0.0.0/0' }],
-            dataDir: join(dir, 'cni', 'ipam'),
-          },
-        },
-        { type: 'loopback' },
-      ],
-    },
-    null,
-    2,
-  );
-}
-
-function kubeletConfig(
-  dir: string,
-  socket: string,
-  ports: { kubelet: number; healthz: number },
-  options: NodeOptions,
-) {
-  const pki = join(dir, 'pki');
-  return `apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: ${NODE_IP}
-port: ${ports.kubelet}
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: ${ports.healthz}
-tlsCertFile: ${join(pki, 'kubelet.crt')}
-tlsPrivateKeyFile: ${join(pki, 'kubelet.key')}
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    enabled: false
-  x509:
-    clientCAFile: ${join(pki, 'kubelet-client-ca.crt')}
-authorization:
-  mode: AlwaysAllow
-containerRuntimeEndpoint: unix://${socket}
-imageServiceEndpoint: unix://${socket}
-cgroupDriver: cgroupfs
-cgroupRoot: ${CGROUP_ROOT}
-cgroupsPerQOS: true
-enforceNodeAllocatable: [pods]
-failSwapOn: false
-clusterDNS: [${NODE_IP}]
-clusterDomain: cluster.local
-syncFrequency: ${options.syncFrequency ?? '1m'}
-podLogsDir: ${join(dir, 'pod-logs')}
-serializeImagePulls: false
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard:
-  memory.available: 100Mi
-  nodefs.available: 1%
-  nodefs.inodesFree: 1%
-  imagefs.available: 1%
-rotateCertificates: false
-serverTLSBootstrap: false
-protectKernelDefaults: false
-`;
-}
-
-function corefile(kubeconfig: string): string {
-  return `.:53 {
-    bind ${NODE_IP}
-    errors
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-        kubeconfig ${kubeconfig} sigil-local
-        pods insecure
-        fallthrough in-addr.arpa ip6.arpa
-    }
-    cache 5
-}
-`;
 }
 
 /** `ctr` against this node's containerd, in the namespace the CRI uses. */
