@@ -109,7 +109,7 @@ build_node() {
     [ -x "$BIN_DIR/$cmd" ] || missing+=("$cmd")
   done
   [ "${#missing[@]}" -gt 0 ] || return 0
-  log "building ${missing[*]} $KUBE_VERSION from Go modules (about 10 minutes on 2 cores, once per machine)"
+  log "building ${missing[*]} $KUBE_VERSION from Go modules (about 6 minutes on 2 cores after kube-apiserver, once per machine)"
   # shellcheck disable=SC2086
   write_kube_module "$work" $NODE_COMMANDS
   local pkgs=() out="$work/out"
