@@ -3,9 +3,8 @@
 // loaded into the running node (make cluster-up) if there is one.
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { isAlive } from '../lib/testing/controlplane.ts';
 import { chartImage, pauseImage, sigilImage, writeImage } from '../lib/testing/node/images.ts';
-import { importImage, readNodeState } from '../lib/testing/node/node.ts';
+import { importImage, isRunning, readNodeState } from '../lib/testing/node/node.ts';
 
 const dir = resolve(process.env.SIGIL_CLUSTER_DIR ?? '.cluster');
 const started = Date.now();
@@ -20,7 +19,7 @@ for (const archive of archives)
 console.log(`${name} written in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
 const node = readNodeState(dir);
-if (node && isAlive(node.pids.containerd)) {
+if (node && isRunning(node, 'containerd')) {
   for (const archive of archives) importImage(node, archive);
   console.log(`loaded into the node's containerd (${dir})`);
 } else {

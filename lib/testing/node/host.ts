@@ -240,3 +240,27 @@ export function bridgePorts(bridge: string): string[] {
 export function interfaceExists(name: string): boolean {
   return existsSync(`/sys/class/net/${name}`);
 }
+
+/**
+ * A process's start time (clock ticks since boot, /proc/<pid>/stat field 22):
+ * with its PID, it names one process, even after the PID is reused.
+ */
+export function processStartTime(pid: number | undefined): string | undefined {
+  if (!pid) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `pid` is running a command line that contains `text`. */
+export function commandLineContains(pid: number, text: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').includes(text);
+  } catch {
+    return false;
+  }
+}

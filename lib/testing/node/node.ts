@@ -23,11 +23,13 @@ import type { RelayConfig } from './apiserver-relay.ts';
 import {
   bridgePorts,
   cgroupHierarchies,
+  commandLineContains,
   type HostSnapshot,
   interfaceExists,
   newChains,
   newNetns,
   processesInCgroup,
+  processStartTime,
   removeCgroup,
   removeNewChains,
   removeNewPaths,
@@ -63,7 +65,7 @@ const COMPONENTS = [
   'apiserver-relay',
   'containerd',
 ] as const;
-type Component = (typeof COMPONENTS)[number];
+export type Component = (typeof COMPONENTS)[number];
 
 export interface NodeOptions extends KubeletOptions {
   /** Where the binaries are (hack/build-tools.sh node). */
@@ -74,6 +76,8 @@ export interface NodeState {
   dir: string;
   containerdSocket: string;
   pids: Partial<Record<Component, number>>;
+  /** Each process's start time, so a PID reused by another process (after a reboot) is never signalled. */
+  startTimes: Partial<Record<Component, string>>;
   /** The host as it was before the node started: what down restores. */
   snapshot: HostSnapshot;
   createdBridge: boolean;
@@ -133,6 +137,17 @@ export function readNodeState(clusterDir: string): NodeState | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The PID of a component this node started, if that very process still runs. */
+export function ownPid(state: NodeState, component: Component): number | undefined {
+  const pid = state.pids[component];
+  if (!pid || !isAlive(pid)) return undefined;
+  return processStartTime(pid) === state.startTimes?.[component] ? pid : undefined;
+}
+
+export function isRunning(state: NodeState, component: Component): boolean {
+  return ownPid(state, component) !== undefined;
 }
 
 function saveNodeState(state: NodeState) {
@@ -226,8 +241,8 @@ async function waitUntil(
 }
 
 function assertRunning(state: NodeState, component: Component) {
-  const pid = state.pids[component];
-  if (!isAlive(pid)) throw new Error(`${component} exited; its log ends:\n${tail(state.logs[component])}`);
+  if (!isRunning(state, component))
+    throw new Error(`${component} exited; its log ends:\n${tail(state.logs[component])}`);
 }
 
 /**
@@ -286,6 +301,7 @@ export async function startNode(cp: ControlPlaneState, options: NodeOptions): Pr
     dir,
     containerdSocket: join(dir, 'containerd', 'containerd.sock'),
     pids: {},
+    startTimes: {},
     snapshot: snapshotHost(),
     createdBridge: false,
     kubeProxyBin: join(options.binDir, 'kube-proxy'),
@@ -294,6 +310,7 @@ export async function startNode(cp: ControlPlaneState, options: NodeOptions): Pr
   saveNodeState(state);
   const started = (component: Component, child: ChildProcess) => {
     state.pids[component] = child.pid!;
+    state.startTimes[component] = processStartTime(child.pid);
     saveNodeState(state);
   };
   const launch = (component: Component, bin: string, args: string[]) => {
@@ -477,7 +494,8 @@ function shimPids(state: NodeState): number[] {
       } catch {}
     }
   }
-  return pids.filter((pid) => pid > 0);
+  // A shim's command line names its containerd's socket: a reused PID does not.
+  return pids.filter((pid) => pid > 0 && commandLineContains(pid, state.containerdSocket));
 }
 
 function runningTasks(state: NodeState): string[] {
@@ -510,12 +528,12 @@ export async function stopNode(state: NodeState) {
         'coredns',
         'apiserver-relay',
       ] as const
-    ).map((c) => terminate(state.pids[c])),
+    ).map((c) => terminate(ownPid(state, c))),
   );
   step('components stopped');
 
   // Kill and delete the pods' tasks, then any process left in the node's cgroups.
-  if (isAlive(state.pids.containerd)) {
+  if (isRunning(state, 'containerd')) {
     for (const id of runningTasks(state))
       tryRun('ctr', [
         '--address',
@@ -544,7 +562,7 @@ export async function stopNode(state: NodeState) {
   }
   step('tasks killed');
   const shims = shimPids(state);
-  await terminate(state.pids.containerd);
+  await terminate(ownPid(state, 'containerd'));
   await Promise.all(shims.map((pid) => terminate(pid, 2_000)));
   step('containerd and shims stopped');
 
@@ -571,6 +589,7 @@ export async function stopNode(state: NodeState) {
   step('host restored');
   if (existsSync(join(state.dir, 'node.json'))) {
     state.pids = {};
+    state.startTimes = {};
     saveNodeState(state);
   }
 }
@@ -578,8 +597,10 @@ export async function stopNode(state: NodeState) {
 /** What a node left on the host: empty when stopNode did its job. */
 export function leftovers(state: NodeState): string[] {
   const found: string[] = [];
-  for (const [component, pid] of Object.entries(state.pids))
-    if (isAlive(pid)) found.push(`${component} (pid ${pid})`);
+  for (const component of COMPONENTS) {
+    const pid = ownPid(state, component);
+    if (pid) found.push(`${component} (pid ${pid})`);
+  }
   for (const pid of shimPids(state)) if (isAlive(pid)) found.push(`shim (pid ${pid})`);
   for (const pid of processesInCgroup(CGROUP_ROOT)) found.push(`process ${pid} in ${CGROUP_ROOT}`);
   if (interfaceExists(BRIDGE)) found.push(`interface ${BRIDGE}`);
