@@ -3,8 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spiffeIdOf, spiffeMatcher } from '../mtls/index.ts';
 import type { IssuerPolicy } from '../api/types.ts';
+import { spiffeIdOf, spiffeMatcher } from '../mtls/index.ts';
 import { loadCertificateAuthority } from '../pki/ca.ts';
 import { type IssueRequest, issueCertificate, requestProblems } from '../pki/issue.ts';
 import { DAY, opensslVerify, testCA } from '../testing/pki.ts';
@@ -559,7 +559,7 @@ describe('an allowed subordinate CA', () => {
     expect(tenancyViolation(tenancy, subRequest)).toBeUndefined();
     const sub = await issueCertificate(ca, subRequest, new Date());
     const text = (await import('node:child_process')).execFileSync('openssl', ['x509', '-noout', '-text'], {
-      input: sub.certificatePem.split('-----END CERTIFICATE-----')[0] + '-----END CERTIFICATE-----\n',
+      input: `${sub.certificatePem.split('-----END CERTIFICATE-----')[0]}-----END CERTIFICATE-----\n`,
       encoding: 'utf8',
     });
     expect(text).toMatch(/CA:TRUE, pathlen:0/);
