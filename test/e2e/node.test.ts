@@ -249,6 +249,46 @@ describeNode('a real one-node cluster', () => {
     );
   }, 120_000);
 
+  it('should bring a changed Secret into a running container (kubelet syncFrequency 5s), read through kubectl exec', async () => {
+    const secret = (value: string) => ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'rotating', namespace: NAMESPACE },
+      stringData: { value },
+    });
+    await create(`/api/v1/namespaces/${NAMESPACE}/secrets`, secret('one'));
+    const object = pod('reader', {
+      command: ['/usr/local/bin/node', '-e', 'setInterval(() => {}, 1000)'],
+    }) as {
+      spec: Record<string, unknown> & { containers: Record<string, unknown>[] };
+    };
+    object.spec.volumes = [{ name: 'secret', secret: { secretName: 'rotating' } }];
+    object.spec.containers[0]!.volumeMounts = [{ name: 'secret', mountPath: '/secret', readOnly: true }];
+    await create(`/api/v1/namespaces/${NAMESPACE}/pods`, object);
+    await waitForPod('reader', ['Running']);
+    // Read through kubectl exec: the API server reaches the kubelet's streaming endpoint.
+    const read = () =>
+      kubectl(
+        'exec',
+        '-n',
+        NAMESPACE,
+        'reader',
+        '--',
+        '/usr/local/bin/node',
+        '-p',
+        'require("fs").readFileSync("/secret/value", "utf8")',
+      ).trim();
+    expect(read()).toBe('one');
+
+    const changed = Date.now();
+    const res = await api('PUT', `/api/v1/namespaces/${NAMESPACE}/secrets/rotating`, secret('two'));
+    expect(res.status).toBe(200);
+    await waitFor(async () => read() === 'two', 30_000);
+    const ms = Date.now() - changed;
+    timings['Secret change to file (syncFrequency 5s)'] = `${ms} ms`;
+    expect(ms).toBeLessThan(15_000);
+  }, 120_000);
+
   it('should leave no process, mount, interface, iptables chain or cgroup behind when it stops', async () => {
     const started = Date.now();
     await stopCluster(dir);
