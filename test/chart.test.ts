@@ -338,7 +338,7 @@ async function wholeJob(timeoutMs = 15_000): Promise<string | undefined> {
         apiVersion: `${GROUP}/${VERSION}`,
         kind: 'Certificate',
         metadata: { name: 'c1' },
-        spec: { secretName: 'c1-tls', dnsNames: [`c1.${ns}.svc`] },
+        spec: { secretName: 'c1-tls', dnsNames: ['c1.example.com'] },
       },
     });
     const get = async () =>
@@ -392,7 +392,8 @@ async function wholeJob(timeoutMs = 15_000): Promise<string | undefined> {
       const p = await core().createNamespacedPod({
         namespace: ns,
         body: {
-          metadata: { generateName: 'web-', annotations: { 'sigil.dev/dns-names': `web.${ns}.svc` } },
+          // A name outside the namespace that the release's issuer policy lists: the webhook reads the issuer.
+          metadata: { generateName: 'web-', annotations: { 'sigil.dev/dns-names': 'web.example.com' } },
           spec: { serviceAccountName: 'web', containers: [{ name: 'a', image: 'x' }] },
         },
       });
