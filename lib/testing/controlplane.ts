@@ -236,6 +236,14 @@ export interface StartOptions {
   persistent: boolean;
   /** Extra kube-apiserver flags. */
   apiserverArgs?: string[];
+  /**
+   * Keep the ServiceAccount admission plugin, which mounts each pod's token and
+   * refuses pods whose ServiceAccount does not exist yet. Off by default: with
+   * no kube-controller-manager nothing creates ServiceAccounts, and the
+   * integration tests create pods without them. A real node turns it on, so
+   * pods (the chart's operator and webhook) get tokens as on any cluster.
+   */
+  serviceAccountAdmission?: boolean;
 }
 
 /** Starts etcd and kube-apiserver on free loopback ports and waits until the API server is ready. */
@@ -352,7 +360,7 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
       `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
       '--service-cluster-ip-range=10.96.0.0/16',
       '--allow-privileged=true',
-      '--disable-admission-plugins=ServiceAccount',
+      ...(options.serviceAccountAdmission ? [] : ['--disable-admission-plugins=ServiceAccount']),
       `--admission-control-config-file=${admissionConfig(pki, webhookClient)}`,
       '--max-requests-inflight=1000',
       '--max-mutating-requests-inflight=500',

@@ -67,6 +67,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     dir: options.dir,
     persistent: true,
     apiserverArgs: pki.apiserverArgs,
+    // kube-controller-manager creates ServiceAccounts and their tokens' CA, so pods get tokens as on any cluster.
+    serviceAccountAdmission: true,
   });
   try {
     const node = await startNode(controlPlane, {
