@@ -65,11 +65,12 @@ test-faults: $(NODE_STAMP)
 	hack/build-tools.sh control-plane
 	npm run test:faults
 
-## test-e2e: a real one-node cluster: pods from the built image, a Deployment, a Service by ClusterIP and DNS
+## test-e2e: a real one-node cluster: pods from the built image, a Deployment, a Service by ClusterIP and DNS,
+## and the chart installed with helm injecting identities into an opted-in Deployment
 test-e2e: image
 	hack/build-tools.sh control-plane
 	@# The node's packages and binaries only where a node can run (the suite says why it skips elsewhere).
-	if [ "$$(id -u)" = 0 ] && [ -d /sys/fs/cgroup ]; then hack/node-packages.sh && hack/build-tools.sh node; fi
+	if [ "$$(id -u)" = 0 ] && [ -d /sys/fs/cgroup ]; then hack/node-packages.sh && hack/build-tools.sh node && hack/build-tools.sh helm; fi
 	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects e2e --runInBand
 
 ## cluster-up: a local cluster in the background; admin kubeconfig in .cluster/kubeconfig. With a real node

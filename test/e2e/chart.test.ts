@@ -1,0 +1,318 @@
+// The chart on a real node, as a user installs it: `helm install` with the
+// image this checkout builds, the operator and webhook running as pods under
+// the chart's RBAC, the API server calling the webhook through its Service
+// (--enable-aggregator-routing: at the Service's endpoints), a Deployment in an
+// opted-in namespace starting with its identity files readable by a non-root
+// user, and `helm uninstall` leaving none of the release's objects behind.
+// Skipped, saying why, on a machine that cannot run a node.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type Cluster,
+  nodeBinaryDir,
+  nodeBlockers,
+  startCluster,
+  stopCluster,
+} from '../../lib/testing/node/cluster.ts';
+import { chartImage, IMAGE_DIR, REPO_ROOT, sigilImage, writeImage } from '../../lib/testing/node/images.ts';
+import { importImage, leftovers, type NodeState } from '../../lib/testing/node/node.ts';
+
+const blockers = nodeBlockers();
+const describeNode = blockers.length === 0 ? describe : describe.skip;
+if (blockers.length > 0) console.log(`e2e skipped: this machine cannot run a node: ${blockers.join('; ')}`);
+
+const IMAGE = chartImage();
+const RELEASE = 'sigil';
+const RELEASE_NAMESPACE = 'sigil-system';
+const APP_NAMESPACE = 'shop';
+const MOUNT = '/var/run/secrets/sigil.dev';
+
+/**
+ * Reads the three injected files, prints who it runs as and the SPIFFE ID in tls.crt, then stays up
+ * so the Deployment is Available.
+ */
+const READ_IDENTITY = `const fs = require('node:fs'); const { X509Certificate } = require('node:crypto');
+  const dir = process.env.SIGIL_DIR;
+  const cert = new X509Certificate(fs.readFileSync(dir + '/tls.crt'));
+  const key = require('node:crypto').createPrivateKey(fs.readFileSync(dir + '/tls.key'));
+  const ca = new X509Certificate(fs.readFileSync(dir + '/ca.crt'));
+  console.log('uid=' + process.getuid() + ' key-matches=' + cert.checkPrivateKey(key) + ' signed-by-ca=' + cert.verify(ca.publicKey));
+  console.log('identity ' + cert.subjectAltName);
+  setInterval(() => {}, 60_000);`;
+
+/** A Deployment of the Sigil image running `node -e` as a non-root user other than the image's. */
+function appDeployment(name: string) {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace: APP_NAMESPACE },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          terminationGracePeriodSeconds: 1,
+          securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000 },
+          containers: [
+            {
+              name: 'app',
+              image: IMAGE,
+              imagePullPolicy: 'Never',
+              command: ['/usr/local/bin/node', '-e', READ_IDENTITY],
+              env: [{ name: 'SIGIL_DIR', value: MOUNT }],
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+describeNode('the chart on a real one-node cluster', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sigil-e2e-chart-'));
+  const manifests = join(dir, 'manifests');
+  let cluster: Cluster;
+  let node: NodeState;
+  let binDir: string;
+  const timings: Record<string, string> = {};
+
+  const env = () => ({
+    ...process.env,
+    KUBECONFIG: cluster.controlPlane.kubeconfig,
+    // Helm's caches and settings stay in the test's directory.
+    HELM_CACHE_HOME: join(dir, 'helm', 'cache'),
+    HELM_CONFIG_HOME: join(dir, 'helm', 'config'),
+    HELM_DATA_HOME: join(dir, 'helm', 'data'),
+  });
+  const run = (bin: string, args: string[], timeoutMs: number) => {
+    try {
+      return execFileSync(join(binDir, bin), args, {
+        encoding: 'utf8',
+        env: env(),
+        timeout: timeoutMs,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    } catch (err) {
+      const e = err as { stdout?: string; stderr?: string; message: string };
+      throw new Error(`${bin} ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+    }
+  };
+  const kubectl = (...args: string[]) => run('kubectl', args, 120_000);
+  const helm = (...args: string[]) => run('helm', args, 240_000);
+  /** Writes a manifest the way a user keeps one, and applies it with kubectl. */
+  const apply = (file: string, ...objects: unknown[]) => {
+    const path = join(manifests, file);
+    writeFileSync(path, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }, null, 2));
+    return kubectl('apply', '-f', path);
+  };
+  const timed = <T>(what: string, action: () => T): T => {
+    const started = Date.now();
+    const result = action();
+    timings[what] = `${Date.now() - started} ms`;
+    return result;
+  };
+
+  /** Diagnostics for a failed step: the pods of both namespaces and the release's recent logs. */
+  const describeState = () => {
+    try {
+      return [
+        kubectl('get', 'pods', '-A', '-o', 'wide'),
+        kubectl('get', 'events', '-A', '--sort-by=.lastTimestamp'),
+        kubectl('logs', '-n', RELEASE_NAMESPACE, '-l', 'app.kubernetes.io/component=webhook', '--tail=20'),
+        kubectl('logs', '-n', RELEASE_NAMESPACE, '-l', 'app.kubernetes.io/component=operator', '--tail=20'),
+      ].join('\n');
+    } catch (err) {
+      return String(err);
+    }
+  };
+
+  beforeAll(async () => {
+    mkdirSync(manifests, { recursive: true });
+    const archive = join(IMAGE_DIR, `sigil-${IMAGE.slice(IMAGE.lastIndexOf(':') + 1)}.oci.tar`);
+    const image = existsSync(archive)
+      ? archive
+      : writeImage(sigilImage(IMAGE), `sigil-${IMAGE.split(':')[1]}.oci.tar`);
+    binDir = nodeBinaryDir();
+    // helm is built with the control plane's tools, not the node's: make sure it is there too.
+    execFileSync(join(REPO_ROOT, 'hack', 'build-tools.sh'), ['helm'], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    const started = Date.now();
+    cluster = await startCluster({ dir: join(dir, 'cluster'), node: true });
+    node = cluster.node!;
+    timings['cluster up'] = `${Date.now() - started} ms`;
+    timed('image import', () => importImage(node, image));
+  }, 600_000);
+
+  afterAll(async () => {
+    // Stops whatever started, even when beforeAll failed half-way.
+    if (existsSync(join(dir, 'cluster'))) await stopCluster(join(dir, 'cluster'));
+    console.log(`e2e chart timings: ${JSON.stringify(timings)}`);
+  }, 120_000);
+
+  it('should install the chart with the built image and run the operator and webhook as pods under its ServiceAccounts', () => {
+    const repository = IMAGE.slice(0, IMAGE.lastIndexOf(':'));
+    const tag = IMAGE.slice(IMAGE.lastIndexOf(':') + 1);
+    try {
+      timed('helm install --wait', () =>
+        helm(
+          'install',
+          RELEASE,
+          join(REPO_ROOT, 'charts', 'sigil'),
+          '--namespace',
+          RELEASE_NAMESPACE,
+          '--create-namespace',
+          '--set',
+          `image.repository=${repository}`,
+          '--set',
+          `image.tag=${tag}`,
+          // The image is already in the node's containerd; there is no registry to pull from.
+          '--set',
+          'image.pullPolicy=Never',
+          '--wait',
+          '--timeout=150s',
+        ),
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${describeState()}`);
+    }
+    const pods = kubectl(
+      'get',
+      'pods',
+      '-n',
+      RELEASE_NAMESPACE,
+      '-o',
+      'jsonpath={range .items[*]}{.metadata.labels.app\\.kubernetes\\.io/component} {.spec.serviceAccountName} {.status.phase}{"\\n"}{end}',
+    )
+      .trim()
+      .split('\n')
+      .sort();
+    expect(pods).toEqual([
+      'operator sigil-operator Running',
+      'operator sigil-operator Running',
+      'webhook sigil-webhook Running',
+      'webhook sigil-webhook Running',
+    ]);
+    // The operator wrote the webhook's serving CA into the configuration the chart installed.
+    const caBundles = kubectl(
+      'get',
+      'mutatingwebhookconfiguration',
+      'sigil-webhook',
+      '-o',
+      'jsonpath={range .webhooks[*]}{.clientConfig.caBundle}{"\\n"}{end}',
+    )
+      .trim()
+      .split('\n');
+    expect(caBundles.map((b) => b.length > 0)).toEqual([true, true]);
+  }, 300_000);
+
+  it('should start a Deployment in an opted-in namespace with tls.crt, tls.key and ca.crt readable by a non-root user', () => {
+    apply('namespace.json', {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: APP_NAMESPACE, labels: { 'sigil.dev/inject': 'enabled' } },
+    });
+    kubectl(
+      'wait',
+      '--for=jsonpath={.metadata.name}=default',
+      'serviceaccount/default',
+      '-n',
+      APP_NAMESPACE,
+      '--timeout=30s',
+    );
+    try {
+      timed('injected Deployment apply to Available', () => {
+        apply('app.json', appDeployment('app'));
+        kubectl('wait', '--for=condition=Available', 'deployment/app', '-n', APP_NAMESPACE, '--timeout=90s');
+      });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${describeState()}`);
+    }
+    const pod = JSON.parse(kubectl('get', 'pods', '-n', APP_NAMESPACE, '-l', 'app=app', '-o', 'json')) as {
+      items: { metadata: { name: string; annotations?: Record<string, string> } }[];
+    };
+    expect(pod.items).toHaveLength(1);
+    const name = pod.items[0]!.metadata.name;
+    expect(pod.items[0]!.metadata.annotations?.['sigil.dev/status']).toBe('injected');
+
+    let logs = '';
+    const deadline = Date.now() + 20_000;
+    while (!logs.includes('identity') && Date.now() < deadline)
+      logs = kubectl('logs', '-n', APP_NAMESPACE, name);
+    expect(logs.trim().split('\n')).toEqual([
+      'uid=1000 key-matches=true signed-by-ca=true',
+      `identity URI:spiffe://cluster.local/ns/${APP_NAMESPACE}/sa/default`,
+    ]);
+    // The same files, read again through the API server's exec stream (the image has no shell).
+    expect(
+      kubectl(
+        'exec',
+        '-n',
+        APP_NAMESPACE,
+        name,
+        '--',
+        '/usr/local/bin/node',
+        '-p',
+        `require('fs').readdirSync('${MOUNT}').filter((f) => !f.startsWith('..')).sort().join(',')`,
+      ).trim(),
+    ).toBe('ca.crt,tls.crt,tls.key');
+    const certificates = kubectl(
+      'get',
+      'certificates.sigil.dev',
+      '-n',
+      APP_NAMESPACE,
+      '-o',
+      'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
+    ).trim();
+    expect(certificates).toBe('True');
+  }, 180_000);
+
+  it('should leave none of the release behind after helm uninstall, so opted-in pods are admitted again', () => {
+    timed('helm uninstall --wait', () =>
+      helm('uninstall', RELEASE, '--namespace', RELEASE_NAMESPACE, '--wait', '--timeout=120s'),
+    );
+    const selector = `app.kubernetes.io/instance=${RELEASE}`;
+    const left = (kind: string, namespaced: boolean) =>
+      kubectl('get', kind, ...(namespaced ? ['-A'] : []), '-l', selector, '-o', 'name').trim();
+    expect({
+      deployments: left('deployments', true),
+      services: left('services', true),
+      serviceAccounts: left('serviceaccounts', true),
+      roles: left('roles', true),
+      clusterRoles: left('clusterroles', false),
+      webhookConfigurations: kubectl('get', 'mutatingwebhookconfigurations', '-o', 'name').trim(),
+    }).toEqual({
+      deployments: '',
+      services: '',
+      serviceAccounts: '',
+      roles: '',
+      clusterRoles: '',
+      webhookConfigurations: '',
+    });
+    // kube-controller-manager's garbage collector removes the release's pods with their ReplicaSets.
+    kubectl('wait', '--for=delete', 'pods', '-n', RELEASE_NAMESPACE, '-l', selector, '--timeout=60s');
+    // With no webhook configuration left, failurePolicy Fail no longer applies: an opted-in pod is created as it is.
+    kubectl(
+      'run',
+      'after-uninstall',
+      '-n',
+      APP_NAMESPACE,
+      `--image=${IMAGE}`,
+      '--image-pull-policy=Never',
+      '--restart=Never',
+      '--',
+      '--help',
+    );
+    expect(
+      kubectl('get', 'pod', 'after-uninstall', '-n', APP_NAMESPACE, '-o', 'jsonpath={.metadata.annotations}'),
+    ).not.toContain('sigil.dev/status');
+  }, 240_000);
+
+  it('should leave no process, mount, interface, iptables chain or cgroup behind when the cluster stops', async () => {
+    await stopCluster(join(dir, 'cluster'));
+    expect(leftovers(node)).toEqual([]);
+  }, 120_000);
+});
