@@ -88,3 +88,38 @@ describe('InFlight', () => {
     expect(f.admit(arrived(f, 100_000), 'a')).toBeUndefined();
   });
 });
+
+describe('InFlight.admitOrWait', () => {
+  it("should give a waiting review the namespace's next free slot, oldest first", async () => {
+    const f = new InFlight({ ...limits, maxReviews: 10 });
+    const [a1, a2] = [arrived(f, 10), arrived(f, 10)];
+    expect(f.admit(a1, 'a')).toBeUndefined();
+    expect(f.admit(a2, 'a')).toBeUndefined();
+    const first = arrived(f, 10);
+    const second = arrived(f, 10);
+    const waitingFirst = f.admitOrWait(first, 'a', 5_000, 4);
+    const waitingSecond = f.admitOrWait(second, 'a', 5_000, 4);
+    expect(f.waitingReviews).toBe(2);
+    f.release(a1);
+    await expect(waitingFirst).resolves.toBeUndefined();
+    expect(second.namespace).toBeUndefined();
+    f.release(a2);
+    await expect(waitingSecond).resolves.toBeUndefined();
+    expect(f.waitingReviews).toBe(0);
+  });
+
+  it('should give up with the reason after the wait, and refuse at once beyond the waiters allowed', async () => {
+    const f = new InFlight({ ...limits, maxReviews: 10 });
+    for (const t of [arrived(f, 10), arrived(f, 10)]) expect(f.admit(t, 'a')).toBeUndefined();
+    const queued = f.admitOrWait(arrived(f, 10), 'a', 50, 1);
+    await expect(f.admitOrWait(arrived(f, 10), 'a', 50, 1)).resolves.toContain('namespace a has 2');
+    await expect(queued).resolves.toContain('namespace a has 2');
+    expect(f.waitingReviews).toBe(0);
+  });
+
+  it("should not make another namespace's review wait", async () => {
+    const f = new InFlight({ ...limits, maxReviews: 10 });
+    for (const t of [arrived(f, 10), arrived(f, 10)]) expect(f.admit(t, 'a')).toBeUndefined();
+    await expect(f.admitOrWait(arrived(f, 10), 'b', 5_000, 4)).resolves.toBeUndefined();
+  });
+});

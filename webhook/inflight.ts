@@ -8,7 +8,11 @@
 // - Once a body is complete, the review takes a slot: one of a count for all
 //   reviews, and one of a namespace's share (a count and bytes), so one
 //   namespace's flood cannot hold what another's pods need.
-// Beyond either, the answer is fast and says so; nothing queues unboundedly.
+// - A complete review whose namespace's share is full may wait a short,
+//   bounded time for one of that namespace's slots (a Deployment scaled up
+//   sends its replicas at once); waiting costs no CPU, the waiters per
+//   namespace are capped, and their bytes stay in the budget above.
+// Beyond that, the answer is fast and says so; nothing queues unboundedly.
 
 export interface InFlightLimits {
   /** Complete reviews held at once, from all namespaces. */
@@ -46,6 +50,8 @@ export class InFlight {
   private bytes = 0;
   private largeBytes = 0;
   private readonly perNamespace = new Map<string, { reviews: number; bytes: number }>();
+  /** Reviews waiting for a slot in their namespace's share, oldest first. */
+  private readonly waiting = new Map<string, (() => void)[]>();
 
   readonly limits: InFlightLimits;
 
@@ -100,6 +106,55 @@ export class InFlight {
     return undefined;
   }
 
+  /**
+   * Like admit, but when only the namespace's share is full, waits up to
+   * `maxWaitMs` for one of its slots, behind at most `maxWaiters` others of
+   * that namespace. The reason when there is still none.
+   */
+  async admitOrWait(
+    ticket: Ticket,
+    namespace: string,
+    maxWaitMs: number,
+    maxWaiters: number,
+  ): Promise<string | undefined> {
+    const deadline = Date.now() + maxWaitMs;
+    let reason = this.admit(ticket, namespace);
+    while (reason !== undefined && ticket.namespace === undefined && this.namespaceFull(namespace)) {
+      const queue = this.waiting.get(namespace) ?? [];
+      const left = deadline - Date.now();
+      if (left <= 0 || queue.length >= maxWaiters || ticket.released) return reason;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          const at = queue.indexOf(wake);
+          if (at >= 0) queue.splice(at, 1);
+          if (queue.length === 0 && this.waiting.get(namespace) === queue) this.waiting.delete(namespace);
+          resolve();
+        }, left);
+        queue.push(wake);
+        this.waiting.set(namespace, queue);
+      });
+      if (ticket.released) return 'the request ended while it waited';
+      reason = this.admit(ticket, namespace);
+    }
+    return reason;
+  }
+
+  private namespaceFull(namespace: string): boolean {
+    const held = this.perNamespace.get(namespace);
+    return held !== undefined && held.reviews >= this.limits.maxReviewsPerNamespace;
+  }
+
+  /** For metrics and tests: reviews waiting for a slot of their namespace. */
+  get waitingReviews(): number {
+    let n = 0;
+    for (const q of this.waiting.values()) n += q.length;
+    return n;
+  }
+
   release(ticket: Ticket): void {
     if (ticket.released) return;
     ticket.released = true;
@@ -112,10 +167,16 @@ export class InFlight {
 
   private leaveNamespace(ticket: Ticket): void {
     const held = this.perNamespace.get(ticket.namespace!)!;
+    const namespace = ticket.namespace!;
     held.reviews--;
     held.bytes -= ticket.bytes;
-    if (held.reviews === 0) this.perNamespace.delete(ticket.namespace!);
+    if (held.reviews === 0) this.perNamespace.delete(namespace);
     delete ticket.namespace;
+    // A freed slot goes to the namespace's oldest waiter.
+    const queue = this.waiting.get(namespace);
+    const next = queue?.shift();
+    if (queue && queue.length === 0) this.waiting.delete(namespace);
+    next?.();
   }
 
   /** For metrics and tests. */

@@ -95,6 +95,14 @@ export const DEFAULT_LIMITS: InFlightLimits = {
   reservedForSmallBytes: 8 * 1024 * 1024,
 };
 /**
+ * How long a complete review may wait for a slot of its namespace's share, and
+ * how many of one namespace may wait: a Deployment scaled up sends its
+ * replicas at once, and they should queue briefly rather than be refused. Well
+ * inside the API server's webhook timeout (10 s in the chart).
+ */
+const NAMESPACE_WAIT_MS = 3_000;
+const NAMESPACE_MAX_WAITERS = 64;
+/**
  * Time from a review's headers to its body's last byte. The API server writes
  * the whole review at once (a few KiB, at most a few MiB over a local
  * network); a body still arriving after this is held open on purpose.
@@ -464,7 +472,12 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
       // the work of reviews within their shares.
       const peeked = peekReview(bytes);
       if (peeked.namespace) {
-        const overloaded = inFlight.admit(ticket, peeked.namespace);
+        const overloaded = await inFlight.admitOrWait(
+          ticket,
+          peeked.namespace,
+          NAMESPACE_WAIT_MS,
+          NAMESPACE_MAX_WAITERS,
+        );
         if (overloaded) {
           const refused = overloadedError(overloaded);
           metrics.admissions.inc({ result: 'denied' });
