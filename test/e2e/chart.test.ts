@@ -6,7 +6,7 @@
 // user, and `helm uninstall` leaving none of the release's objects behind.
 // Skipped, saying why, on a machine that cannot run a node.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -211,6 +211,7 @@ describeNode('the chart on a real one-node cluster', () => {
   afterAll(async () => {
     // Stops whatever started, even when beforeAll failed half-way.
     if (existsSync(join(dir, 'cluster'))) await stopCluster(join(dir, 'cluster'));
+    rmSync(dir, { recursive: true, force: true });
     console.log(`e2e chart timings: ${JSON.stringify(timings)}`);
   }, 120_000);
 
