@@ -96,7 +96,10 @@ demo: $(NODE_STAMP)
 
 ## demo-down: stop what `make demo KEEP=1` left running
 demo-down: $(NODE_STAMP)
-	-pkill -f 'cli/main.ts (operator|webhook) .*\.demo/kubeconfig'
+	@# Only the processes make demo KEEP=1 recorded, and only while each is still this checkout's sigil.
+	-@if [ -f .demo/pids ]; then for p in $$(cat .demo/pids); do \
+	  if tr '\0' ' ' < /proc/$$p/cmdline 2>/dev/null | grep -qF '$(CURDIR)/cli/main.ts'; then kill $$p; fi; \
+	done; rm -f .demo/pids; fi
 	SIGIL_CLUSTER_DIR=.demo node hack/cluster.ts down
 
 ## chart-lint: helm lint, and helm template with default values, with every option on, and namespace-scoped

@@ -1,6 +1,14 @@
 // make demo: Sigil's whole job, told step by step on a local control plane.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { request } from 'node:https';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -69,7 +77,11 @@ function sigil(args: string[], kubeconfig: string, logName: string): ChildProces
     env: { ...process.env, NODE_NO_WARNINGS: '1' },
   });
   closeSync(fd);
-  if (KEEP) child.unref();
+  if (KEEP) {
+    child.unref();
+    // make demo-down stops exactly these, by process id (checking each is still this checkout's).
+    appendFileSync(join(DIR, 'pids'), `${child.pid}\n`);
+  }
   children.push(child);
   return child;
 }
