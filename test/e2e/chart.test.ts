@@ -3,7 +3,12 @@
 // the chart's RBAC, the API server calling the webhook through its Service
 // (--enable-aggregator-routing: at the Service's endpoints), a Deployment in an
 // opted-in namespace starting with its identity files readable by a non-root
-// user, and `helm uninstall` leaving none of the release's objects behind.
+// user, mutual TLS between two Deployments through a Service, a forced renewal
+// reaching a running container through the kubelet with no restart, the
+// standby operator taking the Lease and issuing when the leader pod is deleted,
+// opted-in pods refused (failurePolicy Fail) while no webhook pod runs and pods
+// elsewhere still created, and `helm uninstall` leaving none of the release's
+// objects behind.
 // Skipped, saying why, on a machine that cannot run a node.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +33,21 @@ const RELEASE = 'sigil';
 const RELEASE_NAMESPACE = 'sigil-system';
 const APP_NAMESPACE = 'shop';
 const MOUNT = '/var/run/secrets/sigil.dev';
+/** The test kubelet's syncFrequency: see beforeAll. */
+const SYNC_FREQUENCY = '5s';
+const OPERATOR = `${RELEASE}-operator`;
+const WEBHOOK = `${RELEASE}-webhook`;
+/** A namespace without the opt-in label: the webhook's selectors keep its pods away from it. */
+const PLAIN_NAMESPACE = 'plain';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Serial numbers compared as Sigil's status writes them: lower-case hex, no colons, no leading zeros. */
+const normalSerial = (serial: string) =>
+  serial
+    .trim()
+    .toLowerCase()
+    .replace(/:/g, '')
+    .replace(/^0+(?=.)/, '');
 
 /**
  * Reads the three injected files, prints who it runs as and the SPIFFE ID in tls.crt, then stays up
@@ -202,7 +222,10 @@ describeNode('the chart on a real one-node cluster', () => {
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     const started = Date.now();
-    cluster = await startCluster({ dir: join(dir, 'cluster'), node: true });
+    // The kubelet refreshes Secret volumes in running pods on its pod sync, every syncFrequency (1m by
+    // default, so a renewal takes up to ~70 s to reach the files). 5s keeps the renewal step to seconds
+    // while still going through the kubelet's own refresh, as on any cluster, with nothing nudging it.
+    cluster = await startCluster({ dir: join(dir, 'cluster'), node: true, syncFrequency: SYNC_FREQUENCY });
     node = cluster.node!;
     timings['cluster up'] = `${Date.now() - started} ms`;
     timed('image import', () => importImage(node, image));
@@ -384,6 +407,285 @@ describeNode('the chart on a real one-node cluster', () => {
       backend: expect.stringContaining(`accepted ${ns}/frontend`),
     });
   }, 180_000);
+
+  it(`should bring a forced renewal into the running injected container with no restart (kubelet syncFrequency ${SYNC_FREQUENCY})`, async () => {
+    const pods = JSON.parse(kubectl('get', 'pods', '-n', APP_NAMESPACE, '-l', 'app=app', '-o', 'json')) as {
+      items: {
+        metadata: { name: string; uid: string };
+        spec: { volumes?: { projected?: { sources?: { secret?: { name: string } }[] } }[] };
+      }[];
+    };
+    expect(pods.items).toHaveLength(1);
+    const pod = pods.items[0]!;
+    const secretName = (pod.spec.volumes ?? [])
+      .flatMap((v) => v.projected?.sources ?? [])
+      .map((source) => source.secret?.name)
+      .find((name) => name !== undefined);
+    expect(secretName).toBeDefined();
+    const certificates = JSON.parse(kubectl('get', 'scert', '-n', APP_NAMESPACE, '-o', 'json')) as {
+      items: {
+        metadata: { name: string };
+        spec: { secretName: string };
+        status?: { serialNumber?: string };
+      }[];
+    };
+    const certificate = certificates.items.find((c) => c.spec.secretName === secretName);
+    expect(certificate).toBeDefined();
+    const name = certificate!.metadata.name;
+    const statusSerial = () =>
+      normalSerial(
+        kubectl('get', 'scert', name, '-n', APP_NAMESPACE, '-o', 'jsonpath={.status.serialNumber}'),
+      );
+    // The serial of the tls.crt the running container sees, read through kubectl exec.
+    const containerSerial = () =>
+      normalSerial(
+        kubectl(
+          'exec',
+          '-n',
+          APP_NAMESPACE,
+          pod.metadata.name,
+          '--',
+          '/usr/local/bin/node',
+          '-p',
+          `new (require('crypto').X509Certificate)(require('fs').readFileSync('${MOUNT}/tls.crt')).serialNumber`,
+        ),
+      );
+    const before = statusSerial();
+    expect(containerSerial()).toBe(before);
+
+    const asked = Date.now();
+    kubectl(
+      'annotate',
+      'scert',
+      name,
+      '-n',
+      APP_NAMESPACE,
+      `sigil.dev/renew-requested-at=${new Date(asked).toISOString()}`,
+      '--overwrite',
+    );
+    let renewed = before;
+    let issuedMs = -1;
+    let seen = before;
+    const deadline = asked + 60_000;
+    while (Date.now() < deadline) {
+      if (issuedMs < 0) {
+        renewed = statusSerial();
+        if (renewed !== before) issuedMs = Date.now() - asked;
+      }
+      if (issuedMs >= 0) {
+        seen = containerSerial();
+        if (seen === renewed) break;
+      }
+      await sleep(250);
+    }
+    const reachedMs = Date.now() - asked;
+    timings['renewal requested to issued'] = `${issuedMs} ms`;
+    timings[`renewal requested to new serial in the running container (syncFrequency ${SYNC_FREQUENCY})`] =
+      `${reachedMs} ms`;
+    console.log(
+      `renewal of ${APP_NAMESPACE}/${name}: serial ${before} -> ${renewed}, issued after ${issuedMs} ms, ` +
+        `inside the running container after ${reachedMs} ms (kubelet syncFrequency ${SYNC_FREQUENCY})`,
+    );
+    expect({ changed: renewed !== before, seen }).toEqual({ changed: true, seen: renewed });
+    // The same pod, never restarted: the projected volume (no subPath) was updated in place.
+    expect(
+      kubectl(
+        'get',
+        'pod',
+        pod.metadata.name,
+        '-n',
+        APP_NAMESPACE,
+        '-o',
+        'jsonpath={.metadata.uid} {.status.containerStatuses[0].restartCount}',
+      ).trim(),
+    ).toBe(`${pod.metadata.uid} 0`);
+  }, 120_000);
+
+  it('should hand leadership to the standby operator when the leader pod is deleted, and issue after that', async () => {
+    const holder = () =>
+      kubectl(
+        'get',
+        'lease',
+        OPERATOR,
+        '-n',
+        RELEASE_NAMESPACE,
+        '-o',
+        'jsonpath={.spec.holderIdentity}',
+      ).trim();
+    const operatorPods = () =>
+      kubectl(
+        'get',
+        'pods',
+        '-n',
+        RELEASE_NAMESPACE,
+        '-l',
+        'app.kubernetes.io/component=operator',
+        '-o',
+        'jsonpath={.items[*].metadata.name}',
+      )
+        .trim()
+        .split(' ')
+        .filter(Boolean);
+    // The identity is <hostname>_<pid>, and a pod's hostname is its name.
+    const leader = holder().split('_')[0]!;
+    const pods = operatorPods();
+    expect(pods).toContain(leader);
+    const standby = pods.find((p) => p !== leader)!;
+    expect(standby).toBeDefined();
+
+    const deleted = Date.now();
+    kubectl('delete', 'pod', leader, '-n', RELEASE_NAMESPACE, '--wait=false');
+    let now = holder();
+    while (!now.startsWith(`${standby}_`) && Date.now() < deleted + 45_000) {
+      await sleep(200);
+      now = holder();
+    }
+    const failoverMs = Date.now() - deleted;
+    timings['leader pod deleted to standby holding the Lease'] = `${failoverMs} ms`;
+    console.log(`operator failover: ${leader} deleted, ${standby} leads after ${failoverMs} ms`);
+    expect(now.split('_')[0]).toBe(standby);
+
+    // The new leader issues: a Certificate applied after the failover becomes Ready with its Secret.
+    try {
+      timed('Certificate applied after failover to Ready', () => {
+        apply('after-failover.json', {
+          apiVersion: 'sigil.dev/v1alpha1',
+          kind: 'Certificate',
+          metadata: { name: 'after-failover', namespace: APP_NAMESPACE },
+          spec: { secretName: 'after-failover-tls', dnsNames: [`after-failover.${APP_NAMESPACE}.svc`] },
+        });
+        kubectl(
+          'wait',
+          '--for=condition=Ready',
+          'certificates.sigil.dev/after-failover',
+          '-n',
+          APP_NAMESPACE,
+          '--timeout=45s',
+        );
+      });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${describeState()}`);
+    }
+    expect(
+      kubectl('get', 'secret', 'after-failover-tls', '-n', APP_NAMESPACE, '-o', 'jsonpath={.type}').trim(),
+    ).toBe('kubernetes.io/tls');
+    expect(holder().split('_')[0]).toBe(standby);
+    // The replacement replica comes up as the new standby, so the release is whole again.
+    kubectl(
+      'wait',
+      '--for=jsonpath={.status.readyReplicas}=2',
+      `deployment/${OPERATOR}`,
+      '-n',
+      RELEASE_NAMESPACE,
+      '--timeout=60s',
+    );
+  }, 180_000);
+
+  it('should refuse an opted-in pod while no webhook pod runs (failurePolicy Fail), admit a pod elsewhere, and inject again once it is back', async () => {
+    const webhookPods = ['-n', RELEASE_NAMESPACE, '-l', 'app.kubernetes.io/component=webhook'];
+    kubectl('scale', `deployment/${WEBHOOK}`, '-n', RELEASE_NAMESPACE, '--replicas=0');
+    kubectl('wait', '--for=delete', 'pods', ...webhookPods, '--timeout=60s');
+    expect(kubectl('get', 'pods', ...webhookPods, '-o', 'name').trim()).toBe('');
+
+    const runPod = (name: string, namespace: string, ...args: string[]) =>
+      kubectl(
+        'run',
+        name,
+        '-n',
+        namespace,
+        `--image=${IMAGE}`,
+        '--image-pull-policy=Never',
+        '--restart=Never',
+        ...args,
+      );
+    let refusal = '';
+    try {
+      runPod('while-webhook-down', APP_NAMESPACE, '--', '--help');
+    } catch (err) {
+      refusal = (err as Error).message;
+    }
+    expect(refusal).toContain('failed calling webhook "namespace.inject.sigil.dev"');
+    console.log(
+      `with no webhook pod, an opted-in pod is refused: ${refusal.split('\n').find((l) => l.includes('failed calling webhook'))}`,
+    );
+    expect(
+      kubectl(
+        'get',
+        'pods',
+        '-n',
+        APP_NAMESPACE,
+        '--field-selector=metadata.name=while-webhook-down',
+        '-o',
+        'name',
+      ).trim(),
+    ).toBe('');
+
+    apply('plain.json', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: PLAIN_NAMESPACE } });
+    runPod('elsewhere', PLAIN_NAMESPACE, '--', '--help');
+    expect(
+      kubectl('get', 'pod', 'elsewhere', '-n', PLAIN_NAMESPACE, '-o', 'jsonpath={.metadata.annotations}'),
+    ).not.toContain('sigil.dev/status');
+
+    const scaled = Date.now();
+    kubectl('scale', `deployment/${WEBHOOK}`, '-n', RELEASE_NAMESPACE, '--replicas=2');
+    kubectl(
+      'wait',
+      '--for=jsonpath={.status.availableReplicas}=2',
+      `deployment/${WEBHOOK}`,
+      '-n',
+      RELEASE_NAMESPACE,
+      '--timeout=90s',
+    );
+    // The API server finds the new pods through the Service's EndpointSlices, a moment after they are ready.
+    let admitted = false;
+    let last = '';
+    while (!admitted && Date.now() < scaled + 60_000) {
+      try {
+        runPod(
+          'injected-again',
+          APP_NAMESPACE,
+          '--command',
+          '--',
+          '/usr/local/bin/node',
+          '-e',
+          'setInterval(() => {}, 60_000)',
+        );
+        admitted = true;
+      } catch (err) {
+        last = (err as Error).message;
+        await sleep(500);
+      }
+    }
+    if (!admitted)
+      throw new Error(
+        `an opted-in pod was still refused after the webhook came back: ${last}\n${describeState()}`,
+      );
+    timings['webhook scaled back to an opted-in pod admitted'] = `${Date.now() - scaled} ms`;
+    expect(
+      kubectl(
+        'get',
+        'pod',
+        'injected-again',
+        '-n',
+        APP_NAMESPACE,
+        '-o',
+        "jsonpath={.metadata.annotations['sigil\\.dev/status']}",
+      ).trim(),
+    ).toBe('injected');
+    kubectl('wait', '--for=condition=Ready', 'pod/injected-again', '-n', APP_NAMESPACE, '--timeout=60s');
+    expect(
+      kubectl(
+        'exec',
+        '-n',
+        APP_NAMESPACE,
+        'injected-again',
+        '--',
+        '/usr/local/bin/node',
+        '-p',
+        `require('fs').readdirSync('${MOUNT}').filter((f) => !f.startsWith('..')).sort().join(',')`,
+      ).trim(),
+    ).toBe('ca.crt,tls.crt,tls.key');
+  }, 240_000);
 
   it('should leave none of the release behind after helm uninstall, so opted-in pods are admitted again', () => {
     timed('helm uninstall --wait', () =>
