@@ -138,7 +138,8 @@ export function dnsNameViolation(
  * reads as a URI (spiffe:…) as a URI. Other text ("Shop API") is a label only.
  */
 function commonNameViolation(ctx: TenancyContext, commonName: string): Violation | undefined {
-  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(commonName.trim())) {
+  // A scheme followed by "//" (https://…, spiffe://…), or any spiffe: form; "Team: Payments" is text.
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(commonName.trim()) || hasSpiffeScheme(commonName)) {
     const v = uriViolation(ctx, commonName.trim());
     return v ? { reason: v.reason, message: `commonName: ${v.message}` } : undefined;
   }

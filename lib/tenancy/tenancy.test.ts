@@ -88,6 +88,11 @@ describe('tenancyViolation', () => {
       { allowedOrganizations: ['Shop'] },
     ],
     ['its own SPIFFE ID', { uris: ['spiffe://cluster.local/ns/shop/sa/api'] }, undefined],
+    [
+      'a common name with a colon that is no URI',
+      { commonName: 'Team: Payments', dnsNames: ['a.shop.svc'] },
+      undefined,
+    ],
     ['a free-text common name', { commonName: 'Shop API', dnsNames: ['api.shop.svc'] }, undefined],
     ['a common name of its own namespace', { commonName: 'api.shop.svc' }, undefined],
     [
