@@ -1,5 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
-import { identityCertificateName, labelValueFor, podIdentity } from './identity.ts';
+import { identityCertificateName } from '../lib/tenancy/identity.ts';
+import { labelValueFor, podIdentity } from './identity.ts';
 
 const options = { trustDomain: 'cluster.local', clusterDomain: 'cluster.local' };
 const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;

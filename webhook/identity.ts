@@ -5,7 +5,8 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { CertificateSpec } from '../lib/api/types.ts';
 import { dnsNameProblem } from '../lib/pki/names.ts';
 import { parseDuration } from '../lib/pki/renewal.ts';
-import { dnsNameOwner } from '../lib/tenancy/index.ts';
+import { identityCertificateName, SERVICE_ACCOUNT_NAME } from '../lib/tenancy/identity.ts';
+import { dnsNameOwner, workloadSpiffeId } from '../lib/tenancy/index.ts';
 
 export const PodAnnotation = {
   DnsNames: 'sigil.dev/dns-names',
@@ -68,7 +69,11 @@ export function podIdentity(
       throw new IdentityError(`annotation ${key} must be a string`);
   }
   const sa = pod.spec?.serviceAccountName ?? pod.spec?.serviceAccount;
-  if (sa !== undefined && sa !== null && (typeof sa !== 'string' || (sa !== '' && !DNS_SUBDOMAIN.test(sa)))) {
+  if (
+    sa !== undefined &&
+    sa !== null &&
+    (typeof sa !== 'string' || (sa !== '' && !SERVICE_ACCOUNT_NAME.test(sa)))
+  ) {
     throw new IdentityError(
       'spec.serviceAccountName must be a lower-case DNS subdomain of at most 253 characters, as Kubernetes requires',
     );
@@ -132,7 +137,7 @@ export function podIdentity(
   const containers = annotations[PodAnnotation.Containers]
     ? list(annotations[PodAnnotation.Containers])
     : undefined;
-  const spiffeId = `spiffe://${o.trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+  const spiffeId = workloadSpiffeId(o.trustDomain, namespace, serviceAccount);
   const digest = createHash('sha256')
     .update(JSON.stringify([serviceAccount, dnsNames, duration ?? '', issuerRef ?? '']))
     .digest('hex')
@@ -155,25 +160,6 @@ export function podIdentity(
       return owner.kind !== 'namespace' || owner.namespace !== namespace;
     }),
   };
-}
-
-/** What Kubernetes accepts as a ServiceAccount name: a DNS-1123 subdomain (RFC 1123 labels joined by dots). */
-const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-
-/** Characters of the service account kept in the Certificate name, for people reading `kubectl get`. */
-const NAME_PREFIX_LENGTH = 40;
-
-/**
- * The Certificate (and Secret) name for an identity: a readable prefix of the
- * service account, then `-sigil-` and a digest of everything that makes the
- * identity, so the digest keeps long names apart. The prefix loses trailing
- * dots and dashes (a cut can land on one), so the name is a DNS subdomain of at
- * most 57 characters that is also a valid label value (the pod's
- * `sigil.dev/identity` label carries it).
- */
-export function identityCertificateName(serviceAccount: string, digest: string): string {
-  const prefix = serviceAccount.slice(0, NAME_PREFIX_LENGTH).replace(/[-.]+$/, '');
-  return `${prefix || 'sa'}-sigil-${digest}`;
 }
 
 /**

@@ -11,6 +11,7 @@ import type { IssuerPolicy } from '../api/types.ts';
 import type { IssueRequest, NameConstraints } from '../pki/issue.ts';
 import { formatDuration, parseDuration } from '../pki/renewal.ts';
 import { DEFAULT_USAGES, EXTENDED_KEY_USAGE_OIDS } from '../pki/usages.ts';
+import { identityNameDigest, SERVICE_ACCOUNT_NAME } from './identity.ts';
 import {
   dnsNameOwner,
   dnsPatternMatches,
@@ -21,6 +22,7 @@ import {
 } from './names.ts';
 import { hasSpiffeScheme, parseSpiffeId, spiffeIdProblem } from './spiffe.ts';
 
+export { identityCertificateName, identityNameDigest, SERVICE_ACCOUNT_NAME } from './identity.ts';
 export { dnsNameOwner, dnsPatternMatches, namespaceAllowed, normalizeDnsName } from './names.ts';
 export { parseSpiffeId, spiffeIdProblem, workloadSpiffeId } from './spiffe.ts';
 
@@ -87,9 +89,6 @@ export const BASE_USAGES: readonly string[] = [
 const EXTENDED_USAGES: readonly string[] = Object.keys(EXTENDED_KEY_USAGE_OIDS);
 /** Usages that make a CA; only with policy.allowedCANamespaces. */
 export const CA_USAGES: readonly string[] = ['cert sign', 'crl sign'];
-
-/** A Kubernetes ServiceAccount name: a DNS-1123 subdomain. */
-const SERVICE_ACCOUNT = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 const list = (values: readonly string[] | undefined) => (values ?? []).join(', ');
 
@@ -187,7 +186,7 @@ export function uriViolation(ctx: TenancyContext, uri: string): Violation | unde
     }
     // Exactly ns/<ns>/sa/<account>: a longer path could end in another namespace's suffix
     // (…/ns/a/sa/x/ns/b/sa/y), which verifiers matching on suffixes would take for b's.
-    if (sa !== 'sa' || account === undefined || !SERVICE_ACCOUNT.test(account) || rest.length > 0) {
+    if (sa !== 'sa' || account === undefined || !SERVICE_ACCOUNT_NAME.test(account) || rest.length > 0) {
       return violation(
         TenancyReason.SpiffeIdNotOwned,
         `SPIFFE ID ${uri} is not of the form spiffe://${ctx.trustDomain}/ns/${ctx.namespace}/sa/<service account> (a lower-case DNS name); workload IDs have exactly that shape`,
@@ -351,16 +350,13 @@ export function subordinateCaConstraints(ctx: TenancyContext): NameConstraints {
   };
 }
 
-/** The Secret and Certificate names the webhook gives identities: <service account prefix>-sigil-<10 hex>. */
-const IDENTITY_NAME = /-sigil-[0-9a-f]{10}$/;
-
 /**
  * A Secret named like a webhook identity's belongs to the Certificate of the
  * same name (which the webhook verifies is its own): another Certificate
  * writing it first would decide what every pod of that identity mounts.
  */
 export function secretNameViolation(certificateName: string, secretName: string): Violation | undefined {
-  if (!IDENTITY_NAME.test(secretName) || secretName === certificateName) return undefined;
+  if (identityNameDigest(secretName) === undefined || secretName === certificateName) return undefined;
   return violation(
     TenancyReason.SecretNameReserved,
     `spec.secretName ${secretName} has the form of a Sigil identity Secret (<name>-sigil-<10 hex digits>), which only the identity Certificate of that name may write; choose another secretName`,

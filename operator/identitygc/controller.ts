@@ -30,14 +30,12 @@ import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
-import { identityCertificateName } from '../../webhook/identity.ts';
+import { identityCertificateName, identityNameDigest, parseSpiffeId } from '../../lib/tenancy/index.ts';
 import { ownedBy } from '../certificates/ownership.ts';
 import { IdentityUsers, POD_LABEL, podIdentityView } from './users.ts';
 
 export const LAST_USED_ANNOTATION = 'sigil.dev/last-used';
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-
-const NAME_PATTERN = /^(.+)-sigil-([0-9a-f]{10})$/;
 
 /**
  * Undefined when the Certificate has the shape of one the webhook created
@@ -47,21 +45,23 @@ const NAME_PATTERN = /^(.+)-sigil-([0-9a-f]{10})$/;
 export function webhookShaped(c: Certificate): string | undefined {
   if (c.metadata.labels?.[Label.Identity] !== 'true') return `it lacks the ${Label.Identity}=true label`;
   const name = c.metadata.name ?? '';
-  const match = NAME_PATTERN.exec(name);
-  if (!match) return 'its name is not <service account>-sigil-<10 hex digits>';
+  const digest = identityNameDigest(name);
+  if (digest === undefined) return 'its name is not <service account>-sigil-<10 hex digits>';
   if (c.spec.secretName !== name) return 'its spec.secretName is not its own name';
   const uris = c.spec.uris ?? [];
   const prefix = `/ns/${c.metadata.namespace}/sa/`;
   if (uris.length !== 1) return 'it does not name exactly one SPIFFE ID';
-  let sa: string | undefined;
-  try {
-    const url = new URL(uris[0]!);
-    if (url.protocol === 'spiffe:' && url.pathname.startsWith(prefix)) sa = url.pathname.slice(prefix.length);
-  } catch {
-    sa = undefined;
-  }
+  // Read by the tenancy module's canonical rule, the one the operator issued it by.
+  const segments = parseSpiffeId(uris[0]!)?.segments ?? [];
+  const sa =
+    segments.length === 4 &&
+    segments[0] === 'ns' &&
+    segments[1] === c.metadata.namespace &&
+    segments[2] === 'sa'
+      ? segments[3]
+      : undefined;
   if (!sa) return `its URI is not a SPIFFE ID under ${prefix}`;
-  if (identityCertificateName(sa, match[2]!) !== name)
+  if (identityCertificateName(sa, digest) !== name)
     return `its name does not belong to service account ${sa}`;
   return undefined;
 }
