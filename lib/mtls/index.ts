@@ -135,7 +135,9 @@ export function watchIdentity(directory = identityDirectory(), intervalMs = 1000
 /**
  * A mutual-TLS server on the current identity. It follows rotations without a
  * restart, and hands `onConnection` only peers whose SPIFFE ID is allowed;
- * others are disconnected before the application sees them.
+ * others are disconnected before the application sees them. `onRefused` hears
+ * of each: a certificate the CA did not sign (or expired, or none), a SPIFFE ID
+ * not allowed, and a handshake that failed.
  */
 export function createMtlsServer(
   identity: ReloadingIdentity,
@@ -151,10 +153,17 @@ export function createMtlsServer(
       key: files.key,
       ca: files.ca,
       requestCert: true,
-      rejectUnauthorized: true,
+      // Checked below instead: with rejectUnauthorized Node drops the socket without saying why,
+      // and the refusal should name the reason (another CA, expired, no certificate).
+      rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
     },
     (socket) => {
+      if (!socket.authorized) {
+        onRefused?.(`certificate not accepted: ${socket.authorizationError ?? 'none presented'}`);
+        socket.destroy();
+        return;
+      }
       const peer = spiffeIdOf(socket.getPeerCertificate());
       if (!allowed(peer)) {
         onRefused?.(`peer ${peer ?? '(no SPIFFE ID)'} is not allowed`);
@@ -164,6 +173,7 @@ export function createMtlsServer(
       onConnection(socket, peer!);
     },
   );
+  server.on('tlsClientError', (err) => onRefused?.(`handshake failed: ${err.message}`));
   identity.onReload((f) =>
     server.setSecureContext({ cert: f.cert, key: f.key, ca: f.ca, minVersion: 'TLSv1.2' }),
   );

@@ -112,4 +112,56 @@ describe('the mTLS helper', () => {
       for (const d of [server.dir, frontend.dir, intruder.dir]) rmSync(d, { recursive: true, force: true });
     }
   });
+
+  it('should refuse a client whose certificate another CA signed, even with an allowed SPIFFE ID, and say so', async () => {
+    const { ca, certPem: caPem } = await testCA();
+    const { ca: other } = await testCA();
+    const server = await identityDir(ca, 'payments');
+    const impostor = await identityDir(other, 'frontend');
+    // The impostor trusts the real CA, so only the server's check can stop it.
+    writeFileSync(join(impostor.dir, 'ca.crt'), caPem);
+    const identity = watchIdentity(server.dir, 50);
+    const seen: string[] = [];
+    const refusals: string[] = [];
+    const srv = createMtlsServer(
+      identity,
+      [`${TD}/ns/shop/sa/frontend`],
+      (socket, peer) => {
+        seen.push(peer);
+        socket.on('data', () => socket.write('hello'));
+      },
+      (reason) => refusals.push(reason),
+    );
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as AddressInfo).port;
+    try {
+      const result = await call(port, impostor.dir, [`${TD}/ns/shop/sa/payments`]);
+      expect(result.ok).toBe(false);
+      expect(seen).toEqual([]);
+      for (let i = 0; i < 50 && refusals.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      // Its chain ends in the other CA's self-signed root, which the server does not trust.
+      expect(refusals).toEqual(['certificate not accepted: SELF_SIGNED_CERT_IN_CHAIN']);
+
+      // A client with no certificate at all gets nothing either.
+      const bare = await new Promise<string>((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () =>
+          socket.write('hi'),
+        );
+        let reply = '';
+        socket.on('data', (d) => {
+          reply += d;
+        });
+        socket.on('close', () => resolve(reply));
+        socket.on('error', () => undefined);
+      });
+      expect(bare).toBe('');
+      for (let i = 0; i < 50 && refusals.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(refusals[1]).toMatch(/^certificate not accepted: /);
+      expect(seen).toEqual([]);
+    } finally {
+      identity.close();
+      srv.close();
+      for (const d of [server.dir, impostor.dir]) rmSync(d, { recursive: true, force: true });
+    }
+  });
 });
