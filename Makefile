@@ -4,6 +4,10 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NODE_STAMP := node_modules/.package-lock.json
+# The node's packages and binaries, and helm, only where a node can run (root, cgroups); elsewhere the
+# e2e suite says why it skips and the demo why it runs on the API server alone.
+NODE_TOOLS_WHERE_A_NODE_RUNS := if [ "$$(id -u)" = 0 ] && [ -d /sys/fs/cgroup ] && [ "$$SIGIL_NODE" != 0 ]; then \
+	hack/node-packages.sh && hack/build-tools.sh node && hack/build-tools.sh helm; fi
 
 .PHONY: install tools node-tools build image typecheck lint format test-unit test-integration test test-e2e test-faults cluster-up cluster-down dev demo demo-down docs chart-lint bench bench-profile bench-injection clean
 
@@ -69,8 +73,7 @@ test-faults: $(NODE_STAMP)
 ## and the chart installed with helm injecting identities into an opted-in Deployment
 test-e2e: image
 	hack/build-tools.sh control-plane
-	@# The node's packages and binaries only where a node can run (the suite says why it skips elsewhere).
-	if [ "$$(id -u)" = 0 ] && [ -d /sys/fs/cgroup ]; then hack/node-packages.sh && hack/build-tools.sh node && hack/build-tools.sh helm; fi
+	$(NODE_TOOLS_WHERE_A_NODE_RUNS)
 	node --experimental-vm-modules --no-warnings=ExperimentalWarning node_modules/jest/bin/jest.js --selectProjects e2e --runInBand
 
 ## cluster-up: a local cluster in the background; admin kubeconfig in .cluster/kubeconfig. With a real node
@@ -89,9 +92,11 @@ dev: $(NODE_STAMP)
 	hack/build-tools.sh control-plane
 	node hack/dev.ts
 
-## demo: Sigil's whole job on a local control plane; KEEP=1 leaves it running
-demo: $(NODE_STAMP)
+## demo: Sigil's whole job on a real one-node cluster (the API server alone where no node can run,
+## or with SIGIL_NODE=0); KEEP=1 leaves it running
+demo: image
 	hack/build-tools.sh control-plane
+	$(NODE_TOOLS_WHERE_A_NODE_RUNS)
 	KEEP=$(KEEP) node hack/demo.ts
 
 ## demo-down: stop what `make demo KEEP=1` left running

@@ -1,4 +1,7 @@
-// make demo: Sigil's whole job, told step by step on a local control plane.
+// make demo: Sigil's whole job, told step by step. On a machine that can run a
+// node, on a real one-node cluster (hack/demo-node.ts); elsewhere, or with
+// SIGIL_NODE=0, on the API server alone, where pods are stored but never run and
+// the kubelet's part is played by writing the Secret's keys into directories.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
   appendFileSync,
@@ -28,13 +31,14 @@ import { createSelfSignedCA, loadCertificateAuthority } from '../lib/pki/ca.ts';
 import { issueCertificate } from '../lib/pki/issue.ts';
 import {
   freePort,
-  isHealthy,
   readState,
   removeDir,
   serverVersion,
   startControlPlane,
   stopControlPlane,
 } from '../lib/testing/controlplane.ts';
+import { nodeBlockers, stopCluster } from '../lib/testing/node/cluster.ts';
+import { nodeDemo } from './demo-node.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const DIR = resolve(ROOT, '.demo');
@@ -143,13 +147,37 @@ async function secretFiles(kc: KubeConfig, name: string) {
   return { 'tls.crt': d('tls.crt'), 'tls.key': d('tls.key'), 'ca.crt': d('ca.crt') };
 }
 
+/** Why this demo runs without a node, or undefined when it runs on one. */
+function noNodeReason(): string | undefined {
+  if (process.env.SIGIL_NODE === '0') return 'SIGIL_NODE=0';
+  const blockers = nodeBlockers();
+  return blockers.length > 0 ? `this machine cannot run a node: ${blockers.join('; ')}` : undefined;
+}
+
 async function main() {
   console.log(bold('Sigil demo: mTLS identities for pods, issued, injected, used and renewed'));
+  // What an earlier `make demo KEEP=1` left, node included.
+  if (existsSync(DIR)) await stopCluster(DIR);
+
+  const why = noNodeReason();
+  if (why === undefined) {
+    const summary = await nodeDemo({
+      dir: DIR,
+      keep: KEEP,
+      // 5s so the renewal step takes seconds; SIGIL_KUBELET_SYNC=1m shows the kubelet's default.
+      syncFrequency: process.env.SIGIL_KUBELET_SYNC ?? '5s',
+      title,
+      result,
+      detail,
+    });
+    console.log(`\n${bold('Summary')}`);
+    for (const line of summary) console.log(`  ${green('✓')} ${line}`);
+    console.log(`  done in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    return;
+  }
+  console.log(`No node (${why}): the API server alone, where pods are stored but never run.`);
 
   title('Start a local control plane (kube-apiserver + etcd, no Docker)');
-  const existing = readState(DIR);
-  if (existing && (await isHealthy(existing))) await stopControlPlane(existing);
-  if (existsSync(DIR)) removeDir(DIR);
   const cp = await startControlPlane({ dir: DIR, persistent: KEEP });
   const kubeconfig = cp.kubeconfig;
   const kc = loadKubeConfig(kubeconfig);
@@ -446,7 +474,7 @@ try {
   process.exit(0);
 } catch (err) {
   console.error(
-    `\n✗ demo failed: ${(err as Error).message}\n  logs: ${DIR}/operator.log, webhook.log, kube-apiserver.log`,
+    `\n✗ demo failed: ${(err as Error).message}\n  logs: ${DIR}/ (kube-apiserver.log; with a node, node/*.log; without, operator.log, webhook.log)`,
   );
   if (!KEEP) for (const c of children) c.kill('SIGTERM');
   process.exit(1);

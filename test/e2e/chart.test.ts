@@ -91,67 +91,6 @@ function appDeployment(name: string) {
   };
 }
 
-/**
- * A small app on `sigil/mtls`, as a service team writes one. As `backend` it serves mutual TLS on 8443
- * and accepts only the frontend's SPIFFE ID; as `frontend` it calls https://backend (the Service) every
- * second, accepting only the backend's SPIFFE ID. Both log the peer's identity.
- */
-const MTLS_APP = `const tls = require('node:tls'); const os = require('node:os');
-  import('sigil/mtls').then((m) => {
-    const identity = m.watchIdentity();
-    const ns = 'spiffe://cluster.local/ns/' + process.env.POD_NAMESPACE + '/sa/';
-    if (process.env.ROLE === 'backend') {
-      m.createMtlsServer(identity, [ns + 'frontend'], (socket, peer) => {
-        console.log('accepted ' + peer);
-        socket.end('hello from ' + os.hostname());
-      }, (reason) => console.log('refused: ' + reason)).listen(8443);
-      return;
-    }
-    const call = () => {
-      const socket = tls.connect({ host: 'backend', port: 443, ...m.clientOptions(identity, [ns + 'backend']) }, () => {
-        const peer = m.spiffeIdOf(socket.getPeerCertificate());
-        let body = ''; socket.on('data', (d) => { body += d; });
-        socket.on('end', () => console.log('server ' + peer + ' answered: ' + body));
-      });
-      socket.on('error', (e) => console.log('error: ' + e.message));
-    };
-    call(); setInterval(call, 1000);
-  });`;
-
-/** A Deployment of MTLS_APP in one role, under a ServiceAccount of the same name. */
-function mtlsDeployment(role: 'backend' | 'frontend') {
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name: role, namespace: APP_NAMESPACE },
-    spec: {
-      replicas: 1,
-      selector: { matchLabels: { app: role } },
-      template: {
-        metadata: { labels: { app: role } },
-        spec: {
-          serviceAccountName: role,
-          terminationGracePeriodSeconds: 1,
-          securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000 },
-          containers: [
-            {
-              name: 'app',
-              image: IMAGE,
-              imagePullPolicy: 'Never',
-              command: ['/usr/local/bin/node', '-e', MTLS_APP],
-              env: [
-                { name: 'ROLE', value: role },
-                { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-              ],
-              ports: [{ name: 'https', containerPort: 8443 }],
-            },
-          ],
-        },
-      },
-    },
-  };
-}
-
 describeNode('the chart on a real one-node cluster', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sigil-e2e-chart-'));
   const manifests = join(dir, 'manifests');
@@ -355,28 +294,11 @@ describeNode('the chart on a real one-node cluster', () => {
     expect(certificates).toBe('True');
   }, 180_000);
 
-  it("should connect a frontend to a backend Service over mutual TLS with sigil/mtls, each logging the other's SPIFFE ID", async () => {
-    const serviceAccount = (name: string) => ({
-      apiVersion: 'v1',
-      kind: 'ServiceAccount',
-      metadata: { name, namespace: APP_NAMESPACE },
-    });
-    const service = {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'backend', namespace: APP_NAMESPACE },
-      spec: { selector: { app: 'backend' }, ports: [{ port: 443, targetPort: 'https' }] },
-    };
+  it("should connect examples/mtls's frontend to its backend Service over mutual TLS with sigil/mtls, each logging the other's SPIFFE ID", async () => {
+    // The example users are pointed at: examples/mtls (app.mjs on the Sigil image, in a ConfigMap).
     try {
-      timed('mTLS apps apply to Available', () => {
-        apply(
-          'mtls.json',
-          serviceAccount('backend'),
-          serviceAccount('frontend'),
-          service,
-          mtlsDeployment('backend'),
-          mtlsDeployment('frontend'),
-        );
+      timed('mTLS apps apply -k to Available', () => {
+        kubectl('apply', '-k', join(REPO_ROOT, 'examples', 'mtls'));
         for (const role of ['backend', 'frontend'])
           kubectl(
             'wait',
