@@ -548,6 +548,49 @@ describe('schema', () => {
   });
 });
 
+describe('kubectl get', () => {
+  it('should show when a certificate expires and renews as times, not <invalid>, and the same for issuers', async () => {
+    await createCertificate(kc, ns, 'columns', {
+      secretName: 'columns-tls',
+      issuerRef,
+      dnsNames: [`columns.${ns}.svc`],
+    });
+    const cert = await waitForCertificate(kc, ns, 'columns', { status: 'True' });
+    const { rawRequest } = await import('../lib/kube/rest.ts');
+    // What kubectl prints: the API server's Table for the resource.
+    type Table = { columnDefinitions: { name: string; type: string }[]; rows: { cells: unknown[] }[] };
+    const table = (path: string) =>
+      rawRequest<Table>(
+        kc,
+        'GET',
+        path,
+        undefined,
+        undefined,
+        'application/json;as=Table;v=v1;g=meta.k8s.io',
+      );
+    const cell = (t: Table, column: string) =>
+      t.rows[0]!.cells[t.columnDefinitions.findIndex((c) => c.name === column)];
+    const certificates = await table(`/apis/${GROUP}/${VERSION}/namespaces/${ns}/certificates/columns`);
+    expect({ expires: cell(certificates, 'Expires'), renews: cell(certificates, 'Renews') }).toEqual({
+      expires: cert.status!.notAfter,
+      renews: cert.status!.renewalTime,
+    });
+    expect(cert.status!.notAfter).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    const issuer = (
+      (await custom.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: ns,
+        plural: Plural.Issuer,
+        name: 'ca',
+      })) as { status: { notAfter: string } }
+    ).status;
+    const issuers = await table(`/apis/${GROUP}/${VERSION}/namespaces/${ns}/issuers/ca`);
+    expect(cell(issuers, 'CA Expires')).toBe(issuer.notAfter);
+    expect(issuer.notAfter).toMatch(/^\d{4}-/);
+  });
+});
+
 describe('caching', () => {
   it('should hold only labelled Secrets in memory, however many others exist', async () => {
     for (let i = 0; i < 25; i++) {

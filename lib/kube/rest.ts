@@ -14,6 +14,7 @@ export async function rawRequest<T = unknown>(
   path: string,
   body?: unknown,
   contentType = 'application/json',
+  accept = 'application/json',
 ): Promise<T> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('no current cluster in kubeconfig');
@@ -23,7 +24,7 @@ export async function rawRequest<T = unknown>(
     hostname: url.hostname,
     port: url.port,
     path: url.pathname + url.search,
-    headers: { accept: 'application/json', ...(body !== undefined ? { 'content-type': contentType } : {}) },
+    headers: { accept, ...(body !== undefined ? { 'content-type': contentType } : {}) },
   };
   await kc.applyToHTTPSOptions(opts);
   const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
