@@ -128,10 +128,13 @@ docs: $(NODE_STAMP)
 	cp crds/*.yaml charts/sigil/files/crds/
 	node hack/gen-api-docs.ts
 
-## bench: issuance, ceiling, webhook, memory, restart and renewal-storm figures (not part of make test)
+## bench: issuance, ceiling, webhook, memory, restart and renewal-storm figures, and on a real node pod start,
+## Secret to file and RSS as pods (not part of make test). SECTIONS=ttr,bulk,ceiling,restart,memory,webhook,flood,storm,node
 ## Counts: SEQUENTIAL=200 BULK=1000,10000 UNRELATED=30000 LARGE=300 STORM=1000 WEBHOOK_REQUESTS=3000 PODS=500
-bench: build
+## NODE_PODS=10 NODE_RENEWALS=5
+bench: image
 	hack/build-tools.sh control-plane
+	$(NODE_TOOLS_WHERE_A_NODE_RUNS)
 	node bench/run.ts
 
 ## bench-profile: CPU profile of the operator issuing COUNT (default 2000) Certificates at once, summarised

@@ -1,6 +1,7 @@
 // make bench: issuance latency and throughput, the API server's own ceiling,
 // webhook latency, a tenant flooding the webhook, memory with unrelated Secrets,
-// restart, renewal storm. Prints a table, writes bench/results/<timestamp>.json
+// restart, renewal storm, and on a real node (bench/node.ts) pod start with an
+// identity, Secret to file, and the components' RSS as pods. Prints a table, writes bench/results/<timestamp>.json
 // and .svg. Asserts nothing. SECTIONS=webhook,flood (say) runs only those.
 
 import { spawn } from 'node:child_process';
@@ -14,6 +15,7 @@ import { loadKubeConfig } from '../lib/kube/config.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
 import { webhookConfiguration } from '../lib/kube/webhookconfig.ts';
 import { freePort, removeDir, startControlPlane, stopControlPlane } from '../lib/testing/controlplane.ts';
+import { nodeBlockers } from '../lib/testing/node/cluster.ts';
 import {
   cdfSvg,
   children,
@@ -30,6 +32,7 @@ import {
   summary,
   tenantFlood,
 } from './lib.ts';
+import { nodeBench } from './node.ts';
 
 const env = (k: string, d: string) => process.env[k] ?? d;
 const SEQUENTIAL = Number(env('SEQUENTIAL', '200'));
@@ -46,7 +49,9 @@ const FLOOD_IDENTITIES = Number(env('FLOOD_IDENTITIES', '200'));
 /** The webhook's log level; above error, its log goes to bench/results/webhook.log. */
 const WEBHOOK_LOG_LEVEL = env('WEBHOOK_LOG_LEVEL', 'error');
 const webhookLog = () => openSync(join(dirname(logFile()), 'webhook.log'), 'a');
-const SECTIONS = new Set(env('SECTIONS', 'ttr,bulk,ceiling,restart,memory,webhook,flood,storm').split(','));
+const SECTIONS = new Set(
+  env('SECTIONS', 'ttr,bulk,ceiling,restart,memory,webhook,flood,storm,node').split(','),
+);
 const want = (section: string) => SECTIONS.has(section);
 
 const results: Record<string, unknown> = { machine: machine(), startedAt: new Date().toISOString() };
@@ -580,8 +585,15 @@ try {
     );
   }
 
-  results.finishedAt = new Date().toISOString();
   await operator.stop();
+  // 8. On a real node (its own cluster, the chart installed from the built image).
+  if (want('node')) {
+    const blockers = nodeBlockers();
+    if (blockers.length > 0)
+      row('real node', `skipped: this machine cannot run a node: ${blockers.join('; ')}`);
+    else results.node = await nodeBench(row);
+  }
+  results.finishedAt = new Date().toISOString();
   svg = cdfSvg('Latency distributions (cumulative, log scale)', {
     ...Object.fromEntries(Object.entries(ttrRaw).map(([k, v]) => [`time to Ready ${k}`, v])),
     ...webhookSeries,

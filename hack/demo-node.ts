@@ -4,14 +4,15 @@
 // impostor with a certificate from another CA refused, a forced renewal
 // reaching the running pods through the kubelet, and sigil doctor.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSelfSignedCA, loadCertificateAuthority } from '../lib/pki/ca.ts';
 import { issueCertificate } from '../lib/pki/issue.ts';
 import { serverVersion } from '../lib/testing/controlplane.ts';
 import { type Cluster, nodeBinaryDir, startCluster, stopCluster } from '../lib/testing/node/cluster.ts';
-import { chartImage, IMAGE_DIR, REPO_ROOT } from '../lib/testing/node/images.ts';
-import { importImage, leftovers } from '../lib/testing/node/node.ts';
+import { REPO_ROOT } from '../lib/testing/node/images.ts';
+import { leftovers } from '../lib/testing/node/node.ts';
+import { type ClusterTools, clusterTools, ensureHelm, importChartImage } from '../lib/testing/node/tools.ts';
 
 export interface NodeDemoOptions {
   dir: string;
@@ -41,22 +42,15 @@ export async function nodeDemo(o: NodeDemoOptions): Promise<string[]> {
   const summary: string[] = [];
   const manifests = join(o.dir, 'manifests');
   let cluster: Cluster | undefined;
-  let binDir = '';
 
-  const env = () => ({
-    ...process.env,
-    KUBECONFIG: cluster!.controlPlane.kubeconfig,
-    HELM_CACHE_HOME: join(o.dir, 'helm', 'cache'),
-    HELM_CONFIG_HOME: join(o.dir, 'helm', 'config'),
-    HELM_DATA_HOME: join(o.dir, 'helm', 'data'),
-    NODE_NO_WARNINGS: '1',
-  });
-  const exec = (file: string, args: string[], timeoutMs = 120_000): string => {
+  let tools: ClusterTools | undefined;
+  const kubectl = (...args: string[]) => tools!.kubectl(...args);
+  const exec = (file: string, args: string[]): string => {
     try {
       return execFileSync(file, args, {
         encoding: 'utf8',
-        env: env(),
-        timeout: timeoutMs,
+        env: { ...process.env, NODE_NO_WARNINGS: '1' },
+        timeout: 120_000,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
     } catch (err) {
@@ -64,8 +58,6 @@ export async function nodeDemo(o: NodeDemoOptions): Promise<string[]> {
       throw new Error(`${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
     }
   };
-  const kubectl = (...args: string[]) => exec(join(binDir, 'kubectl'), args);
-  const helm = (...args: string[]) => exec(join(binDir, 'helm'), args, 240_000);
   const sigil = (...args: string[]) =>
     exec(process.execPath, [
       join(REPO_ROOT, 'cli', 'main.ts'),
@@ -98,10 +90,8 @@ export async function nodeDemo(o: NodeDemoOptions): Promise<string[]> {
 
   try {
     title('Start a one-node cluster: etcd, kube-apiserver, kubelet with containerd, kube-proxy, CoreDNS');
-    binDir = nodeBinaryDir();
-    execFileSync(join(REPO_ROOT, 'hack', 'build-tools.sh'), ['helm'], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
+    const binDir = nodeBinaryDir();
+    ensureHelm();
     mkdirSync(manifests, { recursive: true });
     let started = Date.now();
     cluster = await startCluster({
@@ -111,38 +101,19 @@ export async function nodeDemo(o: NodeDemoOptions): Promise<string[]> {
       syncFrequency: o.syncFrequency,
     });
     const node = cluster.node!;
+    tools = clusterTools(binDir, cluster.controlPlane.kubeconfig, o.dir);
     result(
       `kube-apiserver ${await serverVersion(cluster.controlPlane)} with node ${kubectl('get', 'nodes', '-o', 'jsonpath={.items[0].metadata.name}')} up in ${((Date.now() - started) / 1000).toFixed(1)} s` +
         ` (kubelet syncFrequency ${o.syncFrequency}; the kubelet's default is 1m)`,
     );
 
     title('Load the Sigil image make image built (no registry) and helm install the chart');
-    const image = chartImage();
-    const archive = join(IMAGE_DIR, `sigil-${image.slice(image.lastIndexOf(':') + 1)}.oci.tar`);
-    if (!existsSync(archive)) throw new Error(`${archive} is missing: make image writes it`);
-    importImage(node, archive);
+    const image = importChartImage(node);
     result(`${image} imported into the node's containerd from dist/images/`);
-    const repository = image.slice(0, image.lastIndexOf(':'));
-    const tag = image.slice(image.lastIndexOf(':') + 1);
     const install = `helm install ${RELEASE} charts/sigil -n ${RELEASE_NS} --create-namespace --set image.pullPolicy=Never --wait`;
     started = Date.now();
     try {
-      helm(
-        'install',
-        RELEASE,
-        join(REPO_ROOT, 'charts', 'sigil'),
-        '--namespace',
-        RELEASE_NS,
-        '--create-namespace',
-        '--set',
-        `image.repository=${repository}`,
-        '--set',
-        `image.tag=${tag}`,
-        '--set',
-        'image.pullPolicy=Never',
-        '--wait',
-        '--timeout=180s',
-      );
+      tools.installChart(RELEASE, RELEASE_NS);
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${describeState()}`);
     }
@@ -354,7 +325,7 @@ export async function nodeDemo(o: NodeDemoOptions): Promise<string[]> {
 
     if (o.keep) {
       console.log(
-        `\nEverything is still running. Explore with:\n  export KUBECONFIG=${cluster.controlPlane.kubeconfig}\n  alias kubectl=${join(binDir, 'kubectl')}\n  kubectl logs -n ${APP_NS} deployment/frontend -f\n  make build && npx sigil status -A\nStop with: make demo-down`,
+        `\nEverything is still running. Explore with:\n  export KUBECONFIG=${cluster.controlPlane.kubeconfig}\n  alias kubectl=${join(nodeBinaryDir(), 'kubectl')}\n  kubectl logs -n ${APP_NS} deployment/frontend -f\n  make build && npx sigil status -A\nStop with: make demo-down`,
       );
     } else {
       title('Stop the cluster');

@@ -10,7 +10,6 @@
 // elsewhere still created, and `helm uninstall` leaving none of the release's
 // objects behind.
 // Skipped, saying why, on a machine that cannot run a node.
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +22,7 @@ import {
 } from '../../lib/testing/node/cluster.ts';
 import { chartImage, IMAGE_DIR, REPO_ROOT, sigilImage, writeImage } from '../../lib/testing/node/images.ts';
 import { importImage, leftovers, type NodeState } from '../../lib/testing/node/node.ts';
+import { type ClusterTools, clusterTools, ensureHelm } from '../../lib/testing/node/tools.ts';
 
 const blockers = nodeBlockers();
 const describeNode = blockers.length === 0 ? describe : describe.skip;
@@ -96,32 +96,11 @@ describeNode('the chart on a real one-node cluster', () => {
   const manifests = join(dir, 'manifests');
   let cluster: Cluster;
   let node: NodeState;
-  let binDir: string;
   const timings: Record<string, string> = {};
 
-  const env = () => ({
-    ...process.env,
-    KUBECONFIG: cluster.controlPlane.kubeconfig,
-    // Helm's caches and settings stay in the test's directory.
-    HELM_CACHE_HOME: join(dir, 'helm', 'cache'),
-    HELM_CONFIG_HOME: join(dir, 'helm', 'config'),
-    HELM_DATA_HOME: join(dir, 'helm', 'data'),
-  });
-  const run = (bin: string, args: string[], timeoutMs: number) => {
-    try {
-      return execFileSync(join(binDir, bin), args, {
-        encoding: 'utf8',
-        env: env(),
-        timeout: timeoutMs,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-    } catch (err) {
-      const e = err as { stdout?: string; stderr?: string; message: string };
-      throw new Error(`${bin} ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
-    }
-  };
-  const kubectl = (...args: string[]) => run('kubectl', args, 120_000);
-  const helm = (...args: string[]) => run('helm', args, 240_000);
+  let tools: ClusterTools;
+  const kubectl = (...args: string[]) => tools.kubectl(...args);
+  const helm = (...args: string[]) => tools.helm(...args);
   /** Writes a manifest the way a user keeps one, and applies it with kubectl. */
   const apply = (file: string, ...objects: unknown[]) => {
     const path = join(manifests, file);
@@ -155,17 +134,15 @@ describeNode('the chart on a real one-node cluster', () => {
     const image = existsSync(archive)
       ? archive
       : writeImage(sigilImage(IMAGE), `sigil-${IMAGE.split(':')[1]}.oci.tar`);
-    binDir = nodeBinaryDir();
-    // helm is built with the control plane's tools, not the node's: make sure it is there too.
-    execFileSync(join(REPO_ROOT, 'hack', 'build-tools.sh'), ['helm'], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
+    const binDir = nodeBinaryDir();
+    ensureHelm();
     const started = Date.now();
     // The kubelet refreshes Secret volumes in running pods on its pod sync, every syncFrequency (1m by
     // default, so a renewal takes up to ~70 s to reach the files). 5s keeps the renewal step to seconds
     // while still going through the kubelet's own refresh, as on any cluster, with nothing nudging it.
     cluster = await startCluster({ dir: join(dir, 'cluster'), node: true, syncFrequency: SYNC_FREQUENCY });
     node = cluster.node!;
+    tools = clusterTools(binDir, cluster.controlPlane.kubeconfig, dir);
     timings['cluster up'] = `${Date.now() - started} ms`;
     timed('image import', () => importImage(node, image));
   }, 600_000);
@@ -178,28 +155,8 @@ describeNode('the chart on a real one-node cluster', () => {
   }, 120_000);
 
   it('should install the chart with the built image and run the operator and webhook as pods under its ServiceAccounts', () => {
-    const repository = IMAGE.slice(0, IMAGE.lastIndexOf(':'));
-    const tag = IMAGE.slice(IMAGE.lastIndexOf(':') + 1);
     try {
-      timed('helm install --wait', () =>
-        helm(
-          'install',
-          RELEASE,
-          join(REPO_ROOT, 'charts', 'sigil'),
-          '--namespace',
-          RELEASE_NAMESPACE,
-          '--create-namespace',
-          '--set',
-          `image.repository=${repository}`,
-          '--set',
-          `image.tag=${tag}`,
-          // The image is already in the node's containerd; there is no registry to pull from.
-          '--set',
-          'image.pullPolicy=Never',
-          '--wait',
-          '--timeout=150s',
-        ),
-      );
+      timed('helm install --wait', () => tools.installChart(RELEASE, RELEASE_NAMESPACE));
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${describeState()}`);
     }

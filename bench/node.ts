@@ -1,0 +1,233 @@
+// make bench, on a real one-node cluster with the chart installed from the built
+// image: how long a new pod waits from creation to Running with its identity
+// mounted (a pod elsewhere for comparison, a pod whose identity exists, a pod
+// whose identity must be issued first), how long a renewed Secret takes to reach
+// the file in a running container at the test's kubelet sync and at the
+// kubelet's default, and the operator's and webhook's RSS as pods.
+// Counts: NODE_PODS=10 per kind, NODE_RENEWALS=5 per kubelet setting.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { loadKubeConfig } from '../lib/kube/config.ts';
+import { rawRequest } from '../lib/kube/rest.ts';
+import { nodeBinaryDir, startCluster, stopCluster } from '../lib/testing/node/cluster.ts';
+import { clusterTools, ensureHelm, importChartImage } from '../lib/testing/node/tools.ts';
+import { summary } from './lib.ts';
+
+const NODE_PODS = Number(process.env.NODE_PODS ?? '10');
+const NODE_RENEWALS = Number(process.env.NODE_RENEWALS ?? '5');
+const RELEASE_NS = 'sigil-system';
+const INJECTED = 'bench-injected';
+const PLAIN = 'bench-plain';
+/** The test suite's kubelet setting, and the kubelet's own default (1m). */
+const SETTINGS = [{ syncFrequency: '5s' }, { syncFrequency: '1m' }] as const;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Logs "<epoch ms> <serial>" each time the mounted tls.crt changes (and nothing without one). */
+const WATCH_FILE = `const fs = require('node:fs'); const { X509Certificate } = require('node:crypto');
+  const file = process.env.SIGIL_CERT_FILE; let last = '';
+  setInterval(() => { if (!file) return; try { const s = new X509Certificate(fs.readFileSync(file)).serialNumber;
+    if (s !== last) { console.log(Date.now() + ' ' + s); last = s; } } catch {} }, 50);`;
+
+function pod(name: string, namespace: string, image: string, serviceAccountName = 'default'): V1Pod {
+  return {
+    metadata: { name, namespace },
+    spec: {
+      serviceAccountName,
+      automountServiceAccountToken: false,
+      terminationGracePeriodSeconds: 0,
+      securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000 },
+      containers: [
+        {
+          name: 'app',
+          image,
+          imagePullPolicy: 'IfNotPresent',
+          command: ['/usr/local/bin/node', '-e', WATCH_FILE],
+        },
+      ],
+    },
+  };
+}
+
+/** Creates the pod and returns the milliseconds until the API reports it Running. */
+async function createToRunning(core: CoreV1Api, body: V1Pod): Promise<number> {
+  const started = Date.now();
+  await core.createNamespacedPod({ namespace: body.metadata!.namespace!, body });
+  for (;;) {
+    const p = await core.readNamespacedPod({
+      name: body.metadata!.name!,
+      namespace: body.metadata!.namespace!,
+    });
+    if (p.status?.phase === 'Running') return Date.now() - started;
+    if (Date.now() - started > 180_000) throw new Error(`pod ${body.metadata!.name} not Running after 180 s`);
+    await sleep(20);
+  }
+}
+
+/** VmRSS (MiB) of PID 1 in each container of the release's pods of one component, read through exec. */
+function componentRss(kubectl: (...a: string[]) => string, component: string): number[] {
+  const names = kubectl(
+    'get',
+    'pods',
+    '-n',
+    RELEASE_NS,
+    '-l',
+    `app.kubernetes.io/component=${component}`,
+    '-o',
+    'jsonpath={.items[*].metadata.name}',
+  )
+    .trim()
+    .split(' ')
+    .filter(Boolean);
+  return names.map((name) => {
+    const kib = kubectl(
+      'exec',
+      '-n',
+      RELEASE_NS,
+      name,
+      '--',
+      '/usr/local/bin/node',
+      '-p',
+      `/VmRSS:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/1/status', 'utf8'))[1]`,
+    );
+    return Math.round(Number(kib.trim()) / 1024);
+  });
+}
+
+/**
+ * Renews the identities of `pods` at once and returns, per pod, the milliseconds from its Secret
+ * changing (polled from the API) to the running container logging the new serial.
+ */
+async function secretToFile(
+  kc: KubeConfig,
+  pods: { name: string; certificate: string }[],
+): Promise<number[]> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const tlsCrtOf = async (name: string) => {
+    const s = await core.readNamespacedSecret({ name, namespace: INJECTED });
+    return s.data?.['tls.crt'] ?? '';
+  };
+  const before = await Promise.all(pods.map((p) => tlsCrtOf(p.certificate)));
+  const asked = new Date().toISOString();
+  await Promise.all(
+    pods.map((p) =>
+      rawRequest(
+        kc,
+        'PATCH',
+        `/apis/sigil.dev/v1alpha1/namespaces/${INJECTED}/certificates/${p.certificate}`,
+        { metadata: { annotations: { 'sigil.dev/renew-requested-at': asked } } },
+        'application/merge-patch+json',
+      ),
+    ),
+  );
+  // When each Secret changed, as seen from the API (polled every 50 ms).
+  const changedAt: number[] = pods.map(() => 0);
+  const deadline = Date.now() + 60_000;
+  while (changedAt.some((t) => t === 0) && Date.now() < deadline) {
+    await Promise.all(
+      pods.map(async (p, i) => {
+        if (changedAt[i] === 0 && (await tlsCrtOf(p.certificate)) !== before[i]) changedAt[i] = Date.now();
+      }),
+    );
+    await sleep(50);
+  }
+  // When each container saw the new serial: the last line its watcher logged.
+  const seenAt: number[] = pods.map(() => 0);
+  const seenDeadline = Date.now() + 180_000;
+  while (seenAt.some((t) => t === 0) && Date.now() < seenDeadline) {
+    await Promise.all(
+      pods.map(async (p, i) => {
+        if (seenAt[i] !== 0) return;
+        const log = await core.readNamespacedPodLog({ name: p.name, namespace: INJECTED });
+        const lines = log.trim().split('\n');
+        if (lines.length >= 2) seenAt[i] = Number(lines[lines.length - 1]!.split(' ')[0]);
+      }),
+    );
+    await sleep(500);
+  }
+  return pods.map((_, i) => (seenAt[i] && changedAt[i] ? seenAt[i]! - changedAt[i]! : Number.NaN));
+}
+
+export async function nodeBench(row: (name: string, text: string) => void): Promise<Record<string, unknown>> {
+  const results: Record<string, unknown> = {};
+  const binDir = nodeBinaryDir();
+  ensureHelm();
+  const ms = (x: number) => `${(x / 1000).toFixed(2)} s`;
+  for (const setting of SETTINGS) {
+    const dir = mkdtempSync(join(tmpdir(), 'sigil-bench-node-'));
+    try {
+      const cluster = await startCluster({ dir, node: true, syncFrequency: setting.syncFrequency });
+      const tools = clusterTools(binDir, cluster.controlPlane.kubeconfig, dir);
+      const kc = loadKubeConfig(cluster.controlPlane.kubeconfig);
+      const core = kc.makeApiClient(CoreV1Api);
+      const image = importChartImage(cluster.node!);
+      tools.installChart('sigil', RELEASE_NS);
+      await core.createNamespace({ body: { metadata: { name: PLAIN } } });
+      await core.createNamespace({
+        body: { metadata: { name: INJECTED, labels: { 'sigil.dev/inject': 'enabled' } } },
+      });
+      tools.kubectl(
+        'wait',
+        '--for=jsonpath={.metadata.name}=default',
+        'serviceaccount/default',
+        '-n',
+        INJECTED,
+      );
+      const renewed: { name: string; certificate: string }[] = [];
+      const newIdentity = async (i: number) => {
+        const sa = `svc-${i}`;
+        await core.createNamespacedServiceAccount({ namespace: INJECTED, body: { metadata: { name: sa } } });
+        const name = `new-${i}`;
+        const t = await createToRunning(core, pod(name, INJECTED, image, sa));
+        const p = await core.readNamespacedPod({ name, namespace: INJECTED });
+        renewed.push({ name, certificate: p.metadata!.annotations!['sigil.dev/certificate']! });
+        return t;
+      };
+
+      if (setting.syncFrequency === '5s') {
+        const kinds: Record<string, number[]> = { elsewhere: [], existing: [], issued: [] };
+        // The first pod of the namespace's default identity pays for its issuance; the rest reuse it.
+        await createToRunning(core, pod('existing-first', INJECTED, image));
+        for (let i = 0; i < NODE_PODS; i++) {
+          kinds.elsewhere!.push(await createToRunning(core, pod(`plain-${i}`, PLAIN, image)));
+          kinds.existing!.push(await createToRunning(core, pod(`existing-${i}`, INJECTED, image)));
+          kinds.issued!.push(await newIdentity(i));
+        }
+        const s = Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, summary(v)]));
+        results.podToRunning = s;
+        row(
+          'pod created to Running, no injection',
+          `p50 ${ms(s.elsewhere!.p50)} max ${ms(s.elsewhere!.max)} (${NODE_PODS} one by one)`,
+        );
+        row(
+          'same, injected, identity already issued',
+          `p50 ${ms(s.existing!.p50)} max ${ms(s.existing!.max)}`,
+        );
+        row(
+          'same, injected, identity issued for the pod',
+          `p50 ${ms(s.issued!.p50)} max ${ms(s.issued!.max)} (a new ServiceAccount each)`,
+        );
+        // Idle after the pods above: the leader has issued NODE_PODS + 2 identities.
+        const operator = componentRss(tools.kubectl, 'operator');
+        const webhook = componentRss(tools.kubectl, 'webhook');
+        results.rssMiB = { operator, webhook };
+        row('RSS as pods (MiB), operator / webhook', `${operator.join(', ')} / ${webhook.join(', ')}`);
+      } else {
+        for (let i = 0; i < NODE_RENEWALS; i++) await newIdentity(i);
+      }
+      const samples = await secretToFile(kc, renewed.slice(0, NODE_RENEWALS));
+      const s = summary(samples.filter((x) => !Number.isNaN(x)));
+      results[`secretToFile${setting.syncFrequency}`] = { ...s, samples };
+      row(
+        `Secret to file in a running pod, kubelet sync ${setting.syncFrequency}`,
+        `p50 ${ms(s.p50)} max ${ms(s.max)} (${s.count} of ${samples.length} pods renewed at once)`,
+      );
+    } finally {
+      await stopCluster(dir);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return results;
+}
