@@ -173,7 +173,12 @@ export function createMtlsServer(
       onConnection(socket, peer!);
     },
   );
-  server.on('tlsClientError', (err) => onRefused?.(`handshake failed: ${err.message}`));
+  server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
+    // A connection closed before or during the handshake (a TCP health check, a port probe) is not
+    // a refusal; a handshake that fails on its content (not TLS, no common version) is.
+    if (err.code === 'ECONNRESET') return;
+    onRefused?.(`handshake failed: ${err.message}`);
+  });
   identity.onReload((f) =>
     server.setSecureContext({ cert: f.cert, key: f.key, ca: f.ca, minVersion: 'TLSv1.2' }),
   );

@@ -1,5 +1,5 @@
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -158,6 +158,19 @@ describe('the mTLS helper', () => {
       for (let i = 0; i < 50 && refusals.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
       expect(refusals[1]).toMatch(/^certificate not accepted: /);
       expect(seen).toEqual([]);
+
+      // A TCP probe that connects and leaves (a load balancer's health check) is not a refusal;
+      // bytes that are not TLS are.
+      const probe = (bytes?: string) =>
+        new Promise<void>((resolve) => {
+          const socket = netConnect(port, '127.0.0.1', () => (bytes ? socket.end(bytes) : socket.destroy()));
+          socket.on('close', () => resolve());
+          socket.on('error', () => undefined);
+        });
+      await probe();
+      await probe('GET / HTTP/1.1\r\n\r\n');
+      for (let i = 0; i < 50 && refusals.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(refusals.slice(2)).toEqual([expect.stringMatching(/^handshake failed: /)]);
     } finally {
       identity.close();
       srv.close();
