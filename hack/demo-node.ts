@@ -68,11 +68,11 @@ export async function nodeDemo(o: NodeDemoOptions): Promise<string[]> {
   /** The command line as a user types it, printed before its output. */
   const shown = (command: string, out: string) => detail(`$ ${command}\n${out.trimEnd()}`);
   const logs = (target: string) => kubectl('logs', '-n', APP_NS, target);
-  const waitForLog = async (target: string, text: string, timeoutMs: number): Promise<string> => {
+  const waitForLog = async (target: string, text: string | RegExp, timeoutMs: number): Promise<string> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const out = logs(target);
-      if (out.includes(text)) return out;
+      if (typeof text === 'string' ? out.includes(text) : text.test(out)) return out;
       if (Date.now() > deadline) throw new Error(`${target} never logged "${text}"; its log:\n${out}`);
       await sleep(250);
     }
@@ -285,7 +285,7 @@ export async function nodeDemo(o: NodeDemoOptions): Promise<string[]> {
         reload =
           logs(`pod/${pod.metadata.name}`)
             .split('\n')
-            .find((l) => l.startsWith('certificate files changed') && l.includes(renewed)) ?? '';
+            .find((l) => new RegExp(`^certificate files changed: now serial 0*${renewed} `).test(l)) ?? '';
         if (reload) break;
       }
       await sleep(250);
@@ -293,8 +293,10 @@ export async function nodeDemo(o: NodeDemoOptions): Promise<string[]> {
     const reachedMs = Date.now() - asked;
     if (!reload) throw new Error(`the backend pod never saw serial ${renewed} (was ${before})`);
     detail(`backend: ${reload}`);
-    const answered = await waitForLog('deployment/frontend', `serial ${renewed}`, 30_000);
-    detail(`frontend: ${answered.split('\n').find((l) => l.includes(`serial ${renewed}`))}`);
+    // The app prints serials as node:crypto does, with a leading zero where the DER has one.
+    const renewedLine = new RegExp(`answered: .*serial 0*${renewed}$`, 'm');
+    const answered = await waitForLog('deployment/frontend', renewedLine, 30_000);
+    detail(`frontend: ${answered.split('\n').find((l) => renewedLine.test(l))}`);
     const restarts = kubectl(
       'get',
       'pod',
