@@ -548,6 +548,76 @@ describe('schema', () => {
   });
 });
 
+describe('spec.duration', () => {
+  const lifetime = (c: { status?: { notBefore?: string; notAfter?: string } }) =>
+    new Date(c.status!.notAfter!).getTime() - new Date(c.status!.notBefore!).getTime();
+
+  it.each([
+    ['longer', '48h', 2 * DAY],
+    ['shorter', '2h', 2 * 3_600_000],
+  ])('should re-issue with the new lifetime when spec.duration is made %s', async (_n, duration, ms) => {
+    const name = `duration-${duration}`;
+    await createCertificate(kc, ns, name, {
+      secretName: `${name}-tls`,
+      issuerRef,
+      dnsNames: [`${name}.${ns}.svc`],
+      duration: '24h',
+    });
+    const first = await waitForCertificate(kc, ns, name, { status: 'True', revision: 1 });
+    expect(lifetime(first)).toBe(DAY);
+    const current = await getCertificate(kc, ns, name);
+    await patchCertificate(name, { spec: { ...current.spec, duration } });
+    const second = await waitForCertificate(kc, ns, name, { status: 'True', revision: 2 });
+    expect(lifetime(second)).toBe(ms);
+    expect(second.status!.serialNumber).not.toBe(first.status!.serialNumber);
+    const issuing = second.status!.conditions!.find((c) => c.type === 'Issuing');
+    expect(issuing?.message).toContain(`is not the ${duration} the spec asks for`);
+    // The Secret holds the new certificate, and nothing more is issued for it.
+    expect(await serialOf(`${name}-tls`)).toBe(second.status!.serialNumber);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await getCertificate(kc, ns, name)).status!.revision).toBe(2);
+  });
+
+  it('should say in Ready and in a Warning Event when the CA expires before the duration asked, and not re-issue', async () => {
+    await createSecret(
+      kc,
+      ns,
+      'short-ca',
+      await caSecretData('Short CA', new Date(Date.now() + 10 * 3_600_000)),
+    );
+    await createIssuer(
+      kc,
+      'Issuer',
+      'short',
+      { ca: { secretName: 'short-ca' }, policy: { allowedDNSNames: TEST_DNS_NAMES } },
+      ns,
+    );
+    await waitForIssuer(kc, 'Issuer', 'short', { status: 'True' }, ns);
+    await createCertificate(kc, ns, 'cut-short', {
+      secretName: 'cut-short-tls',
+      issuerRef: { name: 'short', kind: 'Issuer' },
+      dnsNames: [`cut-short.${ns}.svc`],
+      duration: '24h',
+    });
+    const cert = await waitForCertificate(kc, ns, 'cut-short', { status: 'True' });
+    expect(lifetime(cert)).toBeLessThanOrEqual(10 * 3_600_000);
+    const ready = cert.status!.conditions!.find((c) => c.type === 'Ready')!;
+    expect(ready.message).toMatch(
+      /Shortened to .* of the 24h asked: the issuer's CA expires at .*Rotate the issuer's CA/,
+    );
+    const events = await eventually('the Shortened Event', async () => {
+      const list = await core.listNamespacedEvent({
+        namespace: ns,
+        fieldSelector: 'involvedObject.name=cut-short',
+      });
+      return list.items.some((e) => e.reason === 'Shortened') ? list.items : undefined;
+    });
+    expect(events.find((e) => e.reason === 'Shortened')!.type).toBe('Warning');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await getCertificate(kc, ns, 'cut-short')).status!.revision).toBe(1);
+  });
+});
+
 describe('kubectl get', () => {
   it('should show when a certificate expires and renews as times, not <invalid>, and the same for issuers', async () => {
     await createCertificate(kc, ns, 'columns', {

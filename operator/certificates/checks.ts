@@ -8,7 +8,7 @@ import { Annotation, type Certificate } from '../../lib/api/types.ts';
 import type { CertificateAuthority } from '../../lib/pki/ca.ts';
 import { isSignedBy } from '../../lib/pki/certificate.ts';
 import { type KeyPair, requestMismatches } from '../../lib/pki/inspect.ts';
-import { type RenewalPolicy, renewalTime, withJitter } from '../../lib/pki/renewal.ts';
+import { formatDuration, type RenewalPolicy, renewalTime, withJitter } from '../../lib/pki/renewal.ts';
 import type { ResolvedSpec } from './request.ts';
 
 /** Why a certificate is (re-)issued. Used as the Issuing condition's reason and in Events. */
@@ -23,6 +23,8 @@ export const IssueReason = {
   SecretKeyMismatch: 'SecretKeyMismatch',
   /** The certificate no longer matches the spec (names, usages, key, subject). */
   SecretSpecMismatch: 'SecretSpecMismatch',
+  /** The certificate's lifetime is not the spec's duration (spec.duration changed). */
+  DurationChanged: 'DurationChanged',
   /** The certificate was not signed by the issuer's current CA. */
   IssuerChanged: 'IssuerChanged',
   /** The certificate has expired. */
@@ -107,6 +109,52 @@ const issuerChanged: Check = ({ pair, ca }) => {
       };
 };
 
+/**
+ * The notAfter a certificate issued at `notBefore` gets for `durationMs` from this CA: the spec's
+ * duration, cut to end with the CA when the CA expires sooner (whole seconds, as issued).
+ */
+export function expectedNotAfter(
+  notBefore: Date,
+  durationMs: number,
+  caNotAfter: Date,
+): { notAfter: Date; shortened: boolean } {
+  const wanted = notBefore.getTime() + durationMs;
+  const shortened = caNotAfter.getTime() < wanted;
+  return {
+    notAfter: new Date(Math.floor(Math.min(wanted, caNotAfter.getTime()) / 1000) * 1000),
+    shortened,
+  };
+}
+
+/**
+ * What the Ready message adds when the CA cut the certificate short: how much, why, and the fix.
+ * Undefined when the certificate has its full duration.
+ */
+export function shortenedNote(
+  notBefore: Date,
+  notAfter: Date,
+  durationMs: number,
+  caNotAfter: Date,
+): string | undefined {
+  const expected = expectedNotAfter(notBefore, durationMs, caNotAfter);
+  if (!expected.shortened || notAfter.getTime() !== expected.notAfter.getTime()) return undefined;
+  const lifetime = notAfter.getTime() - notBefore.getTime();
+  return `Shortened to ${formatDuration(lifetime)} of the ${formatDuration(durationMs)} asked: the issuer's CA expires at ${caNotAfter.toISOString()} and no certificate outlives its CA. Rotate the issuer's CA to get the full duration`;
+}
+
+/** spec.duration changed since issuance: the certificate is re-issued with the lifetime asked. */
+const durationChanged: Check = ({ pair, resolved, ca }) => {
+  if (!pair) return undefined;
+  const f = pair.leaf.facts;
+  const expected = expectedNotAfter(f.notBefore, resolved.request.durationMs, ca.facts.notAfter);
+  // Issuance writes whole seconds; anything else is a different duration.
+  if (Math.abs(f.notAfter.getTime() - expected.notAfter.getTime()) < 1000) return undefined;
+  return {
+    reason: IssueReason.DurationChanged,
+    message: `Issuing certificate as its lifetime ${formatDuration(f.notAfter.getTime() - f.notBefore.getTime())} is not the ${formatDuration(resolved.request.durationMs)} the spec asks for`,
+  };
+};
+
 const expired: Check = ({ pair, now }) =>
   pair && now >= pair.leaf.facts.notAfter
     ? {
@@ -175,11 +223,20 @@ export function plannedRenewal(
   return { at: new Date(earliest), held: { wanted, floorMs } };
 }
 
-/** The Ready message for an up-to-date certificate, saying when the floor moved its renewal. */
-export function upToDateMessage(plan: PlannedRenewal): string {
-  if (!plan.held) return 'Certificate is up to date and has not expired';
-  const seconds = Math.round(plan.held.floorMs / 1000);
-  return `Certificate is up to date and has not expired. The spec asks to renew at ${plan.held.wanted.toISOString()}, sooner after issuance than the minimum of ${seconds}s between issuances; it renews at ${plan.at.toISOString()} instead (lower renewBefore to renew later)`;
+/**
+ * The Ready message for an up-to-date certificate, saying when the floor moved its renewal and
+ * when the CA's expiry cut its lifetime short (`shortened`, from shortenedNote).
+ */
+export function upToDateMessage(plan: PlannedRenewal, shortened?: string): string {
+  const notes = [
+    ...(plan.held
+      ? [
+          `The spec asks to renew at ${plan.held.wanted.toISOString()}, sooner after issuance than the minimum of ${Math.round(plan.held.floorMs / 1000)}s between issuances; it renews at ${plan.at.toISOString()} instead (lower renewBefore to renew later)`,
+        ]
+      : []),
+    ...(shortened ? [shortened] : []),
+  ];
+  return ['Certificate is up to date and has not expired', ...notes].join('. ');
 }
 
 const renewalDue: Check = ({ pair, resolved, now }) => {
@@ -202,6 +259,7 @@ export const issuanceChecks: readonly Check[] = [
   keyMismatch,
   specMismatch,
   issuerChanged,
+  durationChanged,
   expired,
   manualRenewal,
   renewalDue,

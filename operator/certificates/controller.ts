@@ -50,6 +50,7 @@ import {
   issuanceChecks,
   minimumIssuanceInterval,
   plannedRenewal,
+  shortenedNote,
   upToDateMessage,
 } from './checks.ts';
 import { CertificateEvents } from './events.ts';
@@ -90,6 +91,8 @@ export const ReadyReason = {
 
 export const EventReason = {
   Issued: 'Issued',
+  /** Issued for less than spec.duration because the issuer's CA expires sooner. */
+  Shortened: 'Shortened',
   Failed: 'Failed',
   Denied: 'PolicyDenied',
 } as const;
@@ -591,7 +594,15 @@ export class CertificateController {
         ready: {
           status: 'True',
           reason: ReadyReason.Ready,
-          message: upToDateMessage(plan),
+          message: upToDateMessage(
+            plan,
+            shortenedNote(
+              pair.leaf.facts.notBefore,
+              pair.leaf.facts.notAfter,
+              resolved.request.durationMs,
+              issuer.ca.facts.notAfter,
+            ),
+          ),
         },
         issuing: undefined,
         facts: {
@@ -695,11 +706,18 @@ export class CertificateController {
         EventReason.Issued,
         `${verdict.message}. Issued serial ${issued.serialNumber} (revision ${revision}), valid until ${issued.notAfter.toISOString()}`,
       );
+      const shortened = shortenedNote(
+        issued.notBefore,
+        issued.notAfter,
+        resolved.request.durationMs,
+        issuer.ca.facts.notAfter,
+      );
+      if (shortened) this.event(certificate, 'Warning', EventReason.Shortened, shortened);
       await this.writeStatus(certificate, now, {
         ready: {
           status: 'True',
           reason: ReadyReason.Ready,
-          message: upToDateMessage(plan),
+          message: upToDateMessage(plan, shortened),
         },
         issuing: {
           status: 'False',
