@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadKubeConfig } from '../lib/kube/config.ts';
 import { createLogger } from '../lib/log.ts';
+import { parseDuration } from '../lib/pki/renewal.ts';
 import { readClientCa } from '../webhook/clientauth.ts';
 import { startWebhook } from '../webhook/server.ts';
 
@@ -47,9 +48,19 @@ export function webhookCommand(program: Command) {
       'comma-separated subject common names or DNS SANs allowed to call /mutate-v1-pod (with --client-ca-file; default: any certificate from that CA)',
       env('SIGIL_WEBHOOK_CLIENT_NAMES', ''),
     )
+    .option(
+      '--min-duration <duration>',
+      "the operator's --min-duration: pods asking for a shorter sigil.dev/duration are refused",
+      env('SIGIL_MIN_DURATION', '1h'),
+    )
     .option('--log-level <level>', 'error, warn, info or debug', env('SIGIL_LOG_LEVEL', 'info'))
     .action(async (opts) => {
       const logger = createLogger(opts.logLevel, 'webhook');
+      const minDurationMs = parseDuration(opts.minDuration);
+      if (minDurationMs === undefined) {
+        logger.error(`--min-duration "${opts.minDuration}" is not a Go duration such as 1h`);
+        process.exit(2);
+      }
       const names = String(opts.clientNames ?? '')
         .split(',')
         .map((n: string) => n.trim())
@@ -74,6 +85,7 @@ export function webhookCommand(program: Command) {
         trustDomain: opts.trustDomain,
         clusterDomain: opts.clusterDomain,
         defaultIssuer: { kind: 'ClusterIssuer', name: opts.defaultIssuer },
+        minDurationMs,
         logger,
         clientAuth: opts.clientCaFile ? { caFile: opts.clientCaFile, names } : undefined,
       });

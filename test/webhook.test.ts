@@ -177,6 +177,74 @@ describe('injection', () => {
 
   it.each([
     [
+      'a duration shorter than the operator issues',
+      { 'sigil.dev/duration': '1s' },
+      400,
+      'annotation sigil.dev/duration: "1s" is shorter than the shortest certificate the operator issues (1m',
+    ],
+    [
+      'an issuer that does not exist',
+      { 'sigil.dev/issuer': 'nope' },
+      400,
+      'annotation sigil.dev/issuer: ClusterIssuer nope does not exist',
+    ],
+    [
+      'a namespaced Issuer that does not exist',
+      { 'sigil.dev/issuer': 'Issuer/nope' },
+      400,
+      'Issuer nope does not exist in namespace',
+    ],
+  ])(
+    'should refuse a pod whose certificate could never be issued: %s, naming the annotation, and create nothing',
+    async (_n, annotations, code, phrase) => {
+      const before = await certificatesIn(injected);
+      const name = `never-${Object.values(annotations)[0]!
+        .toLowerCase()
+        .replace(/[^a-z0-9]/g, '')}`;
+      const err = await createPod(kc, injected, pod(name, {}, { annotations })).catch((e: unknown) => e);
+      expect((err as { code?: number }).code).toBe(code);
+      const status = JSON.parse(String((err as { body?: string }).body)) as { message: string };
+      expect(status.message).toContain(phrase);
+      await expect(core.readNamespacedPod({ name, namespace: injected })).rejects.toMatchObject({
+        code: 404,
+      });
+      expect(await certificatesIn(injected)).toEqual(before);
+    },
+  );
+
+  it("should refuse a pod asking for longer than its issuer's maxDuration, naming the annotation and the limit", async () => {
+    const { caSecretData, createIssuer, createSecret, waitForIssuer } = await import('./support/sigil.ts');
+    await createSecret(kc, injected, 'capped-ca', await caSecretData('Capped CA'));
+    await createIssuer(
+      kc,
+      'Issuer',
+      'capped',
+      { ca: { secretName: 'capped-ca' }, policy: { maxDuration: '12h' } },
+      injected,
+    );
+    await waitForIssuer(kc, 'Issuer', 'capped', { status: 'True' }, injected);
+    const err = await createPod(
+      kc,
+      injected,
+      pod('too-long', {}, { annotations: { 'sigil.dev/issuer': 'Issuer/capped' } }),
+    ).catch((e: unknown) => e);
+    expect(String((err as { body?: string }).body)).toContain(
+      "annotation sigil.dev/duration: the default 24h is longer than Issuer capped's maximum 12h",
+    );
+    const ok = await createPod(
+      kc,
+      injected,
+      pod(
+        'short-enough',
+        {},
+        { annotations: { 'sigil.dev/issuer': 'Issuer/capped', 'sigil.dev/duration': '12h' } },
+      ),
+    );
+    expect(ok.metadata?.annotations?.['sigil.dev/status']).toBe('injected');
+  });
+
+  it.each([
+    [
       "a volume with Sigil's name",
       { volumes: [{ name: 'sigil-identity', emptyDir: {} }] },
       'already has a volume named sigil-identity',

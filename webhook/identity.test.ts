@@ -69,3 +69,21 @@ describe('names for any service account Kubernetes accepts', () => {
     expect(() => podIdentity(withServiceAccount(sa), 'shop', options)).toThrow(/DNS subdomain/);
   });
 });
+
+describe('sigil.dev/duration against the operator minimum', () => {
+  const withDuration = (duration: string): V1Pod => ({
+    metadata: { generateName: 'w-', annotations: { 'sigil.dev/duration': duration } },
+    spec: { containers: [{ name: 'app', image: 'x' }] },
+  });
+  const strict = { ...options, minDurationMs: 3_600_000 };
+
+  it.each(['1s', '59m59s'])('should refuse %s below a 1h minimum, naming the annotation and the fix', (d) => {
+    expect(() => podIdentity(withDuration(d), 'shop', strict)).toThrow(
+      `annotation sigil.dev/duration: "${d}" is shorter than the shortest certificate the operator issues (1h`,
+    );
+  });
+
+  it.each(['1h', '2h30m', '720h'])('should accept %s', (d) => {
+    expect(podIdentity(withDuration(d), 'shop', strict).identity.duration).toBe(d);
+  });
+});

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { CertificateSpec } from '../lib/api/types.ts';
 import { dnsNameProblem } from '../lib/pki/names.ts';
-import { parseDuration } from '../lib/pki/renewal.ts';
+import { formatDuration, parseDuration } from '../lib/pki/renewal.ts';
 import { identityCertificateName, SERVICE_ACCOUNT_NAME } from '../lib/tenancy/identity.ts';
 import { dnsNameOwner, workloadSpiffeId } from '../lib/tenancy/index.ts';
 
@@ -48,6 +48,8 @@ function list(value: string | undefined): string[] {
 export interface IdentityOptions {
   trustDomain: string;
   clusterDomain: string;
+  /** The operator's --min-duration: a shorter sigil.dev/duration could never be issued. */
+  minDurationMs?: number | undefined;
 }
 
 /**
@@ -104,10 +106,16 @@ export function podIdentity(
   if (dnsNames.length > 50)
     throw new IdentityError(`annotations claim ${dnsNames.length} DNS names; at most 50 are allowed`);
   const duration = annotations[PodAnnotation.Duration];
-  if (duration !== undefined && parseDuration(duration) === undefined) {
-    throw new IdentityError(
-      `annotation ${PodAnnotation.Duration}: "${duration}" is not a Go duration such as 24h`,
-    );
+  if (duration !== undefined) {
+    const ms = parseDuration(duration);
+    if (ms === undefined)
+      throw new IdentityError(
+        `annotation ${PodAnnotation.Duration}: "${duration}" is not a Go duration such as 24h`,
+      );
+    if (o.minDurationMs !== undefined && ms < o.minDurationMs)
+      throw new IdentityError(
+        `annotation ${PodAnnotation.Duration}: "${duration}" is shorter than the shortest certificate the operator issues (${formatDuration(o.minDurationMs)}, its --min-duration), so the pod would wait for it forever; set ${formatDuration(o.minDurationMs)} or more, or remove the annotation for the default 24h`,
+      );
   }
   let issuerRef: Identity['issuerRef'];
   const issuer = annotations[PodAnnotation.Issuer];

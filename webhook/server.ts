@@ -25,11 +25,12 @@ import {
 import { describeApiError, isConflict, isNotFound } from '../lib/kube/errors.ts';
 import { Informer } from '../lib/kube/informer.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
+import { DEFAULT_DURATION_MS, formatDuration, parseDuration } from '../lib/pki/renewal.ts';
 import { dnsNameViolation, type TenancyContext } from '../lib/tenancy/index.ts';
 import { readBody } from './body.ts';
 import { type ClientAuthOptions, clientAuthProblem, readClientCa } from './clientauth.ts';
 import { type AdmissionResponse, ReviewError, ReviewErrorCode, toAdmissionResponse } from './errors.ts';
-import { type Identity, identityCertificateSpec, labelValueFor } from './identity.ts';
+import { type Identity, identityCertificateSpec, labelValueFor, PodAnnotation } from './identity.ts';
 import { InFlight, type InFlightLimits, type Ticket } from './inflight.ts';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.ts';
 import { squatProblem } from './ownership.ts';
@@ -45,6 +46,8 @@ export interface WebhookOptions {
   trustDomain: string;
   clusterDomain: string;
   defaultIssuer: { kind: 'ClusterIssuer'; name: string };
+  /** The operator's --min-duration: pods asking for less are refused, as it would never issue them. */
+  minDurationMs?: number | undefined;
   logger: Logger;
   /** Largest AdmissionReview accepted (default 7 MiB, see MAX_BODY). */
   maxBodyBytes?: number;
@@ -153,30 +156,63 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     notAfter: new Date(Date.now() + 86_400_000),
   });
 
-  const issuerPolicyAllows = async (identity: Identity, names: string[]): Promise<string | undefined> => {
+  /** Issuers read recently, so steady pod creation costs no API call; a missing one is read again each time. */
+  const issuers = new Map<string, { issuer: Issuer; at: number }>();
+  const ISSUER_TTL_MS = 10_000;
+  const readIssuer = async (ref: { kind: 'Issuer' | 'ClusterIssuer'; name: string }, namespace: string) => {
+    const key = ref.kind === 'Issuer' ? `Issuer/${namespace}/${ref.name}` : `ClusterIssuer/${ref.name}`;
+    const cached = issuers.get(key);
+    if (cached && Date.now() - cached.at < ISSUER_TTL_MS) return cached.issuer;
+    const issuer = (
+      ref.kind === 'Issuer'
+        ? await custom.getNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            namespace,
+            plural: Plural.Issuer,
+            name: ref.name,
+          })
+        : await custom.getClusterCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: Plural.ClusterIssuer,
+            name: ref.name,
+          })
+    ) as Issuer;
+    if (issuers.size >= 1024) issuers.clear();
+    issuers.set(key, { issuer, at: Date.now() });
+    return issuer;
+  };
+
+  /**
+   * Why the identity's Certificate could never be issued, or undefined: its issuer does not exist,
+   * the issuer's policy refuses its duration, or a name outside the namespace (`foreignNames`).
+   * The pod would otherwise wait in ContainerCreating for a Secret that never comes.
+   */
+  const issuerRefusal = async (
+    identity: Identity,
+    foreignNames: string[],
+  ): Promise<ReviewError | undefined> => {
     const ref = identity.issuerRef ?? o.defaultIssuer;
     let issuer: Issuer;
     try {
-      issuer = (
-        ref.kind === 'Issuer'
-          ? await custom.getNamespacedCustomObject({
-              group: GROUP,
-              version: VERSION,
-              namespace: identity.namespace,
-              plural: Plural.Issuer,
-              name: ref.name,
-            })
-          : await custom.getClusterCustomObject({
-              group: GROUP,
-              version: VERSION,
-              plural: Plural.ClusterIssuer,
-              name: ref.name,
-            })
-      ) as Issuer;
+      issuer = await readIssuer(ref, identity.namespace);
     } catch (err) {
-      return isNotFound(err)
-        ? `${ref.kind} ${ref.name} does not exist`
-        : `could not read ${ref.kind} ${ref.name}: ${describeApiError(err)}`;
+      if (!isNotFound(err))
+        return new ReviewError(
+          ReviewErrorCode.CertificateUnavailable,
+          `could not read ${ref.kind} ${ref.name}: ${describeApiError(err)}`,
+        );
+      const where = ref.kind === 'Issuer' ? ` in namespace ${identity.namespace}` : '';
+      return identity.issuerRef
+        ? new ReviewError(
+            ReviewErrorCode.InvalidAnnotation,
+            `annotation ${PodAnnotation.Issuer}: ${ref.kind} ${ref.name} does not exist${where}, so this pod's certificate could never be issued; name an existing one (kubectl get ${ref.kind === 'Issuer' ? 'issuers' : 'clusterissuers'}.sigil.dev) or remove the annotation for the default ClusterIssuer ${o.defaultIssuer.name}`,
+          )
+        : new ReviewError(
+            ReviewErrorCode.CertificateUnavailable,
+            `the default ClusterIssuer ${ref.name} does not exist, so this pod's certificate could never be issued; create it (the chart does, issuer.create) or name another with the ${PodAnnotation.Issuer} annotation`,
+          );
     }
     const ctx: TenancyContext = {
       namespace: identity.namespace,
@@ -185,9 +221,16 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
       policy: issuer.spec.policy,
       issuer: `${ref.kind} ${ref.name}`,
     };
-    for (const name of names) {
+    const max = issuer.spec.policy?.maxDuration ? parseDuration(issuer.spec.policy.maxDuration) : undefined;
+    const durationMs = identity.duration ? parseDuration(identity.duration) : DEFAULT_DURATION_MS;
+    if (max !== undefined && durationMs !== undefined && durationMs > max)
+      return new ReviewError(
+        ReviewErrorCode.InvalidAnnotation,
+        `annotation ${PodAnnotation.Duration}: ${identity.duration ?? `the default ${formatDuration(DEFAULT_DURATION_MS)}`} is longer than ${ctx.issuer}'s maximum ${issuer.spec.policy!.maxDuration} (spec.policy.maxDuration), so this pod's certificate could never be issued; set ${PodAnnotation.Duration} to ${issuer.spec.policy!.maxDuration} or less`,
+      );
+    for (const name of foreignNames) {
       const refused = dnsNameViolation(ctx, name);
-      if (refused) return refused.message;
+      if (refused) return new ReviewError(ReviewErrorCode.NameNotAllowed, refused.message);
     }
     return undefined;
   };
@@ -352,11 +395,8 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
   const carryOut = async (plan: Plan): Promise<AdmissionResponse> => {
     if (plan.kind === 'respond') return plan.response;
     const { request, identity, foreignNames, patch } = plan;
-    if (foreignNames.length > 0) {
-      const refused = await issuerPolicyAllows(identity, foreignNames);
-      if (refused)
-        throw Object.assign(new ReviewError(ReviewErrorCode.NameNotAllowed, refused), { uid: request.uid });
-    }
+    const refused = await issuerRefusal(identity, foreignNames);
+    if (refused) throw Object.assign(refused, { uid: request.uid });
     if (!request.dryRun) {
       try {
         await ensureKnown(identity);
@@ -392,7 +432,11 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
       throw withUid(err);
     });
     if (notOptedIn) return { response: { uid: request.uid, allowed: true }, skipped: notOptedIn };
-    const plan = planRequest(request, { trustDomain: o.trustDomain, clusterDomain: o.clusterDomain });
+    const plan = planRequest(request, {
+      trustDomain: o.trustDomain,
+      clusterDomain: o.clusterDomain,
+      minDurationMs: o.minDurationMs,
+    });
     return { response: await carryOut(plan), plan };
   };
 

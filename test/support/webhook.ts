@@ -68,6 +68,8 @@ export async function setupInjection(
       trustDomain: 'cluster.local',
       clusterDomain: 'cluster.local',
       defaultIssuer: { kind: 'ClusterIssuer', name: issuer },
+      // As the operator's (startTestOperator's) shortest duration.
+      minDurationMs: 60_000,
       logger: logger(),
       clientAuth: client ? { caFile: client.caFile, names: [client.name] } : undefined,
       ...(options.limits ? { limits: options.limits } : {}),
