@@ -202,8 +202,30 @@ package tools
 import _ "helm.sh/helm/v3/cmd/helm"
 GO
   (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>"$work/tidy.log" || true)
-  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$BIN_DIR/helm" helm.sh/helm/v3/cmd/helm) \
+  # Stamped as helm's own release builds are (its Makefile): the Kubernetes version helm assumes
+  # without a cluster (helm template, helm lint) comes from the client-go it is built with, v0.X.Y
+  # meaning Kubernetes 1.X. Unstamped, helm assumes v1.20.0 and the chart's kubeVersion refuses it.
+  local client_go major minor
+  client_go="$(cd "$work" && GOFLAGS=-mod=mod go list -f '{{.Version}}' -m k8s.io/client-go)" \
+    || fail "find the client-go version helm $HELM_VERSION uses" "read the Go error above"
+  client_go="${client_go#v}"
+  major=$(( ${client_go%%.*} + 1 ))
+  minor="$(echo "$client_go" | cut -d. -f2)"
+  local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+  ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/helm" helm.sh/helm/v3/cmd/helm) \
     || fail "go build helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "read the Go error above; or put helm $HELM_VERSION on PATH"
+  echo "$HELM_STAMP" >"$BIN_DIR/helm.stamp"
+}
+
+# What build_helm writes into helm.stamp; a helm built here without it (an older, unstamped build) is built again.
+HELM_STAMP="kube-version-from-client-go"
+drop_unstamped_helm() {
+  if [ -x "$BIN_DIR/helm" ] && [ ! -L "$BIN_DIR/helm" ] && [ "$(cat "$BIN_DIR/helm.stamp" 2>/dev/null)" != "$HELM_STAMP" ]; then
+    log "helm in $BIN_DIR was built without its Kubernetes version stamped: building it again"
+    rm -f "$BIN_DIR/helm"
+  fi
 }
 
 ensure() {
@@ -244,9 +266,9 @@ main() {
   case "$only" in
     --print-dir) echo "$BIN_DIR"; return 0 ;;
     control-plane) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver ;;
-    helm) ensure helm "$HELM_VERSION" build_helm ;;
+    helm) drop_unstamped_helm; ensure helm "$HELM_VERSION" build_helm ;;
     node) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver; ensure_node ;;
-    all) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver; ensure helm "$HELM_VERSION" build_helm ;;
+    all) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver; drop_unstamped_helm; ensure helm "$HELM_VERSION" build_helm ;;
     *) fail "parse arguments" "usage: hack/build-tools.sh [all|control-plane|helm|node|--print-dir]" ;;
   esac
   log "binaries in $BIN_DIR"
