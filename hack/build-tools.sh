@@ -13,6 +13,8 @@ KUBE_VERSION="${SIGIL_KUBE_VERSION:-v1.34.4}"
 ETCD_VERSION="${SIGIL_ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${SIGIL_HELM_VERSION:-v3.19.5}"
 COREDNS_VERSION="${SIGIL_COREDNS_VERSION:-v1.14.7}"
+# cert-manager's CRDs, installed beside Sigil's in a test: its kinds have the same names.
+CERT_MANAGER_VERSION="${SIGIL_CERT_MANAGER_VERSION:-v1.21.2}"
 CACHE_ROOT="${SIGIL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sigil}"
 BIN_DIR="$CACHE_ROOT/bin-kube${KUBE_VERSION}-etcd${ETCD_VERSION}-helm${HELM_VERSION}"
 
@@ -260,16 +262,32 @@ build_node_needed() {
   return 1
 }
 
+# cert-manager's CRDs from its Go module (deploy/crds), into the cache; prints their directory.
+cert_manager_crds() {
+  local out="$CACHE_ROOT/cert-manager-crds-$CERT_MANAGER_VERSION" dir
+  if ! ls "$out"/cert-manager.io_certificates.yaml >/dev/null 2>&1; then
+    have_go || fail "find the Go toolchain to download cert-manager's CRDs" "install Go 1.24+"
+    log "downloading cert-manager $CERT_MANAGER_VERSION's CRDs from its Go module"
+    dir="$(cd "$CACHE_ROOT" && GOFLAGS=-mod=mod go mod download -json "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+    [ -n "$dir" ] && [ -d "$dir/deploy/crds" ] \
+      || fail "go mod download github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" "read the Go error above"
+    mkdir -p "$out"
+    cp "$dir"/deploy/crds/cert-manager.io_*.yaml "$out/"
+  fi
+  echo "$out"
+}
+
 main() {
   mkdir -p "$BIN_DIR"
   local only="${1:-all}"
   case "$only" in
     --print-dir) echo "$BIN_DIR"; return 0 ;;
+    cert-manager-crds) cert_manager_crds; return 0 ;;
     control-plane) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver ;;
     helm) drop_unstamped_helm; ensure helm "$HELM_VERSION" build_helm ;;
     node) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver; ensure_node ;;
     all) ensure etcd "$ETCD_VERSION" build_etcd; ensure kube-apiserver "$KUBE_VERSION" build_kube_apiserver; drop_unstamped_helm; ensure helm "$HELM_VERSION" build_helm ;;
-    *) fail "parse arguments" "usage: hack/build-tools.sh [all|control-plane|helm|node|--print-dir]" ;;
+    *) fail "parse arguments" "usage: hack/build-tools.sh [all|control-plane|helm|node|cert-manager-crds|--print-dir]" ;;
   esac
   log "binaries in $BIN_DIR"
 }

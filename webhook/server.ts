@@ -242,7 +242,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     const key = `${identity.namespace}/${identity.certificateName}`;
     return new ReviewError(
       ReviewErrorCode.IdentitySquatted,
-      `Certificate ${key} already exists and is not the one Sigil creates for this pod's identity (${identity.spiffeId}): ${problem}. Sigil will not mount a Secret it does not control; delete that Certificate (kubectl delete certificate -n ${identity.namespace} ${identity.certificateName}) and create the pod again`,
+      `Certificate ${key} already exists and is not the one Sigil creates for this pod's identity (${identity.spiffeId}): ${problem}. Sigil will not mount a Secret it does not control; delete that Certificate (kubectl delete certificates.sigil.dev -n ${identity.namespace} ${identity.certificateName}) and create the pod again`,
     );
   };
 

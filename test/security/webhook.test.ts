@@ -189,7 +189,7 @@ describe('squatting the deterministic Certificate name', () => {
         `Certificate ${a}/${name} already exists and is not the one Sigil creates`,
       );
       expect(denied.message).toMatch(why);
-      expect(denied.message).toContain(`kubectl delete certificate -n ${a} ${name}`);
+      expect(denied.message).toContain(`kubectl delete certificates.sigil.dev -n ${a} ${name}`);
       // Denied again, not let through by anything remembered.
       expect(
         (await refusal(createPod(tenant.kc, a, { ...victimPod, metadata: { generateName: 'web-' } })))
