@@ -1,5 +1,6 @@
 // sigil status, sigil renew, sigil inspect.
 import {
+  ApiException,
   CoreV1Api,
   CustomObjectsApi,
   PatchStrategy,
@@ -8,17 +9,16 @@ import {
 } from '@kubernetes/client-node';
 import type { Command } from 'commander';
 import { Annotation, findCondition, GROUP, Plural, VERSION } from '../lib/api/types.ts';
-import { loadKubeConfig } from '../lib/kube/config.ts';
 import { describeApiError, isNotFound } from '../lib/kube/errors.ts';
 import { isSignedBy, parseCertificateChain } from '../lib/pki/certificate.ts';
 import { readKeyPair } from '../lib/pki/inspect.ts';
-import { listCertificates, relative, table } from './kube.ts';
+import { CliError, describeCliError, Exit } from './errors.ts';
+import { cliKubeConfig, lastKubeConfig, listCertificates, relative, table } from './kube.ts';
 
-/** Exit codes: 0 all good, 1 something is not ready or invalid, 2 usage or API error. */
-export const Exit = { Ok: 0, NotReady: 1, Error: 2 } as const;
+export { Exit } from './errors.ts';
 
 function namespaceOf(
-  kc: ReturnType<typeof loadKubeConfig>,
+  kc: ReturnType<typeof cliKubeConfig>,
   opts: { namespace?: string; allNamespaces?: boolean },
 ) {
   if (opts.allNamespaces) return undefined;
@@ -33,7 +33,7 @@ export function certificateCommands(program: Command) {
     .option('-n, --namespace <ns>', "namespace (default: the context's)")
     .option('-A, --all-namespaces', 'every namespace')
     .action(async (name: string | undefined, opts) => {
-      const kc = loadKubeConfig(opts.kubeconfig);
+      const kc = cliKubeConfig(opts.kubeconfig);
       const ns = namespaceOf(kc, opts);
       let certs = await listCertificates(kc, ns);
       if (name) certs = certs.filter((c) => c.metadata.name === name);
@@ -82,11 +82,12 @@ export function certificateCommands(program: Command) {
     .option('-A, --all-namespaces', 'every namespace (with --all)')
     .option('--all', 'every Certificate in the namespace (or, with -A, the cluster)')
     .action(async (name: string | undefined, opts) => {
-      if (!name === !opts.all) {
-        console.error('give a Certificate name or --all');
-        process.exit(Exit.Error);
-      }
-      const kc = loadKubeConfig(opts.kubeconfig);
+      if (!name === !opts.all) throw new CliError('give a Certificate name or --all');
+      if (name && opts.allNamespaces)
+        throw new CliError(
+          `-A goes with --all; to renew ${name}, name its namespace with -n (or leave it for the context's)`,
+        );
+      const kc = cliKubeConfig(opts.kubeconfig);
       const ns = namespaceOf(kc, opts);
       const custom = kc.makeApiClient(CustomObjectsApi);
       const targets = name
@@ -112,8 +113,12 @@ export function certificateCommands(program: Command) {
           );
           console.log(`renewal requested for ${t.namespace}/${t.name}`);
         } catch (err) {
+          // No answer at all (unreachable, TLS): the run fails as a whole, in one line.
+          if (!(err instanceof ApiException)) throw err;
           failed++;
-          console.error(`${t.namespace}/${t.name}: ${isNotFound(err) ? 'not found' : describeApiError(err)}`);
+          console.error(
+            `${t.namespace}/${t.name}: ${isNotFound(err) ? 'Certificate not found' : describeCliError(err, lastKubeConfig())}`,
+          );
         }
       }
       process.exit(failed > 0 ? Exit.Error : Exit.Ok);
@@ -127,7 +132,7 @@ export function certificateCommands(program: Command) {
     .option('--kubeconfig <path>', 'kubeconfig file')
     .option('-n, --namespace <ns>', "namespace (default: the context's)")
     .action(async (secretName: string, opts) => {
-      const kc = loadKubeConfig(opts.kubeconfig);
+      const kc = cliKubeConfig(opts.kubeconfig);
       const ns = namespaceOf(kc, opts)!;
       let secret: V1Secret;
       try {
@@ -137,6 +142,14 @@ export function certificateCommands(program: Command) {
         process.exit(Exit.Error);
       }
       const text = (k: string) => Buffer.from(secret.data?.[k] ?? '', 'base64').toString('utf8');
+      const missing = ['tls.crt', 'tls.key'].filter((k) => !secret.data?.[k]);
+      if (missing.length > 0) {
+        const has = Object.keys(secret.data ?? {});
+        console.error(
+          `Secret ${ns}/${secretName} has no ${missing.join(' or ')} (its keys: ${has.length > 0 ? has.join(', ') : 'none'}); inspect reads a kubernetes.io/tls Secret, such as a Certificate's spec.secretName`,
+        );
+        process.exit(Exit.NotReady);
+      }
       try {
         const pair = readKeyPair(text('tls.crt'), text('tls.key'), `Secret ${ns}/${secretName}`);
         const f = pair.leaf.facts;

@@ -8,12 +8,12 @@ import {
 } from '@kubernetes/client-node';
 import type { Command } from 'commander';
 import { findCondition, Label } from '../lib/api/types.ts';
-import { loadKubeConfig } from '../lib/kube/config.ts';
+
 import { describeApiError, isNotFound } from '../lib/kube/errors.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
 import { isSignedBy, parseCertificateChain } from '../lib/pki/certificate.ts';
-import { Exit } from './certificates.ts';
-import { listCertificates, listIssuers } from './kube.ts';
+import { Exit } from './errors.ts';
+import { cliKubeConfig, listCertificates, listIssuers } from './kube.ts';
 
 type Level = 'ok' | 'warn' | 'fail';
 interface Finding {
@@ -98,7 +98,7 @@ export function doctorCommand(program: Command) {
       'look at Issuers, Certificates and pods of this namespace only (ClusterIssuers always)',
     )
     .action(async (opts) => {
-      const kc = loadKubeConfig(opts.kubeconfig);
+      const kc = cliKubeConfig(opts.kubeconfig);
       const findings: Finding[] = [];
       const add = (level: Level, check: string, message: string) => findings.push({ level, check, message });
       const now = Date.now();
@@ -120,12 +120,12 @@ export function doctorCommand(program: Command) {
             established ? `${name} installed` : `${name} is not established; check the API server logs`,
           );
         } catch (err) {
+          // The API itself failing (unreachable, refused credentials, 429) is an error of the run: exit 2.
+          if (!isNotFound(err)) throw err;
           add(
             'fail',
             'CRDs',
-            isNotFound(err)
-              ? `${name} is missing: install the CRDs (helm install, or kubectl apply -f crds/)`
-              : describeApiError(err),
+            `${name} is missing: install the CRDs (helm install, or kubectl apply -f crds/)`,
           );
         }
       }
@@ -260,7 +260,13 @@ export function doctorCommand(program: Command) {
           );
         } else healthy++;
       }
-      add('ok', 'certificates', `${healthy} of ${certs.length} Certificates ready and on schedule`);
+      add(
+        healthy === certs.length ? 'ok' : 'warn',
+        'certificates',
+        healthy === certs.length
+          ? `${healthy} of ${certs.length} Certificates ready and on schedule`
+          : `${healthy} of ${certs.length} Certificates ready and on schedule; the others are listed above`,
+      );
 
       // Pods mounting Sigil Secrets through subPath (they never see renewals)
       const core = kc.makeApiClient(CoreV1Api);
@@ -334,9 +340,20 @@ export function doctorCommand(program: Command) {
 function report(findings: Finding[]): never {
   const mark = { ok: '✓', warn: '!', fail: '✗' };
   for (const f of findings) console.log(`${mark[f.level]} ${f.check.padEnd(13)} ${f.message}`);
+  console.log(`\nsigil doctor: ${doctorSummary(findings)}`);
   const failed = findings.filter((f) => f.level === 'fail').length;
-  console.log(
-    failed === 0 ? '\nsigil doctor: no problems found' : `\nsigil doctor: ${failed} problem(s) found`,
-  );
   process.exit(failed === 0 ? Exit.Ok : Exit.NotReady);
+}
+
+/** The last line: problems (✗) and warnings (!) counted as the lines above show them. */
+export function doctorSummary(findings: readonly { level: Level }[]): string {
+  const count = (level: Level) => findings.filter((f) => f.level === level).length;
+  const problems = count('fail');
+  const warnings = count('warn');
+  if (problems === 0 && warnings === 0) return 'no problems found';
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  return [
+    ...(problems > 0 ? [plural(problems, 'problem')] : []),
+    ...(warnings > 0 ? [plural(warnings, 'warning')] : []),
+  ].join(', ');
 }

@@ -1,6 +1,41 @@
 // Small API helpers for the CLI commands.
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { type Certificate, GROUP, type Issuer, Plural, VERSION } from '../lib/api/types.ts';
+import { loadKubeConfig } from '../lib/kube/config.ts';
+import { CliError } from './errors.ts';
+
+let last: { server?: string; kubeconfig?: string } = {};
+
+/** loadKubeConfig for a command, remembering which server and file an error message should name. */
+export function cliKubeConfig(path: string | undefined): KubeConfig {
+  const home = join(homedir(), '.kube', 'config');
+  const source =
+    path || process.env.KUBECONFIG || (process.env.KUBERNETES_SERVICE_HOST ? 'in-cluster' : home);
+  last = { kubeconfig: source };
+  if (source === home && !existsSync(home))
+    throw new CliError(
+      `no kubeconfig: pass --kubeconfig, set KUBECONFIG, or write ${home} (kubectl config view shows what kubectl uses)`,
+    );
+  let kc: KubeConfig;
+  try {
+    kc = loadKubeConfig(path);
+  } catch (err) {
+    throw new CliError(
+      `cannot read the kubeconfig ${source}: ${(err as Error).message}; pass --kubeconfig with the path of a kubeconfig file, or set KUBECONFIG`,
+    );
+  }
+  const server = kc.getCurrentCluster()?.server;
+  last = server ? { kubeconfig: source, server } : { kubeconfig: source };
+  return kc;
+}
+
+/** The kubeconfig the command loaded, for describing its errors. */
+export function lastKubeConfig(): { server?: string; kubeconfig?: string } {
+  return last;
+}
 
 export async function listCertificates(
   kc: KubeConfig,

@@ -1,14 +1,25 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { certificateCommands } from './certificates.ts';
 import { doctorCommand } from './doctor.ts';
+import { commanderExit, describeCliError, Exit } from './errors.ts';
+import { lastKubeConfig } from './kube.ts';
 import { operatorCommand } from './operator.ts';
 import { webhookCommand } from './webhook.ts';
 
 const program = new Command();
 program.name('sigil').description('mTLS identities for Kubernetes pods');
+// Usage errors throw (inherited by every command added below) instead of exiting 1, which means "not ready".
+program.exitOverride();
 operatorCommand(program);
 webhookCommand(program);
 certificateCommands(program);
 doctorCommand(program);
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  // Commander has printed its own message for usage errors.
+  if (err instanceof CommanderError) process.exit(commanderExit(err));
+  console.error(`sigil: ${describeCliError(err, lastKubeConfig())}`);
+  process.exit(Exit.Error);
+}

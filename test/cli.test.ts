@@ -1,5 +1,7 @@
 // The sigil CLI as a person runs it, against the test control plane.
 import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
@@ -87,7 +89,10 @@ describe('sigil status, renew and inspect', () => {
 describe('sigil doctor', () => {
   it('should pass on a healthy installation', async () => {
     const res = await doctor();
-    expect(res.out).toContain('no problems found');
+    // The test operator runs without leader election: the one '!' line, counted as it is shown.
+    expect(res.out).not.toContain('✗');
+    expect(res.out).toContain('! leader');
+    expect(res.out.trim().split('\n').at(-1)).toBe('sigil doctor: 1 warning');
     expect(res.code).toBe(0);
   });
 
@@ -150,5 +155,170 @@ describe('sigil doctor', () => {
     );
     await kc.makeApiClient(CoreV1Api).deleteNamespacedPod({ name: 'legacy', namespace: plain });
     await getCertificate(kc, ns, certName);
+  });
+});
+
+/** The CLI with exactly these arguments and environment: no kubeconfig added. */
+function sigilRaw(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((r) => {
+    execFile(
+      process.execPath,
+      [join(ROOT, 'cli', 'main.ts'), ...args],
+      { env: { ...env, NODE_NO_WARNINGS: '1' } },
+      (e, stdout, stderr) =>
+        r({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr }),
+    );
+  });
+}
+
+/** A kubeconfig for `server` (the test API server's CA) with a token of our choosing. */
+function kubeconfigFile(server: string, token: string): string {
+  const cluster = kc.getCurrentCluster()!;
+  const file = join(mkdtempSync(join(tmpdir(), 'sigil-cli-')), 'kubeconfig');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'c', cluster: { server, 'certificate-authority-data': cluster.caData } }],
+      users: [{ name: 'u', user: { token } }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user: 'u', namespace: 'default' } }],
+      'current-context': 'c',
+    }),
+  );
+  return file;
+}
+
+describe('sigil when the cluster cannot be used', () => {
+  /** One line on stderr, naming what failed, and no stack trace. */
+  const oneLine = (res: { out: string; err: string }) => {
+    expect(res.out).toBe('');
+    expect(res.err.trim().split('\n')).toHaveLength(1);
+    expect(res.err).not.toMatch(/^\s+at /m);
+    return res.err.trim();
+  };
+
+  it.each([
+    ['status', ['status']],
+    ['renew', ['renew', 'x']],
+    ['inspect', ['inspect', 'x']],
+    ['doctor', ['doctor']],
+  ])('%s with no kubeconfig anywhere: one line, exit 2', async (_n, args) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: mkdtempSync(join(tmpdir(), 'sigil-home-')) };
+    delete env.KUBECONFIG;
+    delete env.KUBERNETES_SERVICE_HOST;
+    const res = await sigilRaw(args, env);
+    expect(res.code).toBe(2);
+    expect(oneLine(res)).toMatch(
+      /^sigil: no kubeconfig: pass --kubeconfig, set KUBECONFIG, or write .*\.kube\/config/,
+    );
+  });
+
+  it('should say a --kubeconfig file is missing, exit 2', async () => {
+    const res = await sigilRaw(['status', '--kubeconfig', '/nonexistent/kubeconfig']);
+    expect(res.code).toBe(2);
+    expect(oneLine(res)).toContain('cannot read the kubeconfig /nonexistent/kubeconfig: ENOENT');
+  });
+
+  it.each([['status'], ['doctor'], ['renew']])(
+    '%s against a stopped API server: one line, exit 2',
+    async (command) => {
+      const { freePort } = await import('../lib/testing/controlplane.ts');
+      const server = `https://127.0.0.1:${await freePort()}`;
+      const file = kubeconfigFile(server, 'x');
+      const res = await sigilRaw([command, ...(command === 'renew' ? ['web'] : []), '--kubeconfig', file]);
+      expect(res.code).toBe(2);
+      expect(oneLine(res)).toBe(
+        `sigil: cannot reach the API server at ${server} (from ${file}): connection refused. Is the cluster running, and is this the kubeconfig you meant (--kubeconfig, KUBECONFIG)?`,
+      );
+    },
+  );
+
+  it.each([['status'], ['doctor']])(
+    '%s with a token the API server refuses: one line, exit 2',
+    async (command) => {
+      const server = kc.getCurrentCluster()!.server;
+      const file = kubeconfigFile(server, 'not-a-token');
+      const res = await sigilRaw([command, '--kubeconfig', file]);
+      expect(res.code).toBe(2);
+      expect(oneLine(res)).toContain(
+        `the API server at ${server} refused the credentials in the kubeconfig (from ${file}) (401 Unauthorized)`,
+      );
+    },
+  );
+
+  it('should say renew -A with a name is a usage error, not print undefined/x', async () => {
+    const res = await sigilRaw(['renew', 'web', '-A', '--kubeconfig', kubeconfigPath()]);
+    expect(res.code).toBe(2);
+    expect(oneLine(res)).toBe(
+      "sigil: -A goes with --all; to renew web, name its namespace with -n (or leave it for the context's)",
+    );
+  });
+
+  it.each([
+    ['an unknown command', ['statsu'], "error: unknown command 'statsu'"],
+    ['an unknown option', ['status', '--bogus'], "error: unknown option '--bogus'"],
+    ['no command', [], 'Usage: sigil'],
+  ])('should exit 2 for %s', async (_n, args, text) => {
+    const res = await sigilRaw(args);
+    expect(res.code).toBe(2);
+    expect(`${res.out}${res.err}`).toContain(text);
+  });
+
+  it('should exit 0 for --help', async () => {
+    expect((await sigilRaw(['--help'])).code).toBe(0);
+    expect((await sigilRaw(['status', '--help'])).code).toBe(0);
+  });
+
+  it('should say a Secret has no tls.crt, not that it is not PEM, and exit 1', async () => {
+    await kc.makeApiClient(CoreV1Api).createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: 'plain' }, stringData: { password: 'x' } },
+    });
+    const res = await sigil('inspect', 'plain', '-n', ns);
+    expect(res.code).toBe(1);
+    expect(res.out.trim()).toBe(
+      `Secret ${ns}/plain has no tls.crt or tls.key (its keys: password); inspect reads a kubernetes.io/tls Secret, such as a Certificate's spec.secretName`,
+    );
+  });
+});
+
+describe('sigil against a cluster without Sigil installed', () => {
+  let bare: import('../lib/testing/controlplane.ts').ControlPlaneState;
+  const dir = mkdtempSync(join(tmpdir(), 'sigil-cli-bare-'));
+  beforeAll(async () => {
+    const { startControlPlane } = await import('../lib/testing/controlplane.ts');
+    bare = await startControlPlane({ dir, persistent: false });
+  }, 120_000);
+  afterAll(async () => {
+    const { stopControlPlane, removeDir } = await import('../lib/testing/controlplane.ts');
+    if (bare) await stopControlPlane(bare);
+    removeDir(dir);
+  });
+
+  it.each([['status'], ['renew']])(
+    '%s says the CRDs are missing and how to install them, exit 2',
+    async (command) => {
+      const res = await sigilRaw([
+        command,
+        ...(command === 'renew' ? ['--all'] : []),
+        '--kubeconfig',
+        bare.kubeconfig,
+      ]);
+      expect(res.code).toBe(2);
+      expect(res.err.trim()).toBe(
+        `sigil: Sigil's resources (sigil.dev) are not installed in the cluster at ${bare.server}: install the chart (helm install sigil charts/sigil) or the CRDs (kubectl apply -f crds/)`,
+      );
+    },
+  );
+
+  it('doctor reports the missing CRDs as problems and exits 1', async () => {
+    const res = await sigilRaw(['doctor', '--kubeconfig', bare.kubeconfig]);
+    expect(res.code).toBe(1);
+    expect(res.out).toContain('✗ CRDs          certificates.sigil.dev is missing: install the CRDs');
+    expect(res.out).toContain('sigil doctor: 3 problems');
   });
 });
