@@ -8,7 +8,8 @@ import { operatorCommand } from './operator.ts';
 import { webhookCommand } from './webhook.ts';
 
 const program = new Command();
-program.name('sigil').description('mTLS identities for Kubernetes pods');
+// bin/kubectl-sigil runs it as a kubectl plugin, so usage lines read `kubectl sigil ...`.
+program.name(process.env.SIGIL_CLI_NAME ?? 'sigil').description('mTLS identities for Kubernetes pods');
 // Usage errors throw (inherited by every command added below) instead of exiting 1, which means "not ready".
 program.exitOverride();
 operatorCommand(program);
@@ -20,6 +21,6 @@ try {
 } catch (err) {
   // Commander has printed its own message for usage errors.
   if (err instanceof CommanderError) process.exit(commanderExit(err));
-  console.error(`sigil: ${describeCliError(err, lastKubeConfig())}`);
+  console.error(`${program.name()}: ${describeCliError(err, lastKubeConfig())}`);
   process.exit(Exit.Error);
 }

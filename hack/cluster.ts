@@ -69,7 +69,7 @@ async function up() {
   }
   console.log(`kube-apiserver ${await serverVersion(state)}; kubeconfig: ${state.kubeconfig}`);
   console.log(
-    `try: KUBECONFIG=${join(dir, 'kubeconfig')} npx sigil status -A   (stop with: make cluster-down)`,
+    `try: KUBECONFIG=${join(dir, 'kubeconfig')} bin/kubectl-sigil status -A   (make build first; stop with: make cluster-down)`,
   );
 }
 

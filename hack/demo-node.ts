@@ -327,7 +327,7 @@ export async function nodeDemo(o: NodeDemoOptions): Promise<string[]> {
 
     if (o.keep) {
       console.log(
-        `\nEverything is still running. Explore with:\n  export KUBECONFIG=${cluster.controlPlane.kubeconfig}\n  alias kubectl=${join(nodeBinaryDir(), 'kubectl')}\n  kubectl logs -n ${APP_NS} deployment/frontend -f\n  make build && npx sigil status -A\nStop with: make demo-down`,
+        `\nEverything is still running. Explore with:\n  export KUBECONFIG=${cluster.controlPlane.kubeconfig}\n  alias kubectl=${join(nodeBinaryDir(), 'kubectl')}\n  kubectl logs -n ${APP_NS} deployment/frontend -f\n  make build && bin/kubectl-sigil status -A   # or kubectl sigil, with bin/ on PATH\nStop with: make demo-down`,
       );
     } else {
       title('Stop the cluster');

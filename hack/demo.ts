@@ -443,7 +443,7 @@ async function main() {
   console.log(`  done in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   if (KEEP) {
     console.log(
-      `\nEverything is still running. Explore with:\n  export KUBECONFIG=${kubeconfig}\n  make build            # once: links the sigil command for npx\n  npx sigil status -A\n  npx sigil doctor\nLogs: .demo/operator.log, .demo/webhook.log. Stop with: make demo-down`,
+      `\nEverything is still running. Explore with:\n  export KUBECONFIG=${kubeconfig}\n  make build            # once: compiles the CLI\n  bin/kubectl-sigil status -A   # or kubectl sigil, with bin/ on PATH\n  bin/kubectl-sigil doctor\nLogs: .demo/operator.log, .demo/webhook.log. Stop with: make demo-down`,
     );
   }
 }

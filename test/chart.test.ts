@@ -1010,6 +1010,42 @@ describe('values.schema.json', () => {
   });
 });
 
+describe('helm install naming a CA Secret', () => {
+  it.each([
+    ['that does not exist', false, true],
+    ['that exists', true, false],
+  ])('should say in its NOTES when ca.existingSecret names a Secret %s', async (_n, create, warned) => {
+    const namespace = `ca-notes-${create ? 'present' : 'missing'}`;
+    await core().createNamespace({ body: { metadata: { name: namespace } } });
+    if (create)
+      await core().createNamespacedSecret({
+        namespace,
+        body: { metadata: { name: 'my-ca' }, type: 'Opaque', stringData: { 'tls.crt': 'x', 'tls.key': 'y' } },
+      });
+    // --dry-run=server: the chart's lookups ask the real API server, and nothing is installed.
+    // Without the CRDs and the ClusterIssuer, which releases installed above already own.
+    const res = await helm(
+      'install',
+      'notes',
+      CHART,
+      '-n',
+      namespace,
+      '--dry-run=server',
+      '--set',
+      'ca.existingSecret=my-ca',
+      '--set',
+      'crds.enabled=false',
+      '--set',
+      'issuer.create=false',
+    );
+    expect({ code: res.code, out: res.code === 0 ? '' : res.out }).toEqual({ code: 0, out: '' });
+    expect(res.out.includes('CA SECRET MISSING')).toBe(warned);
+    if (warned)
+      expect(res.out).toContain(`kubectl -n ${namespace} create secret tls my-ca --cert=ca.crt --key=ca.key`);
+    expect(res.out).toContain(`kubectl sigil doctor --namespace ${namespace}`);
+  });
+});
+
 describe('helm template without a cluster', () => {
   it('should render with no --kube-version: helm assumes the Kubernetes its build was stamped with, not v1.20', async () => {
     const res = await helm('template', RELEASE, CHART, '-n', NS, '--set', 'operator.minDuration=2h');

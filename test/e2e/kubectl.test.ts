@@ -120,6 +120,24 @@ describeKubectl("kubectl beside cert-manager's CRDs", () => {
     ]);
   });
 
+  it('should run the CLI as a kubectl plugin: kubectl sigil status', async () => {
+    // bin/kubectl-sigil on PATH, as the README says (make build ran before the e2e suite).
+    const env = { ...process.env, PATH: `${join(REPO_ROOT, 'bin')}:${process.env.PATH}` };
+    const plugin = (...args: string[]) =>
+      run(join(binDir, 'kubectl'), args, { encoding: 'utf8', env, timeout: 60_000 });
+    expect((await plugin('plugin', 'list')).stdout).toContain(join(REPO_ROOT, 'bin', 'kubectl-sigil'));
+    const status = await plugin('sigil', 'status', '-n', ns, '--kubeconfig', cp.kubeconfig);
+    expect(status.stdout).toMatch(/^shop\s+web\s+True\s+web-tls\s/m);
+    expect((await plugin('sigil', '--help')).stdout).toContain('Usage: kubectl sigil [options] [command]');
+    const failed = await plugin('sigil', 'renew', 'web', '-A', '--kubeconfig', cp.kubeconfig).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(failed).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/^kubectl sigil: -A goes with --all/),
+    });
+  });
+
   it("should explain Sigil's fields with the qualified name", async () => {
     const explained = await kubectl('explain', 'certificates.sigil.dev.spec');
     expect(explained).toContain('GROUP:      sigil.dev');
