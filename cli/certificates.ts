@@ -10,7 +10,7 @@ import {
 import type { Command } from 'commander';
 import { Annotation, findCondition, GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { describeApiError, isNotFound } from '../lib/kube/errors.ts';
-import { isSignedBy, parseCertificateChain } from '../lib/pki/certificate.ts';
+import { displaySerial, isSignedBy, parseCertificateChain } from '../lib/pki/certificate.ts';
 import { readKeyPair } from '../lib/pki/inspect.ts';
 import { CliError, describeCliError, Exit } from './errors.ts';
 import { cliKubeConfig, lastKubeConfig, listCertificates, relative, table } from './kube.ts';
@@ -172,7 +172,7 @@ export function certificateCommands(program: Command) {
             'Valid',
             `${f.notBefore.toISOString()} to ${f.notAfter.toISOString()} (expires in ${relative(f.notAfter.toISOString())})`,
           ],
-          ['Serial', f.serialNumber],
+          ['Serial', displaySerial(f.serialNumber)],
           ['Key', `${f.key.algorithm} ${f.key.size}`],
           ['Fingerprint', `SHA256 ${f.fingerprint}`],
           ['Key matches', pair.keyMatches ? 'yes' : 'NO: tls.key does not belong to tls.crt'],

@@ -5,7 +5,7 @@ import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client
 import { Annotation, GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { statusCode } from '../lib/kube/errors.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
-import { parseCertificateChain } from '../lib/pki/certificate.ts';
+import { displaySerial, parseCertificateChain } from '../lib/pki/certificate.ts';
 import { readKeyPair } from '../lib/pki/inspect.ts';
 import { opensslVerify } from '../lib/testing/pki.ts';
 import type { Operator } from '../operator/operator.ts';
@@ -51,7 +51,7 @@ async function patchCertificate(name: string, patch: object) {
 
 async function serialOf(secretName: string) {
   const s = await readSecret(kc, ns, secretName);
-  return parseCertificateChain(decode(s, 'tls.crt'))[0]!.facts.serialNumber;
+  return displaySerial(parseCertificateChain(decode(s, 'tls.crt'))[0]!.facts.serialNumber);
 }
 
 beforeAll(async () => {
@@ -109,7 +109,11 @@ describe('issuance', () => {
     expect(pair.leaf.facts.extendedKeyUsageOids).toEqual(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
     expect(opensslVerify(decode(secret, 'ca.crt'), decode(secret, 'tls.crt'), 'sslserver')).toContain('OK');
     expect(opensslVerify(decode(secret, 'ca.crt'), decode(secret, 'tls.crt'), 'sslclient')).toContain('OK');
-    expect(cert.status).toMatchObject({ revision: 1, serialNumber: pair.leaf.facts.serialNumber });
+    // As OpenSSL and node:crypto print it, leading zero included.
+    expect(cert.status).toMatchObject({
+      revision: 1,
+      serialNumber: new X509Certificate(decode(secret, 'tls.crt')).serialNumber.toLowerCase(),
+    });
     expect(new Date(cert.status!.notAfter!).getTime() - new Date(cert.status!.notBefore!).getTime()).toBe(
       DAY,
     );
@@ -162,7 +166,7 @@ describe('re-issuance', () => {
     const leaf = parseCertificateChain(decode(secret, 'tls.crt'))[0]!;
     expect(leaf.facts.dnsNames).toEqual(['a.example.com', 'b.example.com']);
     expect(leaf.facts.serialNumber).not.toBe(before);
-    expect(cert.status?.serialNumber).toBe(leaf.facts.serialNumber);
+    expect(cert.status?.serialNumber).toBe(displaySerial(leaf.facts.serialNumber));
   });
 
   it('should re-create the Secret when it is deleted', async () => {
@@ -571,6 +575,9 @@ describe('spec.duration', () => {
     expect(lifetime(second)).toBe(ms);
     expect(second.status!.serialNumber).not.toBe(first.status!.serialNumber);
     const issuing = second.status!.conditions!.find((c) => c.type === 'Issuing');
+    // Done issuing: a reason that does not read as a fault, the cause in the message.
+    expect(issuing).toMatchObject({ status: 'False', reason: 'Issued' });
+    expect(issuing?.message).toContain(`Issued revision 2 (DurationChanged): `);
     expect(issuing?.message).toContain(`is not the ${duration} the spec asks for`);
     // The Secret holds the new certificate, and nothing more is issued for it.
     expect(await serialOf(`${name}-tls`)).toBe(second.status!.serialNumber);

@@ -125,6 +125,7 @@ function factsOf(der: Buffer, node: NodeX509): { facts: CertificateFacts; spki: 
       key: describeKeyObject(node.publicKey),
       notBefore: node.validFromDate,
       notAfter: node.validToDate,
+      // Without leading zeros: the stable key renewal jitter is derived from (displaySerial shows it).
       serialNumber: f.serialHex.replace(/^0+(?=.)/, ''),
       subjectKeyId: ski ? contentHex(ski.value, ski.root) : undefined,
       authorityKeyId: akiId && aki ? contentHex(aki.value, akiId) : undefined,
@@ -235,4 +236,13 @@ export function isSignedBy(child: ParsedCertificate, parent: ParsedCertificate):
 
 export function toPemBundle(certs: readonly ParsedCertificate[]): string {
   return `${certs.map((c) => c.pem.trimEnd()).join('\n')}\n`;
+}
+
+/**
+ * A serial as OpenSSL and node:crypto print it (lower-cased): the integer in hex, a whole
+ * number of bytes, so a leading zero stays where the first byte is below 0x10 ("0ffd2b...").
+ */
+export function displaySerial(hex: string): string {
+  const digits = hex.toLowerCase().replace(/^0+(?=.)/, '');
+  return digits.length % 2 === 1 ? `0${digits}` : digits;
 }

@@ -29,7 +29,7 @@ import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
-import { isSignedBy } from '../../lib/pki/certificate.ts';
+import { displaySerial, isSignedBy } from '../../lib/pki/certificate.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
 import { type KeyPair, readKeyPair, requestMismatches } from '../../lib/pki/inspect.ts';
 import { issueCertificate } from '../../lib/pki/issue.ts';
@@ -704,7 +704,7 @@ export class CertificateController {
         certificate,
         'Normal',
         EventReason.Issued,
-        `${verdict.message}. Issued serial ${issued.serialNumber} (revision ${revision}), valid until ${issued.notAfter.toISOString()}`,
+        `${verdict.message}. Issued serial ${displaySerial(issued.serialNumber)} (revision ${revision}), valid until ${issued.notAfter.toISOString()}`,
       );
       const shortened = shortenedNote(
         issued.notBefore,
@@ -719,10 +719,11 @@ export class CertificateController {
           reason: ReadyReason.Ready,
           message: upToDateMessage(plan, shortened),
         },
+        // Done: the reason says so (the cause, SecretSpecMismatch say, would read as a fault); the message keeps it.
         issuing: {
           status: 'False',
-          reason: verdict.reason,
-          message: `Issued revision ${revision}: ${verdict.message}`,
+          reason: 'Issued',
+          message: `Issued revision ${revision} (${verdict.reason}): ${verdict.message}`,
         },
         facts: {
           notBefore: issued.notBefore,
@@ -1017,7 +1018,7 @@ export class CertificateController {
       next.notBefore = iso(s.facts.notBefore)!;
       next.notAfter = iso(s.facts.notAfter)!;
       if (s.facts.renewAt) next.renewalTime = iso(s.facts.renewAt)!;
-      next.serialNumber = s.facts.serial;
+      next.serialNumber = displaySerial(s.facts.serial);
     }
     if (s.revision !== undefined) next.revision = s.revision;
     if (s.failures === 'keep') {

@@ -1,8 +1,10 @@
 // Builds the Secret a Certificate's issuance writes, and what the operator's
 // cache keeps of Secrets. Pure: existing metadata that other tools added is
 // kept; Sigil's labels and annotations are laid on top.
+
 import type { V1OwnerReference, V1Secret } from '@kubernetes/client-node';
 import { Annotation, type Certificate, Label } from '../../lib/api/types.ts';
+import { displaySerial } from '../../lib/pki/certificate.ts';
 import type { IssuedCertificate } from '../../lib/pki/issue.ts';
 
 export interface SecretInputs {
@@ -186,7 +188,7 @@ export function secretPatch(i: SecretInputs & { existing: V1Secret }): V1Secret 
   const managed = managedMetadata(i.certificate, i.issuerKind, i.issuerName);
   const annotations: Record<string, string> = {
     ...managed.annotations,
-    [Annotation.SerialNumber]: i.issued.serialNumber,
+    [Annotation.SerialNumber]: displaySerial(i.issued.serialNumber),
   };
   const renewAsked = i.certificate.metadata.annotations?.[Annotation.RenewRequestedAt];
   if (renewAsked) annotations[Annotation.RenewHandled] = renewAsked;
@@ -211,7 +213,7 @@ export function buildSecret(i: SecretInputs): V1Secret {
   const annotations: Record<string, string> = {
     ...(i.existing?.metadata?.annotations ?? {}),
     ...managed.annotations,
-    [Annotation.SerialNumber]: i.issued.serialNumber,
+    [Annotation.SerialNumber]: displaySerial(i.issued.serialNumber),
   };
   if (renewAsked) annotations[Annotation.RenewHandled] = renewAsked;
   // A Secret has one controller: a stale reference to an earlier Certificate of the same name gives way.
