@@ -134,6 +134,76 @@ describe('injection', () => {
     );
   });
 
+  it.each([
+    ['a namespace labelled sigil.dev/inject=true', { 'sigil.dev/inject': 'true' }, {}, true],
+    [
+      'a pod labelled sigil.dev/inject=enabled in an unlabelled namespace',
+      {},
+      { 'sigil.dev/inject': 'enabled' },
+      true,
+    ],
+    [
+      'a pod labelled sigil.dev/inject=disabled in an opted-in namespace',
+      { 'sigil.dev/inject': 'enabled' },
+      { 'sigil.dev/inject': 'disabled' },
+      false,
+    ],
+  ])(
+    'should honour %s: either opt-in value works on either object',
+    async (_n, nsLabels, podLabels, injected) => {
+      const ns = await createTestNamespace(kc, 'optin', nsLabels);
+      const created = await createPod(kc, ns, { ...pod('p'), metadata: { name: 'p', labels: podLabels } });
+      expect(sigilVolumes(created)).toHaveLength(injected ? 1 : 0);
+    },
+  );
+
+  it('should warn, through the API server, of a sigil.dev annotation it does not read, naming the one meant', async () => {
+    const { request: httpsRequest } = await import('node:https');
+    // client-node does not surface warnings; kubectl prints them from this header.
+    const post = async (body: object) => {
+      const url = new URL(`${kc.getCurrentCluster()!.server}/api/v1/namespaces/${injected}/pods`);
+      const opts: import('node:https').RequestOptions = {
+        method: 'POST',
+        hostname: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        headers: { 'content-type': 'application/json' },
+      };
+      await kc.applyToHTTPSOptions(opts);
+      return new Promise<{ status: number; warnings: string }>((resolve, reject) => {
+        const req = httpsRequest(opts, (res) => {
+          res.resume();
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, warnings: String(res.headers.warning ?? '') }),
+          );
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify(body));
+      });
+    };
+    const typo = await post(
+      pod(
+        'typo',
+        {},
+        {
+          annotations: { 'sigil.dev/dns-name': `web.${injected}.svc` },
+          labels: { 'sigil.dev/inject': 'yes' },
+        },
+      ),
+    );
+    expect(typo.status).toBe(201);
+    expect(typo.warnings).toContain(
+      'annotation sigil.dev/dns-name is not one Sigil reads and was ignored; did you mean sigil.dev/dns-names?',
+    );
+    expect(typo.warnings).toContain(
+      'label sigil.dev/inject=yes is neither enabled nor true (inject) nor false nor disabled',
+    );
+    const clean = await post(
+      pod('clean', {}, { annotations: { 'sigil.dev/dns-names': `web.${injected}.svc` } }),
+    );
+    expect(clean).toEqual({ status: 201, warnings: '' });
+  });
+
   it('should give 50 replicas created at once one shared Certificate', async () => {
     const ns = await createTestNamespace(kc, 'replicas', { 'sigil.dev/inject': 'enabled' });
     const pods = await Promise.all(

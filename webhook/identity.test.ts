@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { identityCertificateName } from '../lib/tenancy/identity.ts';
-import { labelValueFor, podIdentity } from './identity.ts';
+import { labelValueFor, podIdentity, podWarnings } from './identity.ts';
 
 const options = { trustDomain: 'cluster.local', clusterDomain: 'cluster.local' };
 const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -85,5 +85,35 @@ describe('sigil.dev/duration against the operator minimum', () => {
 
   it.each(['1h', '2h30m', '720h'])('should accept %s', (d) => {
     expect(podIdentity(withDuration(d), 'shop', strict).identity.duration).toBe(d);
+  });
+});
+
+describe('warnings for what Sigil does not read', () => {
+  const withMeta = (metadata: V1Pod['metadata']): V1Pod => ({
+    metadata,
+    spec: { containers: [{ name: 'a', image: 'x' }] },
+  });
+
+  it.each([
+    ['sigil.dev/dns-name', 'did you mean sigil.dev/dns-names?'],
+    ['sigil.dev/servcie', 'did you mean sigil.dev/service?'],
+    ['sigil.dev/mountpath', 'did you mean sigil.dev/mount-path?'],
+    ['sigil.dev/something-else-entirely', 'Sigil reads sigil.dev/dns-names, sigil.dev/service'],
+  ])('should warn of %s', (key, text) => {
+    const warnings = podWarnings(withMeta({ annotations: { [key]: 'x' } }));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(`annotation ${key} is not one Sigil reads and was ignored`);
+    expect(warnings[0]).toContain(text);
+  });
+
+  it('should say nothing of the annotations it reads, or of other prefixes', () => {
+    expect(
+      podWarnings(
+        withMeta({
+          annotations: { 'sigil.dev/dns-names': 'a', 'sigil.dev/duration': '2h', 'example.com/x': 'y' },
+          labels: { 'sigil.dev/inject': 'true' },
+        }),
+      ),
+    ).toEqual([]);
   });
 });

@@ -2,7 +2,7 @@
 // annotations. Pure: no API calls.
 import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import type { CertificateSpec } from '../lib/api/types.ts';
+import { type CertificateSpec, InjectValue, Label } from '../lib/api/types.ts';
 import { dnsNameProblem } from '../lib/pki/names.ts';
 import { formatDuration, parseDuration } from '../lib/pki/renewal.ts';
 import { identityCertificateName, SERVICE_ACCOUNT_NAME } from '../lib/tenancy/identity.ts';
@@ -21,6 +21,47 @@ export const PodAnnotation = {
 } as const;
 
 export const DEFAULT_MOUNT_PATH = '/var/run/secrets/sigil.dev';
+
+/** Edit distance, for suggesting the annotation a typo meant. */
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++)
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/**
+ * Admission warnings (kubectl prints them) for what a pod says to Sigil that Sigil does not read:
+ * a sigil.dev/ annotation it does not know (a typo such as sigil.dev/dns-name is otherwise silently
+ * ignored), and a sigil.dev/inject label value that is neither on nor off.
+ */
+export function podWarnings(pod: V1Pod): string[] {
+  const known: string[] = Object.values(PodAnnotation);
+  const warnings: string[] = [];
+  for (const key of Object.keys(pod.metadata?.annotations ?? {}).sort()) {
+    if (!key.startsWith('sigil.dev/') || known.includes(key)) continue;
+    const [closest] = [...known].sort((x, y) => distance(key, x) - distance(key, y));
+    warnings.push(
+      closest && distance(key, closest) <= 3
+        ? `annotation ${key} is not one Sigil reads and was ignored; did you mean ${closest}?`
+        : `annotation ${key} is not one Sigil reads and was ignored; Sigil reads ${known.filter((k) => k !== PodAnnotation.Status && k !== PodAnnotation.CertificateName).join(', ')}`,
+    );
+  }
+  const label = pod.metadata?.labels?.[Label.Inject];
+  if (label !== undefined && !InjectValue.on.includes(label) && !InjectValue.off.includes(label))
+    warnings.push(
+      `label ${Label.Inject}=${label} is neither ${InjectValue.on.join(' nor ')} (inject) nor ${InjectValue.off.join(' nor ')} (don't); the namespace's opt-in applied`,
+    );
+  return warnings;
+}
 
 export interface Identity {
   namespace: string;

@@ -3,7 +3,7 @@
 // Certificate, issuer approval for names outside the namespace). The server
 // carries out the plan; errors become answers in one place (errors.ts).
 import type { V1Pod } from '@kubernetes/client-node';
-import { Label } from '../lib/api/types.ts';
+import { InjectValue, Label } from '../lib/api/types.ts';
 import { type AdmissionResponse, ReviewError, ReviewErrorCode } from './errors.ts';
 import {
   type Identity,
@@ -11,6 +11,7 @@ import {
   type IdentityOptions,
   PodAnnotation,
   podIdentity,
+  podWarnings,
 } from './identity.ts';
 import { alreadyInjected, buildPatch, PatchConflict, type PatchOp } from './patch.ts';
 
@@ -29,6 +30,8 @@ export type Plan =
       identity: Identity;
       foreignNames: string[];
       patch: PatchOp[];
+      /** For the person creating the pod: what it says that Sigil ignores. */
+      warnings: string[];
     };
 
 const UID = /^[A-Za-z0-9-]{1,128}$/;
@@ -144,11 +147,13 @@ export async function optInProblem(
   if (o.excludedNamespaces.includes(namespace))
     return `namespace ${namespace} is never injected (kube-system and Sigil's own namespace are excluded)`;
   const podLabel = (pod.metadata?.labels as Record<string, unknown> | undefined)?.[Label.Inject];
-  if (podLabel === 'true') return undefined;
-  if (podLabel === 'false') return `the pod is labelled ${Label.Inject}=false`;
+  if (typeof podLabel === 'string' && InjectValue.on.includes(podLabel)) return undefined;
+  if (typeof podLabel === 'string' && InjectValue.off.includes(podLabel))
+    return `the pod is labelled ${Label.Inject}=${podLabel}`;
   const labels = await namespaceLabels(namespace);
-  if (labels?.[Label.Inject] === 'enabled') return undefined;
-  return `neither namespace ${namespace} (${Label.Inject}=enabled) nor the pod (${Label.Inject}=true) opted in`;
+  const nsLabel = labels?.[Label.Inject];
+  if (nsLabel !== undefined && InjectValue.on.includes(nsLabel)) return undefined;
+  return `neither namespace ${namespace} nor the pod opted in (${Label.Inject}=enabled or true)`;
 }
 
 /**
@@ -176,7 +181,7 @@ export function planRequest(request: AdmissionRequest, options: IdentityOptions)
   try {
     const { identity, foreignNames } = podIdentity(pod, namespace, options);
     const patch = buildPatch(pod, identity);
-    plan = { kind: 'inject', request, identity, foreignNames, patch };
+    plan = { kind: 'inject', request, identity, foreignNames, patch, warnings: podWarnings(pod) };
   } catch (err) {
     if (err instanceof IdentityError)
       throw Object.assign(new ReviewError(ReviewErrorCode.InvalidAnnotation, err.message), { uid });
@@ -204,11 +209,12 @@ export function planRequest(request: AdmissionRequest, options: IdentityOptions)
   return plan;
 }
 
-export function allowWithPatch(uid: string, patch: PatchOp[]): AdmissionResponse {
+export function allowWithPatch(uid: string, patch: PatchOp[], warnings: string[] = []): AdmissionResponse {
   return {
     uid,
     allowed: true,
     patchType: 'JSONPatch',
     patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
 }

@@ -17,6 +17,7 @@ import {
   API_VERSION,
   type Certificate,
   GROUP,
+  InjectValue,
   type Issuer,
   Label,
   Plural,
@@ -377,7 +378,8 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     const cached = namespaces.get(name);
     if (cached) {
       const age = Date.now() - cached.at;
-      const optedIn = cached.labels?.[Label.Inject] === 'enabled';
+      const label = cached.labels?.[Label.Inject];
+      const optedIn = label !== undefined && InjectValue.on.includes(label);
       if (age < (optedIn ? NAMESPACE_TTL_MS.optedIn : NAMESPACE_TTL_MS.not)) return cached.labels;
       if (optedIn && age < NAMESPACE_TTL_MS.optedInStale) {
         readNamespaceLabels(name).catch((err) =>
@@ -394,7 +396,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
 
   const carryOut = async (plan: Plan): Promise<AdmissionResponse> => {
     if (plan.kind === 'respond') return plan.response;
-    const { request, identity, foreignNames, patch } = plan;
+    const { request, identity, foreignNames, patch, warnings } = plan;
     const refused = await issuerRefusal(identity, foreignNames);
     if (refused) throw Object.assign(refused, { uid: request.uid });
     if (!request.dryRun) {
@@ -404,7 +406,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
         throw Object.assign(err as Error, { uid: request.uid });
       }
     }
-    return allowWithPatch(request.uid, patch);
+    return allowWithPatch(request.uid, patch, warnings);
   };
 
   /** Decides and carries out one review whose body has been read; throws errors carrying the uid. */

@@ -18,9 +18,19 @@ export const Label = {
   Managed: 'sigil.dev/managed',
   /** On identity Certificates the webhook creates. */
   Identity: 'sigil.dev/identity',
-  /** Namespace (value `enabled`) or pod (value `true`) opt-in to injection. */
+  /** Namespace or pod opt-in to injection (InjectValue). */
   Inject: 'sigil.dev/inject',
 } as const;
+
+/**
+ * Values of the sigil.dev/inject label. Either "on" value opts in on a namespace and on a pod
+ * alike (enabled was documented for namespaces, true for pods; the other did nothing); a pod
+ * labelled with an "off" value is never injected.
+ */
+export const InjectValue = {
+  on: ['enabled', 'true'] as readonly string[],
+  off: ['false', 'disabled'] as readonly string[],
+};
 
 export const Annotation = {
   CertificateName: 'sigil.dev/certificate-name',

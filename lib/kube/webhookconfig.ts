@@ -1,8 +1,10 @@
 // The MutatingWebhookConfiguration that sends opted-in pods to the webhook.
 // Two entries, because one selector cannot say "namespace label OR pod label":
-// pods in a namespace labelled sigil.dev/inject=enabled, and pods labelled
-// sigil.dev/inject=true elsewhere. kube-system and Sigil's own namespace never match.
+// pods in a namespace labelled sigil.dev/inject=enabled (or true), and pods labelled
+// sigil.dev/inject=true (or enabled) elsewhere; a pod labelled false or disabled never.
+// kube-system and Sigil's own namespace never match.
 import type { V1MutatingWebhook, V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import { InjectValue, Label } from '../api/types.ts';
 
 export interface WebhookConfigOptions {
   name: string;
@@ -59,19 +61,21 @@ export function webhookConfiguration(o: WebhookConfigOptions): V1MutatingWebhook
         ...common,
         name: 'namespace.inject.sigil.dev',
         namespaceSelector: {
-          matchExpressions: [excluded, { key: 'sigil.dev/inject', operator: 'In', values: ['enabled'] }],
+          matchExpressions: [excluded, { key: Label.Inject, operator: 'In', values: [...InjectValue.on] }],
         },
         objectSelector: {
-          matchExpressions: [{ key: 'sigil.dev/inject', operator: 'NotIn', values: ['false'] }],
+          matchExpressions: [{ key: Label.Inject, operator: 'NotIn', values: [...InjectValue.off] }],
         },
       },
       {
         ...common,
         name: 'pod.inject.sigil.dev',
         namespaceSelector: {
-          matchExpressions: [excluded, { key: 'sigil.dev/inject', operator: 'NotIn', values: ['enabled'] }],
+          matchExpressions: [excluded, { key: Label.Inject, operator: 'NotIn', values: [...InjectValue.on] }],
         },
-        objectSelector: { matchExpressions: [{ key: 'sigil.dev/inject', operator: 'In', values: ['true'] }] },
+        objectSelector: {
+          matchExpressions: [{ key: Label.Inject, operator: 'In', values: [...InjectValue.on] }],
+        },
       },
     ],
   };
