@@ -40,6 +40,8 @@ export interface OperatorOptions {
   apiQps?: number;
   /** Normal Events per second at most (bursting to ten times that); 0 for no limit. */
   eventQps?: number | undefined;
+  /** A repeated Event's count is written at most this often (default 10 s). */
+  eventRepeatIntervalMs?: number | undefined;
   logger: Logger;
   now?: () => Date;
   leaseDurationMs?: number;
@@ -91,6 +93,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       metrics,
       now,
       onIssuerChanged: (key) => certificates?.onIssuerChanged(key),
+      eventRepeatIntervalMs: o.eventRepeatIntervalMs,
     });
     certificates = new CertificateController({
       kc: o.kc,
@@ -104,6 +107,8 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       concurrency: o.concurrency,
       ratePerSecond: o.apiQps ?? 0,
       normalEventsPerSecond: o.eventQps,
+      eventRepeatIntervalMs: o.eventRepeatIntervalMs,
+      eventNamespace: o.namespace,
       logger,
       metrics,
       now,

@@ -1,6 +1,12 @@
 // Events under a burst: Normal (Issued) Events stay within the budget and the
 // rest are counted; Warnings are always recorded; every Certificate is Ready.
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import type { Operator } from '../operator/operator.ts';
 import { createTestNamespace, eventually, testKubeConfig } from './support/kube.ts';
 import {
@@ -33,7 +39,8 @@ beforeAll(async () => {
     ns,
   );
   // A budget of one Normal Event (rate 0.01/s, burst 10 x rate rounded up to 1).
-  operator = await startTestOperator(kc, { watchNamespace: ns, eventQps: 0.01 });
+  // Repeats written at once, so the count can be watched moving.
+  operator = await startTestOperator(kc, { watchNamespace: ns, eventQps: 0.01, eventRepeatIntervalMs: 0 });
   await waitForIssuer(kc, 'Issuer', 'ca', { status: 'True', reason: 'CAReady' }, ns);
 });
 
@@ -71,4 +78,86 @@ it('records Issued Events within the budget, counts the rest, and always records
   expect(dropped).toEqual([
     expect.objectContaining({ labels: { type: 'Normal', reason: 'Issued' }, value: 5 }),
   ]);
+});
+
+/** The Warning Events on one object, by reason. */
+async function warnings(name: string, namespace = ns) {
+  const list = await core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` });
+  return list.items.filter((e) => e.type === 'Warning');
+}
+
+it.each([
+  ['InvalidSpec', { secretName: 'bad-tls', issuerRef, dnsNames: ['bad.example.com'], duration: '1s' }],
+  [
+    'IssuerNotFound',
+    { secretName: 'lost-tls', issuerRef: { name: 'nope', kind: 'Issuer' }, dnsNames: ['lost.example.com'] },
+  ],
+  [
+    'IssuerNotReady',
+    { secretName: 'waiting-tls', issuerRef: { name: 'broken', kind: 'Issuer' }, dnsNames: ['w.example.com'] },
+  ],
+])('should record a Warning Event for %s, as status gives it', async (reason, spec) => {
+  if (reason === 'IssuerNotReady')
+    await createIssuer(kc, 'Issuer', 'broken', { ca: { secretName: 'absent' } }, ns);
+  const name = reason.toLowerCase();
+  await createCertificate(kc, ns, name, spec as Parameters<typeof createCertificate>[3]);
+  const cert = await waitForCertificate(kc, ns, name, { status: 'False', reason });
+  const ready = cert.status!.conditions!.find((c) => c.type === 'Ready')!;
+  const events = await eventually(`a ${reason} Event`, async () => {
+    const found = (await warnings(name)).filter((e) => e.reason === reason);
+    return found.length > 0 ? found : undefined;
+  });
+  expect(events).toHaveLength(1);
+  expect(events[0]!.message).toBe(ready.message);
+});
+
+it('should record an Issuer that is not ready as a Warning Event on it', async () => {
+  await createIssuer(kc, 'Issuer', 'not-a-ca', { ca: { secretName: 'leaf-only' } }, ns);
+  await createSecret(kc, ns, 'leaf-only', {
+    'tls.crt': Buffer.from('not pem').toString('base64'),
+    'tls.key': Buffer.from('x').toString('base64'),
+  });
+  const issuerEvents = await eventually('an Event on Issuer not-a-ca', async () => {
+    const found = await warnings('not-a-ca');
+    return found.length > 0 ? found : undefined;
+  });
+  expect(issuerEvents[0]).toMatchObject({ involvedObject: { kind: 'Issuer', name: 'not-a-ca' } });
+  expect(issuerEvents[0]!.message).toContain('is not PEM');
+});
+
+it('should count a repeated failure on one Event instead of recording it again and again', async () => {
+  // Someone else's Secret holds the name: SecretConflict, retried by the operator with backoff.
+  await core.createNamespacedSecret({
+    namespace: ns,
+    body: { metadata: { name: 'taken-tls' }, stringData: { password: 'not Sigil' } },
+  });
+  await createCertificate(kc, ns, 'conflicted', {
+    secretName: 'taken-tls',
+    issuerRef,
+    dnsNames: ['c.example.com'],
+  });
+  const cert = await waitForCertificate(kc, ns, 'conflicted', { status: 'False' });
+  const reason = cert.status!.conditions!.find((c) => c.type === 'Ready')!.reason;
+  // Each change to the Certificate makes the operator look again and meet the same conflict.
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  for (let i = 0; i < 4; i++) {
+    await custom.patchNamespacedCustomObject(
+      {
+        group: 'sigil.dev',
+        version: 'v1alpha1',
+        namespace: ns,
+        plural: 'certificates',
+        name: 'conflicted',
+        body: { metadata: { annotations: { poke: String(i) } } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    await new Promise((r) => setTimeout(r, 400));
+  }
+  const events = await eventually('one Event counting the repeats', async () => {
+    const found = (await warnings('conflicted')).filter((e) => e.reason === reason);
+    return found.length === 1 && (found[0]!.count ?? 1) >= 3 ? found : undefined;
+  });
+  expect(events).toHaveLength(1);
+  expect(events[0]!.lastTimestamp!.getTime()).toBeGreaterThan(events[0]!.firstTimestamp!.getTime());
 });

@@ -12,6 +12,7 @@ import {
 import type { Logger } from 'winston';
 import {
   Annotation,
+  API_VERSION,
   type Certificate,
   type CertificateStatus,
   type Condition,
@@ -39,6 +40,7 @@ import {
   type TenancyContext,
   tenancyViolation,
 } from '../../lib/tenancy/index.ts';
+import { EventRecorder } from '../events.ts';
 import type { IssuerController, IssuerState } from '../issuers/controller.ts';
 import { issuerKey } from '../issuers/controller.ts';
 import type { OperatorMetrics } from '../metrics.ts';
@@ -53,7 +55,6 @@ import {
   shortenedNote,
   upToDateMessage,
 } from './checks.ts';
-import { CertificateEvents } from './events.ts';
 import { type SecretClaim, SecretReason, secretClaim } from './ownership.ts';
 import { resolveSpec } from './request.ts';
 import {
@@ -118,6 +119,10 @@ export interface CertificateControllerOptions {
   ratePerSecond?: number;
   /** Normal Events (Issued) recorded per second at most, bursting to ten times that; Warnings always. 0: no limit. */
   normalEventsPerSecond?: number | undefined;
+  /** A repeated Event's count is written at most this often (default 10 s). */
+  eventRepeatIntervalMs?: number | undefined;
+  /** Where Events about cluster-scoped objects go (the operator's namespace). */
+  eventNamespace?: string | undefined;
   logger: Logger;
   metrics: OperatorMetrics;
   now: () => Date;
@@ -198,7 +203,7 @@ export class CertificateController {
   readonly queue: WorkQueue;
   private readonly o: CertificateControllerOptions;
   private readonly core: CoreV1Api;
-  private readonly events: CertificateEvents;
+  private readonly events: EventRecorder;
   /** Secrets this replica wrote that the informer has not delivered yet. */
   private readonly written = new Map<string, V1Secret>();
   /** The Certificate as the API server returned it after this replica's last status write. */
@@ -220,12 +225,16 @@ export class CertificateController {
   constructor(o: CertificateControllerOptions) {
     this.o = o;
     this.core = o.kc.makeApiClient(CoreV1Api);
-    this.events = new CertificateEvents(
-      this.core,
-      o.normalEventsPerSecond ?? DEFAULT_NORMAL_EVENTS_PER_SECOND,
-      o.metrics,
-      o.logger,
-    );
+    this.events = new EventRecorder({
+      core: this.core,
+      component: 'sigil-operator',
+      eventNamespace: o.eventNamespace ?? 'default',
+      normalPerSecond: o.normalEventsPerSecond ?? DEFAULT_NORMAL_EVENTS_PER_SECOND,
+      repeatIntervalMs: o.eventRepeatIntervalMs,
+      metrics: o.metrics,
+      logger: o.logger,
+      now: o.now,
+    });
     const count = (resource: string) => (verb: string) => o.metrics.apiRequests.inc({ verb, resource });
     this.certificates = new Informer<Certificate>(o.kc, {
       name: 'certificates',
@@ -541,10 +550,7 @@ export class CertificateController {
     const denied =
       secretNameViolation(name, certificate.spec.secretName) ?? tenancyViolation(tenancy, resolved.request);
     if (denied) {
-      const current = findCondition(certificate.status?.conditions, ConditionType.Ready);
       const message = `${ref.kind} ${ref.name} refuses to issue: ${denied.message} (${denied.reason})`;
-      if (current?.reason !== ReadyReason.PolicyDenied || current.message !== message)
-        this.event(certificate, 'Warning', EventReason.Denied, `Not issued: ${denied.message}`);
       return this.notReady(certificate, ReadyReason.PolicyDenied, message, now, log);
     }
     if (resolved.request.isCA) resolved.request.nameConstraints = subordinateCaConstraints(tenancy);
@@ -672,7 +678,6 @@ export class CertificateController {
           fingerprint: issuer.ca.facts.fingerprint,
           message,
         });
-        this.event(certificate, 'Warning', EventReason.Failed, message);
         return this.notReady(certificate, ReadyReason.InvalidSpec, message, now, log);
       }
       await this.writeSecret(certificate, issuer, issued, secret);
@@ -797,9 +802,6 @@ export class CertificateController {
     now: Date,
     log: Logger,
   ): Promise<void> {
-    const current = findCondition(certificate.status?.conditions, ConditionType.Ready);
-    if (current?.reason !== claim.reason || current.message !== claim.message)
-      this.event(certificate, 'Warning', claim.reason, claim.message);
     // An unlabelled Secret sends no events: look again later, so an opt-in annotation is noticed.
     if (this.foreign.has(`${certificate.metadata.namespace}/${certificate.spec.secretName}`))
       this.queue.retry(objectKey(certificate));
@@ -873,10 +875,15 @@ export class CertificateController {
     }
   }
 
+  /**
+   * Ready=False with the reason, and a Warning Event of the same reason on the Certificate (repeats
+   * counted on one Event), so `kubectl describe` shows every reason status gives.
+   */
   private async notReady(certificate: Certificate, reason: string, message: string, now: Date, log: Logger) {
     const current = findCondition(certificate.status?.conditions, ConditionType.Ready);
     if (current?.reason !== reason || current.message !== message)
       log.warn('certificate not ready', { reason, detail: message });
+    this.event(certificate, 'Warning', reason, message);
     const ref = this.issuerRefOf(certificate);
     this.setReadyMetric(
       {
@@ -972,7 +979,18 @@ export class CertificateController {
   }
 
   private event(certificate: Certificate, type: 'Normal' | 'Warning', reason: string, message: string) {
-    this.events.record(certificate, type, reason, message);
+    this.events.record(
+      {
+        apiVersion: API_VERSION,
+        kind: 'Certificate',
+        name: certificate.metadata.name!,
+        namespace: certificate.metadata.namespace,
+        uid: certificate.metadata.uid,
+      },
+      type,
+      reason,
+      message,
+    );
   }
 
   private async writeStatus(

@@ -27,6 +27,7 @@ import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { type CertificateAuthority, loadCertificateAuthority } from '../../lib/pki/ca.ts';
 import { isPkiError, PkiErrorCode } from '../../lib/pki/errors.ts';
+import { EventRecorder } from '../events.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { reconcileKey } from '../reconcile.ts';
 
@@ -95,6 +96,8 @@ export interface IssuerControllerOptions {
   now: () => Date;
   /** Called when an issuer's readiness or CA changed, so dependent Certificates are re-checked. */
   onIssuerChanged: (key: string) => void;
+  /** A repeated Event's count is written at most this often (default 10 s). */
+  eventRepeatIntervalMs?: number | undefined;
 }
 
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -110,10 +113,22 @@ export class IssuerController {
   private readonly core: CoreV1Api;
   /** Parsed CAs by Secret uid+resourceVersion: parsing is done once per Secret version. */
   private readonly caCache = new Map<string, CertificateAuthority>();
+  private readonly events: EventRecorder;
 
   constructor(o: IssuerControllerOptions) {
     this.o = o;
     this.core = o.kc.makeApiClient(CoreV1Api);
+    this.events = new EventRecorder({
+      core: this.core,
+      component: 'sigil-operator',
+      // ClusterIssuers are cluster-scoped: their Events go to the operator's namespace.
+      eventNamespace: o.operatorNamespace,
+      normalPerSecond: 0,
+      repeatIntervalMs: o.eventRepeatIntervalMs,
+      metrics: o.metrics,
+      logger: o.logger,
+      now: o.now,
+    });
     const onRequest = (resource: string) => (verb: string) => o.metrics.apiRequests.inc({ verb, resource });
     const issuerInformer = (kind: IssuerKind, plural: string) => {
       const ns = kind === 'Issuer' ? o.watchNamespace : undefined;
@@ -323,6 +338,14 @@ export class IssuerController {
       log.info(ready ? 'issuer ready' : 'issuer not ready', { reason, detail: message });
       this.o.onIssuerChanged(key);
     }
+    // Every reason status gives is an Event on the issuer too (repeats counted on one).
+    if (!ready)
+      this.events.record(
+        { apiVersion: API_VERSION, kind, name, namespace, uid: issuer.metadata.uid },
+        'Warning',
+        reason,
+        message,
+      );
 
     // Act: write status when it changed.
     const condition: Condition = {
