@@ -55,7 +55,7 @@ export function certificateCommands(program: Command) {
           c.metadata.name!,
           ready?.status ?? 'Unknown',
           c.spec.secretName,
-          c.spec.issuerRef?.name ?? '(default)',
+          c.status?.issuer ?? c.spec.issuerRef?.name ?? '(default)',
           relative(c.status?.notAfter),
           relative(c.status?.renewalTime),
           ready?.reason ?? '',

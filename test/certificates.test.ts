@@ -653,6 +653,17 @@ describe('kubectl get', () => {
       renews: cert.status!.renewalTime,
     });
     expect(cert.status!.notAfter).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(cell(certificates, 'Issuer')).toBe('Issuer/ca');
+    // Without spec.issuerRef the column names the default issuer the operator uses, not a blank.
+    await createCertificate(kc, ns, 'defaulted', {
+      secretName: 'defaulted-tls',
+      dnsNames: [`defaulted.${ns}.svc`],
+    });
+    await eventually('the default issuer in status', async () =>
+      (await getCertificate(kc, ns, 'defaulted')).status?.issuer ? true : undefined,
+    );
+    const defaulted = await table(`/apis/${GROUP}/${VERSION}/namespaces/${ns}/certificates/defaulted`);
+    expect(cell(defaulted, 'Issuer')).toBe('ClusterIssuer/sigil-ca');
     const issuer = (
       (await custom.getNamespacedCustomObject({
         group: GROUP,

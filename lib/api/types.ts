@@ -107,6 +107,8 @@ export interface CertificateStatus {
   renewalTime?: string;
   revision?: number;
   serialNumber?: string;
+  /** The issuer that signs it, Kind/name: spec.issuerRef, or the operator's default when that is empty. */
+  issuer?: string;
   lastFailureTime?: string;
   failedIssuanceAttempts?: number;
 }

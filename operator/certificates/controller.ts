@@ -1039,6 +1039,8 @@ export class CertificateController {
       next.serialNumber = displaySerial(s.facts.serial);
     }
     if (s.revision !== undefined) next.revision = s.revision;
+    const ref = this.issuerRefOf(certificate);
+    next.issuer = `${ref.kind}/${ref.name}`;
     if (s.failures === 'keep') {
       if (old.failedIssuanceAttempts) next.failedIssuanceAttempts = old.failedIssuanceAttempts;
       if (old.lastFailureTime) next.lastFailureTime = old.lastFailureTime;
