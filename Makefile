@@ -15,7 +15,12 @@ NODE_TOOLS_WHERE_A_NODE_RUNS := if [ "$$(id -u)" = 0 ] && [ -d /sys/fs/cgroup ] 
 install: $(NODE_STAMP) tools
 
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund
+	@# The first install runs under the machine's Node; what it installs (the npm package node) is the
+	@# Node 24 every target then uses. Engine warnings for Node 24 packages are expected then: one line instead.
+	@if [ "$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -lt 24 ]; then \
+	  echo "npm ci under this machine's Node $$(node -v 2>/dev/null): it installs the project's Node 24, which every target uses; Node 24 engine warnings are expected and not shown"; \
+	  npm ci --no-audit --no-fund --loglevel=error; \
+	else npm ci --no-audit --no-fund; fi
 	@touch $(NODE_STAMP)
 
 tools:
