@@ -10,9 +10,19 @@
 // elsewhere still created, and `helm uninstall` leaving none of the release's
 // objects behind.
 // Skipped, saying why, on a machine that cannot run a node.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createSelfSignedCA } from '../../lib/pki/ca.ts';
 import {
   type Cluster,
   nodeBinaryDir,
@@ -154,12 +164,55 @@ describeNode('the chart on a real one-node cluster', () => {
     console.log(`e2e chart timings: ${JSON.stringify(timings)}`);
   }, 120_000);
 
-  it('should install the chart with the built image and run the operator and webhook as pods under its ServiceAccounts', () => {
-    try {
-      timed('helm install --wait', () => tools.installChart(RELEASE, RELEASE_NAMESPACE));
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n${describeState()}`);
+  it("should install the chart by the README's own lines, with the built image, and run the operator and webhook as pods under its ServiceAccounts", async () => {
+    // The README's install block, run line by line as a user pastes it: the chart's default image
+    // (IfNotPresent) is the one make image built and the node has, and the CA is one made here.
+    const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+    const block = /With your own CA[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const lines = block!.trim().split('\n');
+    expect(lines).toHaveLength(5);
+    const work = join(dir, 'readme');
+    mkdirSync(work, { recursive: true });
+    symlinkSync(join(REPO_ROOT, 'charts'), join(work, 'charts'));
+    const ca = await createSelfSignedCA({
+      commonName: 'README CA',
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 365 * 86_400_000),
+    });
+    writeFileSync(join(work, 'ca.crt'), ca.certPem);
+    writeFileSync(join(work, 'ca.key'), ca.keyPem);
+    // The user's namespace exists before they label it.
+    apply('shop.json', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: APP_NAMESPACE } });
+    const env = {
+      ...process.env,
+      PATH: `${nodeBinaryDir()}:${join(REPO_ROOT, 'bin')}:${process.env.PATH}`,
+      KUBECONFIG: cluster.controlPlane.kubeconfig,
+      HELM_CACHE_HOME: join(dir, 'helm', 'cache'),
+      HELM_CONFIG_HOME: join(dir, 'helm', 'config'),
+      HELM_DATA_HOME: join(dir, 'helm', 'data'),
+    };
+    const started = Date.now();
+    for (const line of lines) {
+      try {
+        execFileSync('bash', ['-c', line], {
+          cwd: work,
+          env,
+          encoding: 'utf8',
+          timeout: 240_000,
+          stdio: 'pipe',
+        });
+      } catch (err) {
+        const e = err as { stdout?: string; stderr?: string };
+        throw new Error(
+          `README line failed: ${line}\n${e.stdout ?? ''}${e.stderr ?? ''}\n${describeState()}`,
+        );
+      }
     }
+    timings['README install block, helm install --wait and doctor included'] = `${Date.now() - started} ms`;
+    expect(
+      kubectl('get', 'clusterissuers.sigil.dev', 'sigil-ca', '-o', 'jsonpath={.spec.ca.secretName}'),
+    ).toBe('my-ca');
     const pods = kubectl(
       'get',
       'pods',
