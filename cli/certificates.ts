@@ -9,7 +9,7 @@ import {
 } from '@kubernetes/client-node';
 import type { Command } from 'commander';
 import { Annotation, findCondition, GROUP, Plural, VERSION } from '../lib/api/types.ts';
-import { describeApiError, isNotFound } from '../lib/kube/errors.ts';
+import { isNotFound } from '../lib/kube/errors.ts';
 import { displaySerial, isSignedBy, parseCertificateChain } from '../lib/pki/certificate.ts';
 import { readKeyPair } from '../lib/pki/inspect.ts';
 import { CliError, describeCliError, Exit } from './errors.ts';
@@ -138,7 +138,8 @@ export function certificateCommands(program: Command) {
       try {
         secret = await kc.makeApiClient(CoreV1Api).readNamespacedSecret({ name: secretName, namespace: ns });
       } catch (err) {
-        console.error(`Secret ${ns}/${secretName}: ${isNotFound(err) ? 'not found' : describeApiError(err)}`);
+        if (!isNotFound(err)) throw err;
+        console.error(`Secret ${ns}/${secretName} not found`);
         process.exit(Exit.Error);
       }
       const text = (k: string) => Buffer.from(secret.data?.[k] ?? '', 'base64').toString('utf8');

@@ -1,6 +1,7 @@
 // sigil doctor: checks an installation end to end and says how to fix what is wrong.
 import { request } from 'node:https';
 import {
+  ApiException,
   CoordinationV1Api,
   CoreV1Api,
   type V1MutatingWebhookConfiguration,
@@ -224,6 +225,8 @@ export function doctorCommand(program: Command) {
           }
         }
       } catch (err) {
+        // The API refusing or failing (401, 403, 429, 5xx) ends the run with exit 2, as elsewhere.
+        if (err instanceof ApiException && !isNotFound(err)) throw err;
         add(
           'fail',
           'webhook',
@@ -325,6 +328,7 @@ export function doctorCommand(program: Command) {
             `no operator holds Lease ${opts.namespace}/${opts.lease} (last renewed ${lease.spec?.renewTime ?? 'never'}): start the operator`,
           );
       } catch (err) {
+        if (err instanceof ApiException && !isNotFound(err)) throw err;
         add(
           isNotFound(err) ? 'warn' : 'fail',
           'leader',

@@ -1,6 +1,7 @@
 // Events on Certificates and issuers: best effort, Normal ones within a budget (under a burst of
 // issuance they would add a third write per certificate for what the status already says),
-// Warnings always. A repeat of an Event (same object, type, reason and message) is not a new
+// new Warnings within a larger one (WARNINGS_PER_SECOND), so thousands of objects failing at once
+// do not flood the API server. A repeat of an Event (same object, type, reason and message) is not a new
 // Event: like client-go's recorder, the first is updated, its count and lastTimestamp moving, at
 // most once per `repeatIntervalMs` for each, so a failure retried for hours is one Event.
 import { type CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
@@ -36,6 +37,8 @@ const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const REMEMBER_MS = 30 * 60_000;
 /** Events remembered at most; the oldest are forgotten first. */
 const MAX_REMEMBERED = 4096;
+/** New Warning Events a second, bursting to ten times that; repeats of remembered ones are not counted. */
+const WARNINGS_PER_SECOND = 10;
 
 export interface EventRecorderOptions {
   core: CoreV1Api;
@@ -55,6 +58,7 @@ export interface EventRecorderOptions {
 export class EventRecorder {
   private readonly o: EventRecorderOptions;
   private readonly normal: TokenBucket;
+  private readonly warnings = new TokenBucket(WARNINGS_PER_SECOND, 10 * WARNINGS_PER_SECOND);
   private readonly seen = new Map<string, Seen>();
   private errorLogged = false;
 
@@ -86,7 +90,7 @@ export class EventRecorder {
         this.update(key, previous, text);
       return;
     }
-    if (type === 'Normal' && !this.normal.take()) {
+    if (!(type === 'Normal' ? this.normal : this.warnings).take()) {
       this.o.metrics.eventsDropped.inc({ type, reason });
       return;
     }
@@ -111,7 +115,7 @@ export class EventRecorder {
         entry.writing = false;
       })
       .catch((err) => {
-        this.seen.delete(key);
+        if (this.seen.get(key) === entry) this.seen.delete(key);
         this.failed(err);
       });
   }
@@ -135,7 +139,7 @@ export class EventRecorder {
         entry.writing = false;
       })
       .catch((err) => {
-        this.seen.delete(key);
+        if (this.seen.get(key) === entry) this.seen.delete(key);
         // The API server dropped it (Events live an hour): the next repeat creates a new one.
         if (!isNotFound(err)) this.failed(err);
       });

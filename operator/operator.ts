@@ -108,7 +108,6 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       ratePerSecond: o.apiQps ?? 0,
       normalEventsPerSecond: o.eventQps,
       eventRepeatIntervalMs: o.eventRepeatIntervalMs,
-      eventNamespace: o.namespace,
       logger,
       metrics,
       now,

@@ -112,17 +112,30 @@ it.each([
 });
 
 it('should record an Issuer that is not ready as a Warning Event on it', async () => {
-  await createIssuer(kc, 'Issuer', 'not-a-ca', { ca: { secretName: 'leaf-only' } }, ns);
   await createSecret(kc, ns, 'leaf-only', {
     'tls.crt': Buffer.from('not pem').toString('base64'),
     'tls.key': Buffer.from('x').toString('base64'),
   });
+  await createIssuer(kc, 'Issuer', 'not-a-ca', { ca: { secretName: 'leaf-only' } }, ns);
   const issuerEvents = await eventually('an Event on Issuer not-a-ca', async () => {
     const found = await warnings('not-a-ca');
     return found.length > 0 ? found : undefined;
   });
   expect(issuerEvents[0]).toMatchObject({ involvedObject: { kind: 'Issuer', name: 'not-a-ca' } });
   expect(issuerEvents[0]!.message).toContain('is not PEM');
+});
+
+it('should record a ClusterIssuer that is not ready as a Warning Event in the default namespace', async () => {
+  const name = `missing-ca-${ns}`;
+  await createIssuer(kc, 'ClusterIssuer', name, { ca: { secretName: 'no-such-secret' } });
+  const events = await eventually('an Event on the ClusterIssuer', async () => {
+    const found = await warnings(name, 'default');
+    return found.length > 0 ? found : undefined;
+  });
+  expect(events[0]).toMatchObject({
+    reason: 'SecretNotFound',
+    involvedObject: { kind: 'ClusterIssuer', name },
+  });
 });
 
 it('should count a repeated failure on one Event instead of recording it again and again', async () => {

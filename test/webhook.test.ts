@@ -282,6 +282,51 @@ describe('injection', () => {
     },
   );
 
+  it.each([
+    [
+      'td',
+      'another trust domain',
+      { trustDomain: 'other.example' },
+      "outside Issuer strict-td's trust domain",
+    ],
+    [
+      'rsa',
+      'only RSA keys',
+      { policy: { allowedKeyAlgorithms: ['RSA'] } },
+      'key algorithm ECDSA is not allowed',
+    ],
+    [
+      'elsewhere',
+      'other namespaces only',
+      { policy: { allowedNamespaces: ['somewhere-else'] } },
+      'may not use Issuer',
+    ],
+  ])(
+    'should refuse a pod whose issuer (%s) signs %s, by the rule the operator issues by',
+    async (id, _n, spec, phrase) => {
+      const { caSecretData, createIssuer, createSecret, waitForIssuer } = await import('./support/sigil.ts');
+      const name = `strict-${id}`;
+      await createSecret(kc, injected, `${name}-ca`, await caSecretData('Strict CA'));
+      await createIssuer(
+        kc,
+        'Issuer',
+        name,
+        { ca: { secretName: `${name}-ca` }, ...(spec as object) },
+        injected,
+      );
+      await waitForIssuer(kc, 'Issuer', name, { status: 'True' }, injected);
+      const before = await certificatesIn(injected);
+      const err = await createPod(
+        kc,
+        injected,
+        pod(`to-${name}`, {}, { annotations: { 'sigil.dev/issuer': `Issuer/${name}` } }),
+      ).catch((e: unknown) => e);
+      expect((err as { code?: number }).code).toBe(403);
+      expect(String((err as { body?: string }).body)).toContain(phrase);
+      expect(await certificatesIn(injected)).toEqual(before);
+    },
+  );
+
   it("should refuse a pod asking for longer than its issuer's maxDuration, naming the annotation and the limit", async () => {
     const { caSecretData, createIssuer, createSecret, waitForIssuer } = await import('./support/sigil.ts');
     await createSecret(kc, injected, 'capped-ca', await caSecretData('Capped CA'));
@@ -299,7 +344,7 @@ describe('injection', () => {
       pod('too-long', {}, { annotations: { 'sigil.dev/issuer': 'Issuer/capped' } }),
     ).catch((e: unknown) => e);
     expect(String((err as { body?: string }).body)).toContain(
-      "annotation sigil.dev/duration: the default 24h is longer than Issuer capped's maximum 12h",
+      "this pod's certificate could never be issued: duration 24h is longer than Issuer capped's maximum 12h (spec.policy.maxDuration); set sigil.dev/duration within it",
     );
     const ok = await createPod(
       kc,

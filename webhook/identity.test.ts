@@ -117,3 +117,21 @@ describe('warnings for what Sigil does not read', () => {
     ).toEqual([]);
   });
 });
+
+describe('warnings under a hostile pod', () => {
+  it('should stay a few lines and a few milliseconds with thousands of unknown annotations', () => {
+    const annotations = Object.fromEntries(
+      Array.from({ length: 4000 }, (_, i) => [`sigil.dev/x-${i.toString(36).padStart(40, '0')}`, 'v']),
+    );
+    const started = performance.now();
+    const warnings = podWarnings({
+      metadata: { annotations },
+      spec: { containers: [{ name: 'a', image: 'x' }] },
+    });
+    const ms = performance.now() - started;
+    expect(warnings).toHaveLength(6);
+    expect(warnings[5]).toBe('and 3995 more sigil.dev/ annotations Sigil does not read');
+    // Generous: it was over a second before the bound (a unit test asserts no timing otherwise).
+    expect(ms).toBeLessThan(200);
+  });
+});

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { type CertificateSpec, InjectValue, Label } from '../lib/api/types.ts';
 import { dnsNameProblem } from '../lib/pki/names.ts';
-import { formatDuration, parseDuration } from '../lib/pki/renewal.ts';
+import { DEFAULT_DURATION_MS, formatDuration, parseDuration } from '../lib/pki/renewal.ts';
 import { identityCertificateName, SERVICE_ACCOUNT_NAME } from '../lib/tenancy/identity.ts';
 import { dnsNameOwner, workloadSpiffeId } from '../lib/tenancy/index.ts';
 
@@ -21,6 +21,9 @@ export const PodAnnotation = {
 } as const;
 
 export const DEFAULT_MOUNT_PATH = '/var/run/secrets/sigil.dev';
+
+/** Unknown annotations named in warnings at most; the rest are counted. */
+const MAX_WARNINGS = 5;
 
 /** Edit distance, for suggesting the annotation a typo meant. */
 function distance(a: string, b: string): number {
@@ -45,16 +48,26 @@ function distance(a: string, b: string): number {
  */
 export function podWarnings(pod: V1Pod): string[] {
   const known: string[] = Object.values(PodAnnotation);
-  const warnings: string[] = [];
-  for (const key of Object.keys(pod.metadata?.annotations ?? {}).sort()) {
-    if (!key.startsWith('sigil.dev/') || known.includes(key)) continue;
-    const [closest] = [...known].sort((x, y) => distance(key, x) - distance(key, y));
-    warnings.push(
-      closest && distance(key, closest) <= 3
-        ? `annotation ${key} is not one Sigil reads and was ignored; did you mean ${closest}?`
-        : `annotation ${key} is not one Sigil reads and was ignored; Sigil reads ${known.filter((k) => k !== PodAnnotation.Status && k !== PodAnnotation.CertificateName).join(', ')}`,
-    );
-  }
+  const read = known.filter((k) => k !== PodAnnotation.Status && k !== PodAnnotation.CertificateName);
+  const unknown = Object.keys(pod.metadata?.annotations ?? {})
+    .filter((key) => key.startsWith('sigil.dev/') && !known.includes(key))
+    .sort();
+  // Bounded work and output whatever the pod holds: a few warnings, each key compared once with
+  // the handful of known names (and only names close in length can be within the distance).
+  const warnings = unknown.slice(0, MAX_WARNINGS).map((key) => {
+    let closest: string | undefined;
+    let best = Number.POSITIVE_INFINITY;
+    for (const candidate of known) {
+      if (key.length > 64 || Math.abs(candidate.length - key.length) > 3) continue;
+      const d = distance(key, candidate);
+      if (d < best) [closest, best] = [candidate, d];
+    }
+    return closest && best <= 3
+      ? `annotation ${key} is not one Sigil reads and was ignored; did you mean ${closest}?`
+      : `annotation ${key.slice(0, 80)} is not one Sigil reads and was ignored; Sigil reads ${read.join(', ')}`;
+  });
+  if (unknown.length > MAX_WARNINGS)
+    warnings.push(`and ${unknown.length - MAX_WARNINGS} more sigil.dev/ annotations Sigil does not read`);
   const label = pod.metadata?.labels?.[Label.Inject];
   if (label !== undefined && !InjectValue.on.includes(label) && !InjectValue.off.includes(label))
     warnings.push(
@@ -155,7 +168,7 @@ export function podIdentity(
       );
     if (o.minDurationMs !== undefined && ms < o.minDurationMs)
       throw new IdentityError(
-        `annotation ${PodAnnotation.Duration}: "${duration}" is shorter than the shortest certificate the operator issues (${formatDuration(o.minDurationMs)}, its --min-duration), so the pod would wait for it forever; set ${formatDuration(o.minDurationMs)} or more, or remove the annotation for the default 24h`,
+        `annotation ${PodAnnotation.Duration}: "${duration}" is shorter than the shortest certificate the operator issues (${formatDuration(o.minDurationMs)}, its --min-duration), so the pod would wait for it forever; set ${formatDuration(o.minDurationMs)} or more${o.minDurationMs <= DEFAULT_DURATION_MS ? ', or remove the annotation for the default 24h' : ''}`,
       );
   }
   let issuerRef: Identity['issuerRef'];

@@ -13,6 +13,7 @@ import {
 } from '@kubernetes/client-node';
 import express, { type Request, type Response } from 'express';
 import type { Logger } from 'winston';
+import { resolveSpec } from '../lib/api/request.ts';
 import {
   API_VERSION,
   type Certificate,
@@ -26,8 +27,7 @@ import {
 import { describeApiError, isConflict, isNotFound } from '../lib/kube/errors.ts';
 import { Informer } from '../lib/kube/informer.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
-import { DEFAULT_DURATION_MS, formatDuration, parseDuration } from '../lib/pki/renewal.ts';
-import { dnsNameViolation, type TenancyContext } from '../lib/tenancy/index.ts';
+import { type TenancyContext, TenancyReason, tenancyViolation } from '../lib/tenancy/index.ts';
 import { readBody } from './body.ts';
 import { type ClientAuthOptions, clientAuthProblem, readClientCa } from './clientauth.ts';
 import { type AdmissionResponse, ReviewError, ReviewErrorCode, toAdmissionResponse } from './errors.ts';
@@ -157,45 +157,70 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     notAfter: new Date(Date.now() + 86_400_000),
   });
 
-  /** Issuers read recently, so steady pod creation costs no API call; a missing one is read again each time. */
-  const issuers = new Map<string, { issuer: Issuer; at: number }>();
+  /**
+   * What the webhook needs of an issuer (its trust domain and policy), read recently, so steady pod
+   * creation costs no API call. Bounded: at most ISSUER_CACHE_MAX entries, oldest first out, and a
+   * policy larger than ISSUER_CACHE_MAX_BYTES is read each time rather than held (a tenant may
+   * create Issuers with large policies). Concurrent reads of one issuer share one request. A
+   * missing issuer is never remembered.
+   */
+  type IssuerFacts = { trustDomain: string | undefined; policy: Issuer['spec']['policy'] };
+  const issuerCache = new Map<string, { facts: IssuerFacts; at: number }>();
+  const issuerReads = new Map<string, Promise<IssuerFacts>>();
   const ISSUER_TTL_MS = 10_000;
-  const readIssuer = async (ref: { kind: 'Issuer' | 'ClusterIssuer'; name: string }, namespace: string) => {
+  const ISSUER_CACHE_MAX = 256;
+  const ISSUER_CACHE_MAX_BYTES = 16 * 1024;
+  const readIssuer = (ref: { kind: 'Issuer' | 'ClusterIssuer'; name: string }, namespace: string) => {
     const key = ref.kind === 'Issuer' ? `Issuer/${namespace}/${ref.name}` : `ClusterIssuer/${ref.name}`;
-    const cached = issuers.get(key);
-    if (cached && Date.now() - cached.at < ISSUER_TTL_MS) return cached.issuer;
-    const issuer = (
-      ref.kind === 'Issuer'
-        ? await custom.getNamespacedCustomObject({
-            group: GROUP,
-            version: VERSION,
-            namespace,
-            plural: Plural.Issuer,
-            name: ref.name,
-          })
-        : await custom.getClusterCustomObject({
-            group: GROUP,
-            version: VERSION,
-            plural: Plural.ClusterIssuer,
-            name: ref.name,
-          })
-    ) as Issuer;
-    if (issuers.size >= 1024) issuers.clear();
-    issuers.set(key, { issuer, at: Date.now() });
-    return issuer;
+    const cached = issuerCache.get(key);
+    if (cached && Date.now() - cached.at < ISSUER_TTL_MS) return Promise.resolve(cached.facts);
+    if (cached) issuerCache.delete(key);
+    const pending = issuerReads.get(key);
+    if (pending) return pending;
+    const read = (async () => {
+      const issuer = (
+        ref.kind === 'Issuer'
+          ? await custom.getNamespacedCustomObject({
+              group: GROUP,
+              version: VERSION,
+              namespace,
+              plural: Plural.Issuer,
+              name: ref.name,
+            })
+          : await custom.getClusterCustomObject({
+              group: GROUP,
+              version: VERSION,
+              plural: Plural.ClusterIssuer,
+              name: ref.name,
+            })
+      ) as Issuer;
+      const facts: IssuerFacts = { trustDomain: issuer.spec.trustDomain, policy: issuer.spec.policy };
+      if (JSON.stringify(facts.policy ?? {}).length <= ISSUER_CACHE_MAX_BYTES) {
+        issuerCache.set(key, { facts, at: Date.now() });
+        while (issuerCache.size > ISSUER_CACHE_MAX) issuerCache.delete(issuerCache.keys().next().value!);
+      }
+      return facts;
+    })().finally(() => issuerReads.delete(key));
+    issuerReads.set(key, read);
+    return read;
   };
 
   /**
-   * Why the identity's Certificate could never be issued, or undefined: its issuer does not exist,
-   * the issuer's policy refuses its duration, or a name outside the namespace (`foreignNames`).
-   * The pod would otherwise wait in ContainerCreating for a Secret that never comes.
+   * Why the identity's Certificate could never be issued, or undefined, by the rules the operator
+   * issues by (lib/api/request.ts, lib/tenancy): its issuer does not exist, its duration is outside
+   * the operator's minimum or the issuer's maximum, or the issuer's policy refuses its namespace,
+   * SPIFFE ID (another trust domain), names or key. Such a pod would otherwise wait in
+   * ContainerCreating for a Secret that never comes.
    */
-  const issuerRefusal = async (
-    identity: Identity,
-    foreignNames: string[],
-  ): Promise<ReviewError | undefined> => {
+  const issuerRefusal = async (identity: Identity): Promise<ReviewError | undefined> => {
     const ref = identity.issuerRef ?? o.defaultIssuer;
-    let issuer: Issuer;
+    const resolved = resolveSpec(identityCertificateSpec(identity), o.minDurationMs ?? 0);
+    if ('problem' in resolved)
+      return new ReviewError(
+        ReviewErrorCode.InvalidAnnotation,
+        `this pod's certificate could never be issued: ${resolved.problem.replace(/^duration /, `duration (${PodAnnotation.Duration}) `)}`,
+      );
+    let issuer: IssuerFacts;
     try {
       issuer = await readIssuer(ref, identity.namespace);
     } catch (err) {
@@ -217,23 +242,19 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     }
     const ctx: TenancyContext = {
       namespace: identity.namespace,
-      trustDomain: issuer.spec.trustDomain ?? o.trustDomain,
+      trustDomain: issuer.trustDomain ?? o.trustDomain,
       clusterDomain: o.clusterDomain,
-      policy: issuer.spec.policy,
+      policy: issuer.policy,
       issuer: `${ref.kind} ${ref.name}`,
     };
-    const max = issuer.spec.policy?.maxDuration ? parseDuration(issuer.spec.policy.maxDuration) : undefined;
-    const durationMs = identity.duration ? parseDuration(identity.duration) : DEFAULT_DURATION_MS;
-    if (max !== undefined && durationMs !== undefined && durationMs > max)
+    const violation = tenancyViolation(ctx, resolved.request);
+    if (!violation) return undefined;
+    if (violation.reason === TenancyReason.DurationTooLong)
       return new ReviewError(
         ReviewErrorCode.InvalidAnnotation,
-        `annotation ${PodAnnotation.Duration}: ${identity.duration ?? `the default ${formatDuration(DEFAULT_DURATION_MS)}`} is longer than ${ctx.issuer}'s maximum ${issuer.spec.policy!.maxDuration} (spec.policy.maxDuration), so this pod's certificate could never be issued; set ${PodAnnotation.Duration} to ${issuer.spec.policy!.maxDuration} or less`,
+        `this pod's certificate could never be issued: ${violation.message}; set ${PodAnnotation.Duration} within it`,
       );
-    for (const name of foreignNames) {
-      const refused = dnsNameViolation(ctx, name);
-      if (refused) return new ReviewError(ReviewErrorCode.NameNotAllowed, refused.message);
-    }
-    return undefined;
+    return new ReviewError(ReviewErrorCode.NameNotAllowed, violation.message);
   };
 
   const squatted = (identity: Identity, existing: Certificate): ReviewError | undefined => {
@@ -396,8 +417,8 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
 
   const carryOut = async (plan: Plan): Promise<AdmissionResponse> => {
     if (plan.kind === 'respond') return plan.response;
-    const { request, identity, foreignNames, patch, warnings } = plan;
-    const refused = await issuerRefusal(identity, foreignNames);
+    const { request, identity, patch, warnings } = plan;
+    const refused = await issuerRefusal(identity);
     if (refused) throw Object.assign(refused, { uid: request.uid });
     if (!request.dryRun) {
       try {

@@ -160,7 +160,12 @@ export function createMtlsServer(
     },
     (socket) => {
       if (!socket.authorized) {
-        onRefused?.(`certificate not accepted: ${socket.authorizationError ?? 'none presented'}`);
+        const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+        onRefused?.(
+          presented
+            ? `certificate not accepted: ${socket.authorizationError ?? 'not verified'}`
+            : 'no client certificate presented',
+        );
         socket.destroy();
         return;
       }

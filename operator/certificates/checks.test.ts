@@ -1,3 +1,4 @@
+import { type ResolvedSpec, resolveSpec } from '../../lib/api/request.ts';
 import type { Certificate } from '../../lib/api/types.ts';
 import { readKeyPair } from '../../lib/pki/inspect.ts';
 import { issueCertificate } from '../../lib/pki/issue.ts';
@@ -11,7 +12,6 @@ import {
   shortenedNote,
   upToDateMessage,
 } from './checks.ts';
-import { type ResolvedSpec, resolveSpec } from './request.ts';
 
 const now = new Date();
 

@@ -4,12 +4,12 @@
 
 import { createHash } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
+import type { ResolvedSpec } from '../../lib/api/request.ts';
 import { Annotation, type Certificate } from '../../lib/api/types.ts';
 import type { CertificateAuthority } from '../../lib/pki/ca.ts';
 import { isSignedBy } from '../../lib/pki/certificate.ts';
 import { type KeyPair, requestMismatches } from '../../lib/pki/inspect.ts';
 import { formatDuration, type RenewalPolicy, renewalTime, withJitter } from '../../lib/pki/renewal.ts';
-import type { ResolvedSpec } from './request.ts';
 
 /** Why a certificate is (re-)issued. Used as the Issuing condition's reason and in Events. */
 export const IssueReason = {

@@ -10,6 +10,7 @@ import {
   type V1Secret,
 } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
+import { resolveSpec } from '../../lib/api/request.ts';
 import {
   Annotation,
   API_VERSION,
@@ -56,7 +57,6 @@ import {
   upToDateMessage,
 } from './checks.ts';
 import { type SecretClaim, SecretReason, secretClaim } from './ownership.ts';
-import { resolveSpec } from './request.ts';
 import {
   buildSecret,
   cachedSecretView,
@@ -121,8 +121,6 @@ export interface CertificateControllerOptions {
   normalEventsPerSecond?: number | undefined;
   /** A repeated Event's count is written at most this often (default 10 s). */
   eventRepeatIntervalMs?: number | undefined;
-  /** Where Events about cluster-scoped objects go (the operator's namespace). */
-  eventNamespace?: string | undefined;
   logger: Logger;
   metrics: OperatorMetrics;
   now: () => Date;
@@ -228,7 +226,8 @@ export class CertificateController {
     this.events = new EventRecorder({
       core: this.core,
       component: 'sigil-operator',
-      eventNamespace: o.eventNamespace ?? 'default',
+      // Certificates are namespaced: their Events go to their namespace.
+      eventNamespace: 'default',
       normalPerSecond: o.normalEventsPerSecond ?? DEFAULT_NORMAL_EVENTS_PER_SECOND,
       repeatIntervalMs: o.eventRepeatIntervalMs,
       metrics: o.metrics,
@@ -767,10 +766,11 @@ export class CertificateController {
         attempt: nextAttempts,
         retryInMs: delay,
       });
+      // The reason Ready gives, so every reason in status has its Event.
       this.event(
         certificate,
         'Warning',
-        EventReason.Failed,
+        failure.reason,
         `${failure.message}; retrying in ${Math.round(delay / 1000)}s`,
       );
       if (failure.retry) this.queue.addAfter(key, delay);

@@ -1,5 +1,5 @@
+import { resolveSpec } from '../../lib/api/request.ts';
 import { minimumIssuanceInterval, plannedRenewal, upToDateMessage } from './checks.ts';
-import { resolveSpec } from './request.ts';
 
 const HOUR = 3_600_000;
 

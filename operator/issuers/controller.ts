@@ -121,8 +121,9 @@ export class IssuerController {
     this.events = new EventRecorder({
       core: this.core,
       component: 'sigil-operator',
-      // ClusterIssuers are cluster-scoped: their Events go to the operator's namespace.
-      eventNamespace: o.operatorNamespace,
+      // ClusterIssuers are cluster-scoped: the API server takes Events about such objects only in
+      // the default namespace (kubectl describe finds them there).
+      eventNamespace: 'default',
       normalPerSecond: 0,
       repeatIntervalMs: o.eventRepeatIntervalMs,
       metrics: o.metrics,

@@ -1,14 +1,10 @@
 // Turns a Certificate's spec into an issuance request, or a sentence saying
 // what is wrong with it. Pure.
-import type { CertificateSpec } from '../../lib/api/types.ts';
-import { type IssueRequest, requestProblems } from '../../lib/pki/issue.ts';
-import {
-  DEFAULT_DURATION_MS,
-  formatDuration,
-  parseDuration,
-  type RenewalPolicy,
-} from '../../lib/pki/renewal.ts';
-import { DEFAULT_USAGES } from '../../lib/pki/usages.ts';
+
+import { type IssueRequest, requestProblems } from '../pki/issue.ts';
+import { DEFAULT_DURATION_MS, formatDuration, parseDuration, type RenewalPolicy } from '../pki/renewal.ts';
+import { DEFAULT_USAGES } from '../pki/usages.ts';
+import type { CertificateSpec } from './types.ts';
 
 export interface ResolvedSpec {
   request: IssueRequest;
@@ -25,7 +21,7 @@ export function resolveSpec(
     return { problem: `duration "${spec.duration}" is not a Go duration such as 24h or 90m` };
   if (durationMs < minDurationMs) {
     return {
-      problem: `duration ${spec.duration} is shorter than the minimum ${formatDuration(minDurationMs)}`,
+      problem: `duration ${spec.duration ?? formatDuration(durationMs)} is shorter than the minimum ${formatDuration(minDurationMs)}`,
     };
   }
   let renewBeforeMs: number | undefined;
