@@ -9,7 +9,7 @@ NODE_STAMP := node_modules/.package-lock.json
 NODE_TOOLS_WHERE_A_NODE_RUNS := if [ "$$(id -u)" = 0 ] && [ -d /sys/fs/cgroup ] && [ "$$SIGIL_NODE" != 0 ]; then \
 	hack/node-packages.sh && hack/build-tools.sh node && hack/build-tools.sh helm; fi
 
-.PHONY: install tools node-tools build image typecheck lint format test-unit test-integration test test-e2e test-faults cluster-up cluster-down dev demo demo-down docs chart-lint bench bench-profile bench-injection clean
+.PHONY: install tools node-tools build image typecheck lint format test-unit test-integration test test-e2e test-faults cluster-up cluster-down dev demo demo-down docs chart-lint bench bench-compare bench-profile bench-injection clean
 
 ## install: npm ci and the control-plane binaries (built once per machine into ~/.cache/sigil)
 install: $(NODE_STAMP) tools
@@ -142,6 +142,12 @@ bench: image
 	hack/build-tools.sh control-plane
 	$(NODE_TOOLS_WHERE_A_NODE_RUNS)
 	node bench/run.ts
+
+## bench-compare: Sigil and cert-manager side by side on the same kind of local API server, alternating, medians
+## and ratios. CERT_MANAGER_BIN=<cert-manager controller> (or CERT_MANAGER_GZ); ROUNDS=3 SEQUENTIAL=100 COUNT=1000 UNRELATED=10000
+bench-compare: build
+	hack/build-tools.sh control-plane
+	node bench/compare.ts
 
 ## bench-profile: CPU profile of the operator issuing COUNT (default 2000) Certificates at once, summarised
 bench-profile: build

@@ -1,0 +1,432 @@
+// make bench-compare: Sigil and cert-manager doing the same work on the same kind of local API
+// server, alternating (Sigil, cert-manager, cert-manager, Sigil, ...), each run on a fresh control
+// plane: idle RSS, create→Ready one by one, COUNT at once (time, controller CPU, API requests per
+// certificate, peak RSS), RSS after UNRELATED unrelated Secrets. Prints every run, the medians
+// and the ratios, and writes bench/results/compare-<time>.{json,txt}. Asserts nothing.
+//
+// cert-manager: its controller from CERT_MANAGER_BIN (a binary from its release image, or a
+// `go build` of github.com/cert-manager/cert-manager/cmd/controller); where unset, a gzipped build
+// at CERT_MANAGER_GZ is unpacked into the cache. Its CRDs come from its Go module
+// (hack/build-tools.sh cert-manager-crds). Its CA issuer, SecretsFilteredCaching on, as shipped.
+// Counts: ROUNDS=3 SEQUENTIAL=100 COUNT=1000 UNRELATED=10000.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
+import { loadKubeConfig } from '../lib/kube/config.ts';
+import { rawRequest } from '../lib/kube/rest.ts';
+import { createSelfSignedCA } from '../lib/pki/ca.ts';
+import {
+  type ControlPlaneState,
+  freePort,
+  removeDir,
+  startControlPlane,
+  stopControlPlane,
+} from '../lib/testing/controlplane.ts';
+import {
+  logFile,
+  machine,
+  pool,
+  processStats,
+  ROOT,
+  setupClusterIssuer,
+  startOperatorProcess,
+  summary,
+} from './lib.ts';
+
+const env = (k: string, d: string) => process.env[k] ?? d;
+const ROUNDS = Number(env('ROUNDS', '3'));
+const SEQUENTIAL = Number(env('SEQUENTIAL', '100'));
+const COUNT = Number(env('COUNT', '1000'));
+const UNRELATED = Number(env('UNRELATED', '10000'));
+const NS = 'bench';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Running {
+  pid: number;
+  stop: () => Promise<void>;
+}
+
+interface Product {
+  name: string;
+  group: string;
+  version: string;
+  /** CRDs, a CA Secret and a ClusterIssuer that signs with it. */
+  setup: (kc: KubeConfig, dir: string) => Promise<void>;
+  start: (kubeconfig: string) => Promise<Running>;
+  certificate: (name: string) => object;
+}
+
+const caData = async () => {
+  const ca = await createSelfSignedCA({
+    commonName: 'Bench CA',
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 365 * 86_400_000),
+  });
+  return {
+    'tls.crt': Buffer.from(ca.certPem).toString('base64'),
+    'tls.key': Buffer.from(ca.keyPem).toString('base64'),
+  };
+};
+
+const sigil: Product = {
+  name: 'sigil',
+  group: 'sigil.dev',
+  version: 'v1alpha1',
+  setup: async (kc) => {
+    await setupClusterIssuer(kc);
+  },
+  start: async (kubeconfig) => {
+    const op = await startOperatorProcess(kubeconfig);
+    return { pid: op.child.pid!, stop: op.stop };
+  },
+  certificate: (name) => ({
+    apiVersion: 'sigil.dev/v1alpha1',
+    kind: 'Certificate',
+    metadata: { name },
+    spec: { secretName: `${name}-tls`, dnsNames: [`${name}.example.com`] },
+  }),
+};
+
+function certManagerBinary(): string {
+  if (process.env.CERT_MANAGER_BIN) return process.env.CERT_MANAGER_BIN;
+  const gz = resolve(
+    env(
+      'CERT_MANAGER_GZ',
+      join(ROOT, '..', 'shared', 'peers', 'cert-manager-controller-v1.21.2-linux-amd64.gz'),
+    ),
+  );
+  if (!existsSync(gz))
+    throw new Error(
+      `no cert-manager controller: set CERT_MANAGER_BIN to one (from quay.io/jetstack/cert-manager-controller, or go build github.com/cert-manager/cert-manager/cmd/controller), or CERT_MANAGER_GZ to a gzipped build (looked at ${gz})`,
+    );
+  const dir = execFileSync(join(ROOT, 'hack', 'build-tools.sh'), ['--print-dir'], {
+    encoding: 'utf8',
+  }).trim();
+  const bin = join(dir, 'cert-manager-controller');
+  if (!existsSync(bin)) writeFileSync(bin, gunzipSync(readFileSync(gz)), { mode: 0o755 });
+  return bin;
+}
+
+const certManager = (bin: string): Product => ({
+  name: 'cert-manager',
+  group: 'cert-manager.io',
+  version: 'v1',
+  setup: async (kc) => {
+    const crdDir = execFileSync(join(ROOT, 'hack', 'build-tools.sh'), ['cert-manager-crds'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }).trim();
+    for (const file of readdirSync(crdDir).filter((f) => f.endsWith('.yaml')))
+      for (const doc of parseAllDocuments(readFileSync(join(crdDir, file), 'utf8'))) {
+        const crd = doc.toJS();
+        if (crd?.kind === 'CustomResourceDefinition')
+          await rawRequest(kc, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', crd);
+      }
+    for (;;) {
+      try {
+        await rawRequest(kc, 'GET', '/apis/cert-manager.io/v1/clusterissuers');
+        break;
+      } catch {
+        await sleep(200);
+      }
+    }
+    const core = kc.makeApiClient(CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name: 'cert-manager' } } });
+    await core.createNamespacedSecret({
+      namespace: 'cert-manager',
+      body: { metadata: { name: 'bench-ca' }, type: 'kubernetes.io/tls', data: await caData() },
+    });
+    await kc.makeApiClient(CustomObjectsApi).createClusterCustomObject({
+      group: 'cert-manager.io',
+      version: 'v1',
+      plural: 'clusterissuers',
+      body: {
+        apiVersion: 'cert-manager.io/v1',
+        kind: 'ClusterIssuer',
+        metadata: { name: 'bench-ca' },
+        spec: { ca: { secretName: 'bench-ca' } },
+      },
+    });
+  },
+  start: async (kubeconfig) => {
+    const metrics = await freePort();
+    const child: ChildProcess = spawn(
+      bin,
+      [
+        `--kubeconfig=${kubeconfig}`,
+        '--leader-elect=false',
+        '--v=1',
+        '--cluster-resource-namespace=cert-manager',
+        `--metrics-listen-address=127.0.0.1:${metrics}`,
+        '--controllers=issuers,clusterissuers,certificates-metrics,certificaterequests-approver,certificaterequests-issuer-ca,certificates-trigger,certificates-issuing,certificates-key-manager,certificates-request-manager,certificates-readiness,certificates-revision-manager',
+      ],
+      { stdio: ['ignore', 'ignore', openSync(logFile(), 'a')] },
+    );
+    // Up when it serves metrics.
+    for (let i = 0; ; i++) {
+      try {
+        await fetch(`http://127.0.0.1:${metrics}/metrics`);
+        break;
+      } catch {
+        if (child.exitCode !== null || i > 300)
+          throw new Error(`cert-manager did not start; see ${logFile()}`);
+        await sleep(100);
+      }
+    }
+    return {
+      pid: child.pid!,
+      stop: async () => {
+        child.kill('SIGTERM');
+        await new Promise((r) => (child.exitCode !== null ? r(null) : child.on('exit', r)));
+      },
+    };
+  },
+  certificate: (name) => ({
+    apiVersion: 'cert-manager.io/v1',
+    kind: 'Certificate',
+    metadata: { name },
+    spec: {
+      secretName: `${name}-tls`,
+      dnsNames: [`${name}.example.com`],
+      privateKey: { algorithm: 'ECDSA', size: 256 },
+      issuerRef: { name: 'bench-ca', kind: 'ClusterIssuer', group: 'cert-manager.io' },
+    },
+  }),
+});
+
+/** When each Certificate of the namespace first reported Ready, from a watch. */
+async function readyWatch(kc: KubeConfig, p: Product) {
+  const readyAt = new Map<string, number>();
+  let stopped = false;
+  let controller: AbortController | undefined;
+  const open = async (): Promise<void> => {
+    if (stopped) return;
+    controller = await new Watch(kc).watch(
+      `/apis/${p.group}/${p.version}/namespaces/${NS}/certificates`,
+      {},
+      (
+        _phase: string,
+        c: { metadata: { name: string }; status?: { conditions?: { type: string; status: string }[] } },
+      ) => {
+        if (
+          c.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True') &&
+          !readyAt.has(c.metadata.name)
+        )
+          readyAt.set(c.metadata.name, performance.now());
+      },
+      () => {
+        if (!stopped) setTimeout(() => void open(), 200);
+      },
+    );
+  };
+  await open();
+  return {
+    readyAt,
+    until: async (names: string[], timeoutMs: number) => {
+      const deadline = Date.now() + timeoutMs;
+      while (names.some((n) => !readyAt.has(n))) {
+        if (Date.now() > deadline)
+          throw new Error(`${names.filter((n) => !readyAt.has(n)).length} not Ready after ${timeoutMs} ms`);
+        await sleep(5);
+      }
+    },
+    stop: () => {
+      stopped = true;
+      controller?.abort();
+    },
+  };
+}
+
+/** The API server's request count so far (apiserver_request_total, every verb and resource). */
+async function apiRequests(cp: ControlPlaneState, kc: KubeConfig): Promise<number> {
+  const url = new URL(`${cp.server}/metrics`);
+  const opts: import('node:https').RequestOptions = {
+    hostname: url.hostname,
+    port: url.port,
+    path: url.pathname,
+  };
+  await kc.applyToHTTPSOptions(opts);
+  const text = await new Promise<string>((res, rej) => {
+    const req = httpsRequest(opts, (r) => {
+      let body = '';
+      r.on('data', (d) => {
+        body += d;
+      });
+      r.on('end', () => res(body));
+    });
+    req.on('error', rej);
+    req.end();
+  });
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('apiserver_request_total{'))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}
+
+interface Run {
+  product: string;
+  round: number;
+  idleRssMiB: number;
+  sequentialMs: { p50: number; p99: number };
+  bulkSeconds: number;
+  bulkCpuSeconds: number;
+  apiRequestsPerCertificate: number;
+  peakRssMiB: number;
+  rssBeforeUnrelatedMiB: number;
+  rssAfterUnrelatedMiB: number;
+}
+
+async function runOnce(p: Product, round: number): Promise<Run> {
+  const dir = mkdtempSync(join(tmpdir(), `sigil-compare-${p.name}-`));
+  const cp = await startControlPlane({ dir, persistent: false });
+  const kc = loadKubeConfig(cp.kubeconfig);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const core = kc.makeApiClient(CoreV1Api);
+  let running: Running | undefined;
+  try {
+    await p.setup(kc, dir);
+    await core.createNamespace({ body: { metadata: { name: NS } } });
+    running = await p.start(cp.kubeconfig);
+    const pid = running.pid;
+    const watch = await readyWatch(kc, p);
+    const create = (name: string) =>
+      custom.createNamespacedCustomObject({
+        group: p.group,
+        version: p.version,
+        namespace: NS,
+        plural: 'certificates',
+        body: p.certificate(name),
+      });
+
+    // Warm: the first certificate pays for caches and connections, then idle.
+    await create('warm');
+    await watch.until(['warm'], 120_000);
+    await sleep(5_000);
+    const idleRssMiB = processStats(pid).rssMiB;
+
+    const latencies: number[] = [];
+    for (let i = 0; i < SEQUENTIAL; i++) {
+      const name = `one-${i}`;
+      const started = performance.now();
+      await create(name);
+      await watch.until([name], 60_000);
+      latencies.push(watch.readyAt.get(name)! - started);
+    }
+    const seq = summary(latencies);
+
+    const names = Array.from({ length: COUNT }, (_, i) => `bulk-${i}`);
+    const cpuBefore = processStats(pid).cpuSeconds;
+    const requestsBefore = await apiRequests(cp, kc);
+    const started = performance.now();
+    await pool(COUNT, 16, (i) => create(names[i]!));
+    await watch.until(names, 1_800_000);
+    const bulkSeconds = (performance.now() - started) / 1000;
+    const bulkCpuSeconds = processStats(pid).cpuSeconds - cpuBefore;
+    // Less the loader's creates and this metrics read.
+    const apiRequestsPerCertificate = ((await apiRequests(cp, kc)) - requestsBefore - COUNT - 1) / COUNT;
+    await sleep(5_000);
+    const peakRssMiB = processStats(pid).peakRssMiB;
+    const rssBeforeUnrelatedMiB = processStats(pid).rssMiB;
+
+    await core.createNamespace({ body: { metadata: { name: 'unrelated' } } });
+    await pool(UNRELATED, 16, (i) =>
+      core.createNamespacedSecret({
+        namespace: 'unrelated',
+        body: { metadata: { name: `s-${i}` }, type: 'Opaque', stringData: { value: `unrelated ${i}` } },
+      }),
+    );
+    await sleep(10_000);
+    const rssAfterUnrelatedMiB = processStats(pid).rssMiB;
+    watch.stop();
+    return {
+      product: p.name,
+      round,
+      idleRssMiB,
+      sequentialMs: { p50: seq.p50, p99: seq.p99 },
+      bulkSeconds,
+      bulkCpuSeconds,
+      apiRequestsPerCertificate,
+      peakRssMiB,
+      rssBeforeUnrelatedMiB,
+      rssAfterUnrelatedMiB,
+    };
+  } finally {
+    await running?.stop();
+    await stopControlPlane(cp);
+    removeDir(dir);
+  }
+}
+
+const fields: [keyof Run | string, string, (r: Run) => number][] = [
+  ['idle', 'idle RSS (MiB)', (r) => r.idleRssMiB],
+  ['p50', `create→Ready one by one, p50 (ms, ${SEQUENTIAL})`, (r) => r.sequentialMs.p50],
+  ['p99', 'create→Ready one by one, p99 (ms)', (r) => r.sequentialMs.p99],
+  ['bulk', `${COUNT} at once, all Ready (s)`, (r) => r.bulkSeconds],
+  ['cpu', `controller CPU for the ${COUNT} (s)`, (r) => r.bulkCpuSeconds],
+  ['api', 'API requests per certificate', (r) => r.apiRequestsPerCertificate],
+  ['peak', 'peak RSS (MiB)', (r) => r.peakRssMiB],
+  ['before', `RSS holding ${COUNT + SEQUENTIAL + 1} (MiB)`, (r) => r.rssBeforeUnrelatedMiB],
+  ['after', `RSS after ${UNRELATED} unrelated Secrets (MiB)`, (r) => r.rssAfterUnrelatedMiB],
+];
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+const cm = certManager(certManagerBinary());
+const runs: Run[] = [];
+const lines: string[] = [];
+const say = (s: string) => {
+  lines.push(s);
+  console.log(s);
+};
+say(
+  `machine: ${JSON.stringify(machine())}; ROUNDS=${ROUNDS} SEQUENTIAL=${SEQUENTIAL} COUNT=${COUNT} UNRELATED=${UNRELATED}`,
+);
+for (let round = 1; round <= ROUNDS; round++) {
+  // A, B, B, A, A, B ...: neither always goes first on a machine warming up.
+  const order = round % 2 === 1 ? [sigil, cm] : [cm, sigil];
+  for (const p of order) {
+    const r = await runOnce(p, round);
+    runs.push(r);
+    say(
+      `round ${round} ${p.name.padEnd(12)} ${fields.map(([k, , f]) => `${k} ${f(r).toFixed(1)}`).join('  ')}`,
+    );
+  }
+}
+say('');
+say(
+  `${'median of each'.padEnd(48)} ${'sigil'.padStart(10)} ${'cert-manager'.padStart(13)} ${'ratio'.padStart(8)}`,
+);
+const medians: Record<string, { sigil: number; certManager: number; ratio: number }> = {};
+for (const [k, label, f] of fields) {
+  const a = median(runs.filter((r) => r.product === 'sigil').map(f));
+  const b = median(runs.filter((r) => r.product === 'cert-manager').map(f));
+  medians[k] = { sigil: a, certManager: b, ratio: a / b };
+  say(
+    `${label.padEnd(48)} ${a.toFixed(1).padStart(10)} ${b.toFixed(1).padStart(13)} ${(a / b).toFixed(2).padStart(8)}`,
+  );
+}
+const outDir = join(ROOT, 'bench', 'results');
+mkdirSync(outDir, { recursive: true });
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+writeFileSync(
+  join(outDir, `compare-${stamp}.json`),
+  JSON.stringify({ machine: machine(), runs, medians }, null, 2),
+);
+writeFileSync(join(outDir, `compare-${stamp}.txt`), `${lines.join('\n')}\n`);
+console.log(`\nresults: bench/results/compare-${stamp}.{json,txt}`);
