@@ -28,7 +28,6 @@ export type Plan =
       kind: 'inject';
       request: AdmissionRequest;
       identity: Identity;
-      foreignNames: string[];
       patch: PatchOp[];
       /** For the person creating the pod: what it says that Sigil ignores. */
       warnings: string[];
@@ -179,9 +178,11 @@ export function planRequest(request: AdmissionRequest, options: IdentityOptions)
   if (alreadyInjected(pod)) return { kind: 'respond', response: { uid, allowed: true } };
   let plan: Plan;
   try {
-    const { identity, foreignNames } = podIdentity(pod, namespace, options);
+    // Names outside the namespace are judged with the rest of the identity by the tenancy module
+    // when the issuer is read (server.ts issuerRefusal).
+    const { identity } = podIdentity(pod, namespace, options);
     const patch = buildPatch(pod, identity);
-    plan = { kind: 'inject', request, identity, foreignNames, patch, warnings: podWarnings(pod) };
+    plan = { kind: 'inject', request, identity, patch, warnings: podWarnings(pod) };
   } catch (err) {
     if (err instanceof IdentityError)
       throw Object.assign(new ReviewError(ReviewErrorCode.InvalidAnnotation, err.message), { uid });
