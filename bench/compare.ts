@@ -19,7 +19,6 @@ import {
   readFileSync,
   writeFileSync,
 } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -28,14 +27,9 @@ import { parseAllDocuments } from 'yaml';
 import { loadKubeConfig } from '../lib/kube/config.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
+import { freePort, removeDir, startControlPlane, stopControlPlane } from '../lib/testing/controlplane.ts';
 import {
-  type ControlPlaneState,
-  freePort,
-  removeDir,
-  startControlPlane,
-  stopControlPlane,
-} from '../lib/testing/controlplane.ts';
-import {
+  apiServerText,
   logFile,
   machine,
   pool,
@@ -251,26 +245,8 @@ async function readyWatch(kc: KubeConfig, p: Product) {
 }
 
 /** The API server's request count so far (apiserver_request_total, every verb and resource). */
-async function apiRequests(cp: ControlPlaneState, kc: KubeConfig): Promise<number> {
-  const url = new URL(`${cp.server}/metrics`);
-  const opts: import('node:https').RequestOptions = {
-    hostname: url.hostname,
-    port: url.port,
-    path: url.pathname,
-  };
-  await kc.applyToHTTPSOptions(opts);
-  const text = await new Promise<string>((res, rej) => {
-    const req = httpsRequest(opts, (r) => {
-      let body = '';
-      r.on('data', (d) => {
-        body += d;
-      });
-      r.on('end', () => res(body));
-    });
-    req.on('error', rej);
-    req.end();
-  });
-  return text
+async function apiRequests(kc: KubeConfig): Promise<number> {
+  return (await apiServerText(kc, '/metrics'))
     .split('\n')
     .filter((l) => l.startsWith('apiserver_request_total{'))
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
@@ -329,14 +305,14 @@ async function runOnce(p: Product, round: number): Promise<Run> {
 
     const names = Array.from({ length: COUNT }, (_, i) => `bulk-${i}`);
     const cpuBefore = processStats(pid).cpuSeconds;
-    const requestsBefore = await apiRequests(cp, kc);
+    const requestsBefore = await apiRequests(kc);
     const started = performance.now();
     await pool(COUNT, 16, (i) => create(names[i]!));
     await watch.until(names, 1_800_000);
     const bulkSeconds = (performance.now() - started) / 1000;
     const bulkCpuSeconds = processStats(pid).cpuSeconds - cpuBefore;
     // Less the loader's creates and this metrics read.
-    const apiRequestsPerCertificate = ((await apiRequests(cp, kc)) - requestsBefore - COUNT - 1) / COUNT;
+    const apiRequestsPerCertificate = ((await apiRequests(kc)) - requestsBefore - COUNT - 1) / COUNT;
     await sleep(5_000);
     const peakRssMiB = processStats(pid).peakRssMiB;
     const rssBeforeUnrelatedMiB = processStats(pid).rssMiB;

@@ -223,6 +223,28 @@ export async function pool<T>(n: number, concurrency: number, fn: (i: number) =>
   return out;
 }
 
+/** GET a text endpoint of the API server (its /metrics) with the kubeconfig's credentials. */
+export async function apiServerText(kc: KubeConfig, path: string): Promise<string> {
+  const url = new URL(kc.getCurrentCluster()!.server + path);
+  const opts: import('node:https').RequestOptions = {
+    hostname: url.hostname,
+    port: url.port,
+    path: url.pathname,
+  };
+  await kc.applyToHTTPSOptions(opts);
+  return new Promise((resolveText, reject) => {
+    const req = httpsRequest(opts, (res) => {
+      let body = '';
+      res.on('data', (d) => {
+        body += d;
+      });
+      res.on('end', () => resolveText(body));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /** Watches a namespace's Certificates; resolves per name when Ready (at a given revision). */
 export async function readyTracker(kc: KubeConfig, ns: string) {
   const readyAt = new Map<string, number>();

@@ -17,6 +17,7 @@ import { webhookConfiguration } from '../lib/kube/webhookconfig.ts';
 import { freePort, removeDir, startControlPlane, stopControlPlane } from '../lib/testing/controlplane.ts';
 import { nodeBlockers } from '../lib/testing/node/cluster.ts';
 import {
+  apiServerText,
   cdfSvg,
   children,
   createCertificate,
@@ -68,29 +69,6 @@ const cp = await startControlPlane({ dir, persistent: false });
 const kc = loadKubeConfig(cp.kubeconfig);
 const core = kc.makeApiClient(CoreV1Api);
 const custom = kc.makeApiClient(CustomObjectsApi);
-
-/** GET a text endpoint of the API server (its /metrics) as the admin. */
-async function rawText(path: string): Promise<string> {
-  const url = new URL(cp.server + path);
-  const opts: import('node:https').RequestOptions = {
-    hostname: url.hostname,
-    port: url.port,
-    path: url.pathname,
-    method: 'GET',
-  };
-  await kc.applyToHTTPSOptions(opts);
-  return new Promise((resolveText, reject) => {
-    const req = httpsRequest(opts, (res) => {
-      let body = '';
-      res.on('data', (d) => {
-        body += d;
-      });
-      res.on('end', () => resolveText(body));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 try {
   const ca = await setupClusterIssuer(kc);
@@ -456,7 +434,7 @@ try {
         podLatencies.push(performance.now() - t0);
       });
       const seconds = (performance.now() - started) / 1000;
-      const metricsText = await rawText('/metrics');
+      const metricsText = await apiServerText(kc, '/metrics');
       const webhookMetric = (suffix: string) =>
         metricsText
           .split('\n')
