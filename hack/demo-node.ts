@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSelfSignedCA, loadCertificateAuthority } from '../lib/pki/ca.ts';
+import { displaySerial } from '../lib/pki/certificate.ts';
 import { issueCertificate } from '../lib/pki/issue.ts';
 import { serverVersion } from '../lib/testing/controlplane.ts';
 import { type Cluster, nodeBinaryDir, startCluster, stopCluster } from '../lib/testing/node/cluster.ts';
@@ -30,12 +31,6 @@ const APP_NS = 'shop';
 const TD = 'spiffe://cluster.local';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const serialOf = (s: string) =>
-  s
-    .trim()
-    .toLowerCase()
-    .replace(/:/g, '')
-    .replace(/^0+(?=.)/, '');
 
 export async function nodeDemo(o: NodeDemoOptions): Promise<string[]> {
   const { title, result, detail } = o;
@@ -269,7 +264,9 @@ export async function nodeDemo(o: NodeDemoOptions): Promise<string[]> {
     const pod = backendPod.items[0]!;
     const certificate = pod.metadata.annotations['sigil.dev/certificate']!;
     const statusSerial = () =>
-      serialOf(kubectl('get', 'scert', certificate, '-n', APP_NS, '-o', 'jsonpath={.status.serialNumber}'));
+      displaySerial(
+        kubectl('get', 'scert', certificate, '-n', APP_NS, '-o', 'jsonpath={.status.serialNumber}').trim(),
+      );
     const before = statusSerial();
     const asked = Date.now();
     shown(`sigil renew ${certificate} -n ${APP_NS}`, sigil('renew', certificate, '-n', APP_NS));

@@ -1046,16 +1046,19 @@ describe('helm install naming a CA Secret', () => {
   });
 });
 
+/** The first container's args of the release's Deployment for one component, from rendered manifests. */
+const renderedArgs = (manifests: string, component: string) =>
+  parseAllDocuments(manifests)
+    .map((d) => d.toJS() as V1Deployment | null)
+    .find((o) => o?.kind === 'Deployment' && o.metadata?.name === `${RELEASE}-${component}`)!.spec!.template
+    .spec!.containers[0]!.args!;
+
 describe('helm template without a cluster', () => {
   it('should render with no --kube-version: helm assumes the Kubernetes its build was stamped with, not v1.20', async () => {
     const res = await helm('template', RELEASE, CHART, '-n', NS, '--set', 'operator.minDuration=2h');
     expect(res.code).toBe(0);
     // The operator and the webhook get the same shortest duration.
-    const args = (component: string) =>
-      parseAllDocuments(res.out)
-        .map((d) => d.toJS() as V1Deployment | null)
-        .find((o) => o?.kind === 'Deployment' && o.metadata?.name === `${RELEASE}-${component}`)!.spec!
-        .template.spec!.containers[0]!.args!;
+    const args = (component: string) => renderedArgs(res.out, component);
     for (const component of ['operator', 'webhook'])
       expect(args(component).filter((a) => a.startsWith('--min-duration'))).toEqual(['--min-duration=2h']);
   });
@@ -1065,11 +1068,7 @@ describe('clusterDomain', () => {
   it('should reach both the operator and the webhook, so both decide which names belong to a namespace alike', async () => {
     const res = await helm('template', RELEASE, CHART, '-n', NS, '--set', 'clusterDomain=corp.example');
     expect(res.code).toBe(0);
-    const args = (component: string) =>
-      parseAllDocuments(res.out)
-        .map((d) => d.toJS() as V1Deployment | null)
-        .find((o) => o?.kind === 'Deployment' && o.metadata?.name === `${RELEASE}-${component}`)!.spec!
-        .template.spec!.containers[0]!.args!;
+    const args = (component: string) => renderedArgs(res.out, component);
     for (const component of ['operator', 'webhook'])
       expect(args(component).filter((a) => a.startsWith('--cluster-domain'))).toEqual([
         '--cluster-domain=corp.example',

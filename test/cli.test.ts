@@ -21,16 +21,10 @@ let setup: InjectionSetup;
 let ns: string;
 let certName: string;
 
-function sigil(...args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((r) => {
-    execFile(
-      process.execPath,
-      [join(ROOT, 'cli', 'main.ts'), ...args, '--kubeconfig', kubeconfigPath()],
-      { env: { ...process.env, NODE_NO_WARNINGS: '1' } },
-      (err, stdout, stderr) =>
-        r({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: `${stdout}${stderr}` }),
-    );
-  });
+/** The CLI against the test control plane; stdout and stderr together. */
+async function sigil(...args: string[]): Promise<{ code: number; out: string }> {
+  const res = await sigilRaw([...args, '--kubeconfig', kubeconfigPath()]);
+  return { code: res.code, out: `${res.out}${res.err}` };
 }
 
 const doctor = () =>

@@ -23,6 +23,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSelfSignedCA } from '../../lib/pki/ca.ts';
+import { displaySerial } from '../../lib/pki/certificate.ts';
 import {
   type Cluster,
   nodeBinaryDir,
@@ -51,13 +52,6 @@ const WEBHOOK = `${RELEASE}-webhook`;
 const PLAIN_NAMESPACE = 'plain';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** Serial numbers compared as Sigil's status writes them: lower-case hex, no colons, no leading zeros. */
-const normalSerial = (serial: string) =>
-  serial
-    .trim()
-    .toLowerCase()
-    .replace(/:/g, '')
-    .replace(/^0+(?=.)/, '');
 
 /**
  * Reads the three injected files, prints who it runs as and the SPIFFE ID in tls.crt, then stays up
@@ -365,12 +359,12 @@ describeNode('the chart on a real one-node cluster', () => {
     expect(certificate).toBeDefined();
     const name = certificate!.metadata.name;
     const statusSerial = () =>
-      normalSerial(
-        kubectl('get', 'scert', name, '-n', APP_NAMESPACE, '-o', 'jsonpath={.status.serialNumber}'),
+      displaySerial(
+        kubectl('get', 'scert', name, '-n', APP_NAMESPACE, '-o', 'jsonpath={.status.serialNumber}').trim(),
       );
     // The serial of the tls.crt the running container sees, read through kubectl exec.
     const containerSerial = () =>
-      normalSerial(
+      displaySerial(
         kubectl(
           'exec',
           '-n',
@@ -380,7 +374,7 @@ describeNode('the chart on a real one-node cluster', () => {
           '/usr/local/bin/node',
           '-p',
           `new (require('crypto').X509Certificate)(require('fs').readFileSync('${MOUNT}/tls.crt')).serialNumber`,
-        ),
+        ).trim(),
       );
     const before = statusSerial();
     expect(containerSerial()).toBe(before);
