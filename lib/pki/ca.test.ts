@@ -1,10 +1,11 @@
-import { DAY, HOUR, testCA } from '../testing/pki.ts';
-import { loadCertificateAuthority } from './ca.ts';
+import { execFileSync } from 'node:child_process';
+import { DAY, HOUR, opensslVerify, testCA } from '../testing/pki.ts';
+import { createSelfSignedCA, loadCertificateAuthority } from './ca.ts';
 import { PkiErrorCode } from './errors.ts';
 import { issueCertificate } from './issue.ts';
 import { generateKey, signingAlgorithmFor } from './keys.ts';
 import { MAX_PEM_BUNDLE_BYTES } from './pem.ts';
-import { x509 } from './provider.ts';
+import { x509 } from '../testing/x509.ts';
 
 const now = new Date();
 
@@ -159,3 +160,76 @@ describe('loadCertificateAuthority', () => {
     expect(thrown).toMatchObject({ code, message: expect.stringContaining(phrase) });
   });
 });
+
+describe('createSelfSignedCA', () => {
+  it.each([
+    ['ECDSA P-256', { algorithm: 'ECDSA', size: 256 }, 'ecdsa-with-SHA256'],
+    ['ECDSA P-384', { algorithm: 'ECDSA', size: 384 }, 'ecdsa-with-SHA384'],
+    ['RSA 2048', { algorithm: 'RSA', size: 2048 }, 'sha256WithRSAEncryption'],
+    ['Ed25519', { algorithm: 'Ed25519' }, 'ED25519'],
+  ] as const)(
+    'should write a root CA OpenSSL and @peculiar/x509 read as one (%s)',
+    async (_name, key, signature) => {
+      const generated = await createSelfSignedCA({
+        commonName: 'Root Under Test',
+        organization: 'sigil',
+        key,
+        notBefore: new Date(now.getTime() - HOUR),
+        notAfter: new Date(now.getTime() + DAY),
+        pathLength: 1,
+      });
+      const cert = new x509.X509Certificate(generated.certPem);
+      expect(await cert.verify({ signatureOnly: true })).toBe(true);
+      expect(cert.subject).toBe(cert.issuer);
+      expect(cert.subject).toContain('CN=Root Under Test');
+      expect(cert.subject).toContain('O=sigil');
+      const constraints = cert.getExtension(x509.BasicConstraintsExtension)!;
+      expect({
+        ca: constraints.ca,
+        pathLength: constraints.pathLength,
+        critical: constraints.critical,
+      }).toEqual({
+        ca: true,
+        pathLength: 1,
+        critical: true,
+      });
+      const usages = cert.getExtension(x509.KeyUsagesExtension)!;
+      expect(usages.critical).toBe(true);
+      expect(usages.usages).toBe(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+      );
+      const keyId = await x509.SubjectKeyIdentifierExtension.create(await cert.publicKey.export());
+      expect(cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId).toBe(keyId.keyId);
+      const text = opensslText(generated.certPem);
+      expect(text).toContain(`Signature Algorithm: ${signature}`);
+      expect(text).toMatch(/X509v3 Basic Constraints: critical\s+CA:TRUE, pathlen:1/);
+      // It signs what Sigil issues, and OpenSSL accepts the chain.
+      const ca = loadCertificateAuthority(generated.certPem, generated.keyPem, now);
+      const leaf = await issueCertificate(
+        ca,
+        { commonName: 'leaf', dnsNames: ['leaf.example'], durationMs: HOUR },
+        now,
+      );
+      expect(opensslVerify(generated.certPem, leaf.certificatePem, 'sslserver')).toContain('leaf.pem: OK');
+      expect(ca.facts.subjectKeyId).toBe(keyId.keyId);
+    },
+  );
+
+  it('should leave pathLenConstraint out unless asked for', async () => {
+    const generated = await createSelfSignedCA({
+      commonName: 'No Path Length',
+      notBefore: now,
+      notAfter: new Date(now.getTime() + DAY),
+    });
+    const constraints = new x509.X509Certificate(generated.certPem).getExtension(
+      x509.BasicConstraintsExtension,
+    )!;
+    expect(constraints.ca).toBe(true);
+    expect(constraints.pathLength).toBeUndefined();
+    expect(opensslText(generated.certPem)).toMatch(/X509v3 Basic Constraints: critical\s+CA:TRUE\n/);
+  });
+});
+
+function opensslText(pem: string): string {
+  return execFileSync('openssl', ['x509', '-noout', '-text'], { input: pem, encoding: 'utf8' });
+}

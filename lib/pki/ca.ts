@@ -1,4 +1,4 @@
-import { type KeyObject, randomBytes } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import {
   type CertificateFacts,
   displayName,
@@ -7,16 +7,11 @@ import {
   toPemBundle,
 } from './certificate.ts';
 import { PkiError, PkiErrorCode } from './errors.ts';
-import {
-  exportPrivateKeyPem,
-  generateKey,
-  type KeyDescription,
-  type KeySpec,
-  parsePrivateKeyPem,
-  publicKeySpki,
-  signingAlgorithmFor,
-} from './keys.ts';
-import { x509 } from './provider.ts';
+import { selfSignedCertificate } from './issue.ts';
+import { type KeyDescription, type KeySpec, parsePrivateKeyPem, publicKeySpki } from './keys.ts';
+import { KeyUsageFlag } from './usages.ts';
+
+export { randomSerial } from './der.ts';
 
 /** A CA ready to sign: its certificate, the chain above it, and its key. */
 export interface CertificateAuthority {
@@ -69,10 +64,7 @@ export function loadCertificateAuthority(
       `${where}: the certificate "${displayName(ca)}" is not a CA (basic constraints CA:TRUE missing); use a CA certificate`,
     );
   }
-  if (
-    ca.facts.keyUsageFlags !== undefined &&
-    (ca.facts.keyUsageFlags & x509.KeyUsageFlags.keyCertSign) === 0
-  ) {
+  if (ca.facts.keyUsageFlags !== undefined && (ca.facts.keyUsageFlags & KeyUsageFlag.keyCertSign) === 0) {
     throw new PkiError(
       PkiErrorCode.NoCertSignUsage,
       `${where}: the CA certificate's key usage does not include keyCertSign, so it cannot sign certificates; reissue it with "cert sign"`,
@@ -116,36 +108,7 @@ export interface GeneratedCA {
   keyObject: KeyObject;
 }
 
-export function randomSerial(): string {
-  const bytes = randomBytes(16);
-  bytes[0] = (bytes[0]! & 0x7f) | 0x01; // positive, and never a leading zero byte
-  return bytes.toString('hex');
-}
-
 /** Creates a self-signed root CA (bootstrap, the webhook's internal CA, tests). */
-export async function createSelfSignedCA(options: SelfSignedCAOptions): Promise<GeneratedCA> {
-  const key = await generateKey(options.key);
-  const name: x509.JsonName = [{ CN: [options.commonName] }];
-  if (options.organization) name.push({ O: [options.organization] });
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: randomSerial(),
-    name,
-    notBefore: options.notBefore,
-    notAfter: options.notAfter,
-    keys: { publicKey: key.publicKey, privateKey: key.privateKey },
-    signingAlgorithm: signingAlgorithmFor(key.description),
-    extensions: [
-      new x509.BasicConstraintsExtension(true, options.pathLength, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
-        true,
-      ),
-      await x509.SubjectKeyIdentifierExtension.create(key.publicKey),
-    ],
-  });
-  return {
-    certPem: `${cert.toString('pem')}\n`,
-    keyPem: exportPrivateKeyPem(key.keyObject),
-    keyObject: key.keyObject,
-  };
+export function createSelfSignedCA(options: SelfSignedCAOptions): Promise<GeneratedCA> {
+  return selfSignedCertificate(options);
 }

@@ -13,7 +13,6 @@ import { PkiError, PkiErrorCode } from './errors.ts';
 import { describeKeyObject, type KeyDescription } from './keys.ts';
 import { canonicalIp } from './names.ts';
 import { decodePem, encodePem, MAX_CHAIN_CERTIFICATES, MAX_PEM_BUNDLE_BYTES } from './pem.ts';
-import { x509 } from './provider.ts';
 
 export interface SubjectFields {
   commonName?: string | undefined;
@@ -49,8 +48,6 @@ export interface CertificateFacts {
 export interface ParsedCertificate {
   pem: string;
   der: Buffer;
-  /** @peculiar/x509's view of it, built on first use (about a millisecond): facts do not need it. */
-  readonly cert: x509.X509Certificate;
   node: NodeX509;
   /** The DER SubjectPublicKeyInfo. */
   spki: Buffer;
@@ -154,7 +151,6 @@ function parseOne(der: Buffer, what: string, index: number): ParsedCertificate {
       `${what}: certificate ${index + 1} has a field Sigil cannot read (${(err as Error).message})`,
     );
   }
-  let peculiar: x509.X509Certificate | undefined;
   return {
     pem: encodePem('CERTIFICATE', der),
     der,
@@ -162,10 +158,6 @@ function parseOne(der: Buffer, what: string, index: number): ParsedCertificate {
     spki: read.spki,
     subjectDer: read.subjectDer,
     facts: read.facts,
-    get cert() {
-      peculiar ??= new x509.X509Certificate(new Uint8Array(der));
-      return peculiar;
-    },
   };
 }
 

@@ -7,6 +7,7 @@
 // already accepted. The tests read every certificate written here back with
 // @peculiar/x509 and node:crypto, verify it with OpenSSL, and compare this
 // reader's facts with @peculiar/x509's.
+import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { canonicalIp } from './names.ts';
 
@@ -314,3 +315,10 @@ export const ExtensionOid = {
   subjectAltName: '2.5.29.17',
   nameConstraints: '2.5.29.30',
 } as const;
+
+/** A random positive 128-bit serial number as hex (RFC 5280: at most 20 octets, never negative). */
+export function randomSerial(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0]! & 0x7f) | 0x01; // positive, and never a leading zero byte
+  return bytes.toString('hex');
+}

@@ -1,5 +1,5 @@
 import { createHash, type KeyObject, sign } from 'node:crypto';
-import { type CertificateAuthority, randomSerial } from './ca.ts';
+import type { CertificateAuthority } from './ca.ts';
 import * as der from './der.ts';
 import { PkiError, PkiErrorCode } from './errors.ts';
 import {
@@ -13,7 +13,7 @@ import {
 } from './keys.ts';
 import { dnsNameProblem, emailProblem, ipAddressProblem, uriProblem } from './names.ts';
 import { encodePem } from './pem.ts';
-import { DEFAULT_USAGES, splitUsages, unknownUsages } from './usages.ts';
+import { DEFAULT_USAGES, KeyUsageFlag, splitUsages, unknownUsages } from './usages.ts';
 
 export interface SubjectSpec {
   organizations?: string[] | undefined;
@@ -272,7 +272,7 @@ export async function issueCertificate(
   if (names.length > 0)
     extensions.push(extension(der.ExtensionOid.subjectAltName, subject.empty, der.sequence(...names)));
 
-  const serialNumber = randomSerial();
+  const serialNumber = der.randomSerial();
   const algorithm = signatureAlgorithm(ca.keyDescription);
   const tbs = der.sequence(
     der.explicit(0, der.smallInteger(2)),
@@ -295,5 +295,63 @@ export async function issueCertificate(
     notBefore,
     notAfter,
     key: description,
+  };
+}
+
+export interface SelfSignedOptions {
+  commonName: string;
+  organization?: string | undefined;
+  key?: Partial<KeySpec> | undefined;
+  notBefore: Date;
+  notAfter: Date;
+  /** pathLenConstraint; none when undefined. */
+  pathLength?: number | undefined;
+}
+
+/**
+ * A self-signed root CA certificate (the bootstrap CA, the webhook's internal
+ * CA, its first serving certificate) with a new key: basicConstraints CA
+ * (critical), keyUsage certSign, cRLSign and digitalSignature (critical), and
+ * a subject key identifier.
+ */
+export async function selfSignedCertificate(
+  o: SelfSignedOptions,
+): Promise<{ certPem: string; keyPem: string; keyObject: KeyObject }> {
+  const { keyObject, description } = await generatePrivateKey(o.key);
+  const spki = publicKeySpki(keyObject);
+  const subject = subjectName({
+    commonName: o.commonName,
+    ...(o.organization ? { subject: { organizations: [o.organization] } } : {}),
+  } as IssueRequest);
+  const keyId = createHash('sha1').update(der.spkiPublicKeyBits(spki)).digest();
+  const constraints =
+    o.pathLength === undefined
+      ? der.sequence(der.booleanTrue())
+      : der.sequence(der.booleanTrue(), der.smallInteger(o.pathLength));
+  const extensions = [
+    extension(der.ExtensionOid.basicConstraints, true, constraints),
+    extension(
+      der.ExtensionOid.keyUsage,
+      true,
+      der.namedBits(KeyUsageFlag.keyCertSign | KeyUsageFlag.cRLSign | KeyUsageFlag.digitalSignature),
+    ),
+    extension(der.ExtensionOid.subjectKeyId, false, der.octetString(keyId)),
+  ];
+  const algorithm = signatureAlgorithm(description);
+  const tbs = der.sequence(
+    der.explicit(0, der.smallInteger(2)),
+    der.unsignedInteger(Buffer.from(der.randomSerial(), 'hex')),
+    algorithm.id,
+    subject.der,
+    der.sequence(der.time(o.notBefore), der.time(o.notAfter)),
+    subject.der,
+    spki,
+    der.explicit(3, der.sequence(...extensions)),
+  );
+  const signature = await signAsync(algorithm.hash, tbs, keyObject);
+  return {
+    certPem: encodePem('CERTIFICATE', der.sequence(tbs, algorithm.id, der.bitString(signature))),
+    keyPem: exportPrivateKeyPem(keyObject, KeyEncoding.PKCS8),
+    keyObject,
   };
 }

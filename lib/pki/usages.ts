@@ -1,15 +1,26 @@
-import { x509 } from './provider.ts';
+/** KeyUsage bits (RFC 5280 4.2.1.3): bit i of the BIT STRING is 1 << i here. */
+export const KeyUsageFlag = {
+  digitalSignature: 1,
+  nonRepudiation: 2,
+  keyEncipherment: 4,
+  dataEncipherment: 8,
+  keyAgreement: 16,
+  keyCertSign: 32,
+  cRLSign: 64,
+  encipherOnly: 128,
+  decipherOnly: 256,
+} as const;
 
 /** Key usages as the Certificate API spells them (the names cert-manager users know). */
 export const KEY_USAGE_FLAGS: Record<string, number> = {
-  'digital signature': x509.KeyUsageFlags.digitalSignature,
-  signing: x509.KeyUsageFlags.digitalSignature,
-  'content commitment': x509.KeyUsageFlags.nonRepudiation,
-  'key encipherment': x509.KeyUsageFlags.keyEncipherment,
-  'data encipherment': x509.KeyUsageFlags.dataEncipherment,
-  'key agreement': x509.KeyUsageFlags.keyAgreement,
-  'cert sign': x509.KeyUsageFlags.keyCertSign,
-  'crl sign': x509.KeyUsageFlags.cRLSign,
+  'digital signature': KeyUsageFlag.digitalSignature,
+  signing: KeyUsageFlag.digitalSignature,
+  'content commitment': KeyUsageFlag.nonRepudiation,
+  'key encipherment': KeyUsageFlag.keyEncipherment,
+  'data encipherment': KeyUsageFlag.dataEncipherment,
+  'key agreement': KeyUsageFlag.keyAgreement,
+  'cert sign': KeyUsageFlag.keyCertSign,
+  'crl sign': KeyUsageFlag.cRLSign,
 };
 
 export const EXTENDED_KEY_USAGE_OIDS: Record<string, string> = {
@@ -32,7 +43,7 @@ export interface SplitUsages {
 
 /** Splits API usage names into the key usage bit set and the sorted EKU OIDs. */
 export function splitUsages(usages: readonly string[], isCA = false): SplitUsages {
-  let keyUsageFlags = isCA ? x509.KeyUsageFlags.keyCertSign : 0;
+  let keyUsageFlags = isCA ? KeyUsageFlag.keyCertSign : 0;
   const eku = new Set<string>();
   for (const usage of usages) {
     const flag = KEY_USAGE_FLAGS[usage];
