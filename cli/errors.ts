@@ -1,8 +1,8 @@
 // Every failure of a sigil command as one line saying what failed and what to do; the exit code
 // is 2 (usage or API error), never 1, which means "something is not ready".
-import { ApiException } from '@kubernetes/client-node';
 import type { CommanderError } from 'commander';
 import { GROUP } from '../lib/api/types.ts';
+import { statusCode } from '../lib/kube/errors.ts';
 
 /** Exit codes: 0 all good, 1 something is not ready or invalid, 2 usage or API error. */
 export const Exit = { Ok: 0, NotReady: 1, Error: 2 } as const;
@@ -19,9 +19,22 @@ function networkCode(err: unknown): string | undefined {
   return undefined;
 }
 
-function apiMessage(err: ApiException<unknown>): string | undefined {
+let lastKube: { server?: string; kubeconfig?: string } = {};
+
+/** Which kubeconfig (and server) the command loaded, for describing its errors. */
+export function rememberKubeConfig(context: { server?: string; kubeconfig?: string }): void {
+  lastKube = context;
+}
+
+/** The kubeconfig the command loaded, for describing its errors. */
+export function lastKubeConfig(): { server?: string; kubeconfig?: string } {
+  return lastKube;
+}
+
+function apiMessage(err: unknown): string | undefined {
   try {
-    const body = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
+    const raw = (err as { body?: unknown }).body;
+    const body = typeof raw === 'string' ? JSON.parse(raw) : raw;
     return typeof body?.message === 'string' ? body.message : undefined;
   } catch {
     return undefined;
@@ -39,9 +52,10 @@ export function describeCliError(
   const where = context.server ? ` at ${context.server}` : '';
   const from = context.kubeconfig ? ` (from ${context.kubeconfig})` : '';
   if (err instanceof CliError) return err.message;
-  if (err instanceof ApiException) {
+  const code = statusCode(err);
+  if (code !== undefined) {
     const message = apiMessage(err);
-    switch (err.code) {
+    switch (code) {
       case 401:
         return `the API server${where} refused the credentials in the kubeconfig${from} (401 Unauthorized): log in again, or use another kubeconfig`;
       case 403:
@@ -53,23 +67,23 @@ export function describeCliError(
       case 429:
         return `the API server${where} is too busy to answer (429 Too Many Requests; right after an install it may still be starting): retry in a few seconds`;
       default:
-        return `the API server${where} answered ${err.code}${message ? `: ${message}` : ''}`;
+        return `the API server${where} answered ${code}${message ? `: ${message}` : ''}`;
     }
   }
-  const code = networkCode(err);
+  const network = networkCode(err);
   const text = err instanceof Error ? err.message : String(err);
-  if (code === 'ENOENT' && /kubeconfig|config/i.test(text))
+  if (network === 'ENOENT' && /kubeconfig|config/i.test(text))
     return `${text}: pass --kubeconfig with the path of an existing kubeconfig, or set KUBECONFIG`;
-  if (code === 'ENOENT') return `${text}`;
-  if (code === 'ECONNREFUSED')
+  if (network === 'ENOENT') return `${text}`;
+  if (network === 'ECONNREFUSED')
     return `cannot reach the API server${where}${from}: connection refused. Is the cluster running, and is this the kubeconfig you meant (--kubeconfig, KUBECONFIG)?`;
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+  if (network === 'ENOTFOUND' || network === 'EAI_AGAIN')
     return `cannot reach the API server${where}${from}: its host name does not resolve. Check the kubeconfig's server address`;
-  if (code === 'ETIMEDOUT' || code === 'ECONNRESET' || code === 'EHOSTUNREACH')
-    return `cannot reach the API server${where}${from} (${code}): check the network and the kubeconfig's server address`;
-  if (code?.startsWith('ERR_TLS') || /certificate|self[- ]signed/i.test(text))
+  if (network === 'ETIMEDOUT' || network === 'ECONNRESET' || network === 'EHOSTUNREACH')
+    return `cannot reach the API server${where}${from} (${network}): check the network and the kubeconfig's server address`;
+  if (network?.startsWith('ERR_TLS') || /certificate|self[- ]signed/i.test(text))
     return `the API server${where} did not pass TLS verification (${text}): check the kubeconfig's certificate-authority-data`;
-  if (code) return `${text} (${code})`;
+  if (network) return `${text} (${network})`;
   return text;
 }
 

@@ -5,16 +5,16 @@ import { join } from 'node:path';
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { type Certificate, GROUP, type Issuer, Plural, VERSION } from '../lib/api/types.ts';
 import { loadKubeConfig } from '../lib/kube/config.ts';
-import { CliError } from './errors.ts';
+import { CliError, lastKubeConfig, rememberKubeConfig } from './errors.ts';
 
-let last: { server?: string; kubeconfig?: string } = {};
+export { lastKubeConfig };
 
 /** loadKubeConfig for a command, remembering which server and file an error message should name. */
 export function cliKubeConfig(path: string | undefined): KubeConfig {
   const home = join(homedir(), '.kube', 'config');
   const source =
     path || process.env.KUBECONFIG || (process.env.KUBERNETES_SERVICE_HOST ? 'in-cluster' : home);
-  last = { kubeconfig: source };
+  rememberKubeConfig({ kubeconfig: source });
   if (source === home && !existsSync(home))
     throw new CliError(
       `no kubeconfig: pass --kubeconfig, set KUBECONFIG, or write ${home} (kubectl config view shows what kubectl uses)`,
@@ -28,13 +28,8 @@ export function cliKubeConfig(path: string | undefined): KubeConfig {
     );
   }
   const server = kc.getCurrentCluster()?.server;
-  last = server ? { kubeconfig: source, server } : { kubeconfig: source };
+  rememberKubeConfig(server ? { kubeconfig: source, server } : { kubeconfig: source });
   return kc;
-}
-
-/** The kubeconfig the command loaded, for describing its errors. */
-export function lastKubeConfig(): { server?: string; kubeconfig?: string } {
-  return last;
 }
 
 export async function listCertificates(

@@ -1,9 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { certificateCommands } from './certificates.ts';
-import { doctorCommand } from './doctor.ts';
-import { commanderExit, describeCliError, Exit } from './errors.ts';
-import { lastKubeConfig } from './kube.ts';
+import { commanderExit, describeCliError, Exit, lastKubeConfig } from './errors.ts';
 import { operatorCommand } from './operator.ts';
 import { webhookCommand } from './webhook.ts';
 
@@ -14,8 +11,16 @@ program.name(process.env.SIGIL_CLI_NAME ?? 'sigil').description('mTLS identities
 program.exitOverride();
 operatorCommand(program);
 webhookCommand(program);
-certificateCommands(program);
-doctorCommand(program);
+// The long-running processes never load the commands that use @kubernetes/client-node's generated
+// API: loaded, it holds about 80 MiB for the life of the process (see lib/kube/client.ts).
+if (!['operator', 'webhook'].includes(process.argv[2] ?? '')) {
+  const [{ certificateCommands }, { doctorCommand }] = await Promise.all([
+    import('./certificates.ts'),
+    import('./doctor.ts'),
+  ]);
+  certificateCommands(program);
+  doctorCommand(program);
+}
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadKubeConfig } from '../lib/kube/config.ts';
+import { loadAccess } from '../lib/kube/access.ts';
 import { createLogger } from '../lib/log.ts';
 import { formatDuration, parseDuration } from '../lib/pki/renewal.ts';
 import { DEFAULT_NORMAL_EVENTS_PER_SECOND } from '../operator/certificates/controller.ts';
@@ -171,7 +171,7 @@ export function operatorCommand(program: Command) {
           .split(',')
           .map((x) => x.trim())
           .filter(Boolean);
-      const kc = loadKubeConfig(opts.kubeconfig);
+      const kc = await loadAccess(opts.kubeconfig);
       const operator = await startOperator({
         kc,
         namespace: opts.namespace,

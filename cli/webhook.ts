@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadKubeConfig } from '../lib/kube/config.ts';
+import { loadAccess } from '../lib/kube/access.ts';
 import { createLogger } from '../lib/log.ts';
 import { parseDuration } from '../lib/pki/renewal.ts';
 import { readClientCa } from '../webhook/clientauth.ts';
@@ -78,7 +78,7 @@ export function webhookCommand(program: Command) {
         process.exit(2);
       }
       const webhook = await startWebhook({
-        kc: loadKubeConfig(opts.kubeconfig),
+        kc: await loadAccess(opts.kubeconfig),
         namespace: opts.namespace,
         tlsSecretName: opts.tlsSecret,
         address: opts.address,

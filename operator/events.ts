@@ -4,8 +4,8 @@
 // do not flood the API server. A repeat of an Event (same object, type, reason and message) is not a new
 // Event: like client-go's recorder, the first is updated, its count and lastTimestamp moving, at
 // most once per `repeatIntervalMs` for each, so a failure retried for hours is one Event.
-import { type CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
+import { type Kube, paths } from '../lib/kube/client.ts';
 import { describeApiError, isNotFound } from '../lib/kube/errors.ts';
 import { TokenBucket } from '../lib/kube/ratelimit.ts';
 import type { OperatorMetrics } from './metrics.ts';
@@ -31,8 +31,6 @@ interface Seen {
   writing: boolean;
 }
 
-const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-
 /** Repeats are remembered this long after the last one (the API server keeps Events an hour). */
 const REMEMBER_MS = 30 * 60_000;
 /** Events remembered at most; the oldest are forgotten first. */
@@ -41,7 +39,7 @@ const MAX_REMEMBERED = 4096;
 const WARNINGS_PER_SECOND = 10;
 
 export interface EventRecorderOptions {
-  core: CoreV1Api;
+  kube: Kube;
   /** Sets source.component and names the controller in logs. */
   component: string;
   /** Where Events about cluster-scoped objects are written (the operator's namespace). */
@@ -104,11 +102,11 @@ export class EventRecorder {
     };
     this.seen.set(key, entry);
     if (this.seen.size > MAX_REMEMBERED) this.seen.delete(this.seen.keys().next().value!);
-    this.o.core
-      .createNamespacedEvent({
-        namespace: entry.namespace,
-        body: this.body(entry, object, type, reason, text),
-      })
+    this.o.kube
+      .create<{ metadata?: { name?: string } }>(
+        paths.events(entry.namespace),
+        this.body(entry, object, type, reason, text),
+      )
       .then((created) => {
         this.o.metrics.apiRequests.inc({ verb: 'create', resource: 'events' });
         entry.name = created.metadata?.name;
@@ -125,15 +123,12 @@ export class EventRecorder {
     entry.writing = true;
     entry.lastWrite = entry.lastTimestamp.getTime();
     const count = entry.count;
-    this.o.core
-      .patchNamespacedEvent(
-        {
-          name: entry.name!,
-          namespace: entry.namespace,
-          body: { count, lastTimestamp: entry.lastTimestamp, message },
-        },
-        MERGE_PATCH,
-      )
+    this.o.kube
+      .mergePatch(paths.events(entry.namespace, entry.name!), {
+        count,
+        lastTimestamp: entry.lastTimestamp,
+        message,
+      })
       .then(() => {
         this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'events' });
         entry.writing = false;
@@ -147,6 +142,8 @@ export class EventRecorder {
 
   private body(entry: Seen, object: InvolvedObject, type: string, reason: string, message: string) {
     return {
+      apiVersion: 'v1',
+      kind: 'Event',
       metadata: { generateName: `${object.name}.`, namespace: entry.namespace },
       involvedObject: {
         apiVersion: object.apiVersion,

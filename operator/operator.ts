@@ -3,9 +3,9 @@
 
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
-import { API_VERSION, GROUP, type IssuerKind, Plural, VERSION } from '../lib/api/types.ts';
+import { API_VERSION, type IssuerKind, Plural, sigilPath } from '../lib/api/types.ts';
+import { type Kube, type KubeAccess, kubeFor, paths } from '../lib/kube/client.ts';
 import { isConflict, isNotFound } from '../lib/kube/errors.ts';
 import { LeaderElector } from '../lib/kube/leader.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
@@ -18,7 +18,8 @@ import { startHealthServer } from './server.ts';
 import { WebhookTlsController, type WebhookTlsOptions } from './webhooktls/controller.ts';
 
 export interface OperatorOptions {
-  kc: KubeConfig;
+  /** A kubeconfig: ./lib/kube/access.ts loads one, and client-node's KubeConfig is one too. */
+  kc: KubeAccess;
   namespace: string;
   defaultIssuer: { kind: IssuerKind; name: string };
   trustDomain: string;
@@ -72,7 +73,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
   const metrics = createOperatorMetrics();
   if (o.rsaKeygenConcurrency !== undefined) setRsaKeygenConcurrency(o.rsaKeygenConcurrency);
   const now = o.now ?? (() => new Date());
-  const custom = o.kc.makeApiClient(CustomObjectsApi);
+  const kube = kubeFor(o.kc);
   let certificates: CertificateController | undefined;
   let issuers: IssuerController | undefined;
   let webhookTls: WebhookTlsController | undefined;
@@ -85,7 +86,6 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
     const logger = o.logger;
     issuers = new IssuerController({
       kc: o.kc,
-      custom,
       operatorNamespace: o.namespace,
       watchNamespace: o.watchNamespace,
       trustDomain: o.trustDomain,
@@ -97,7 +97,6 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
     });
     certificates = new CertificateController({
       kc: o.kc,
-      custom,
       issuers,
       defaultIssuer: o.defaultIssuer,
       minDurationMs: o.minDurationMs,
@@ -113,9 +112,9 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       now,
     });
     const started = Date.now();
-    if (o.bootstrapCaSecret) await bootstrapCa(o.kc, o.namespace, o.bootstrapCaSecret, logger, now());
+    if (o.bootstrapCaSecret) await bootstrapCa(kube, o.namespace, o.bootstrapCaSecret, logger, now());
     if (o.createDefaultIssuer)
-      await ensureDefaultIssuer(custom, o.defaultIssuer.name, o.trustDomain, o.createDefaultIssuer, logger);
+      await ensureDefaultIssuer(kube, o.defaultIssuer.name, o.trustDomain, o.createDefaultIssuer, logger);
     if (o.webhookTls) {
       webhookTls = new WebhookTlsController({
         ...o.webhookTls,
@@ -132,7 +131,6 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
     if ((o.identityGracePeriodMs ?? 0) > 0) {
       identityGc = new IdentityGarbageCollector({
         kc: o.kc,
-        custom,
         certificates: certificates.certificates,
         watchNamespace: o.watchNamespace,
         gracePeriodMs: o.identityGracePeriodMs!,
@@ -228,15 +226,14 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
  * never touched, whatever it holds: the issuer reports what is wrong with it.
  */
 async function bootstrapCa(
-  kc: KubeConfig,
+  kube: Kube,
   namespace: string,
   name: string,
   logger: Logger,
   now: Date,
 ): Promise<void> {
-  const core = kc.makeApiClient(CoreV1Api);
   try {
-    await core.readNamespacedSecret({ name, namespace });
+    await kube.get(paths.secrets(namespace, name));
     return;
   } catch (err) {
     if (!isNotFound(err)) throw err;
@@ -248,15 +245,14 @@ async function bootstrapCa(
     notAfter: new Date(now.getTime() + 10 * 365 * 86_400_000),
   });
   try {
-    await core.createNamespacedSecret({
-      namespace,
-      body: {
-        metadata: { name, annotations: { 'sigil.dev/bootstrap': 'true' } },
-        type: 'kubernetes.io/tls',
-        data: {
-          'tls.crt': Buffer.from(ca.certPem).toString('base64'),
-          'tls.key': Buffer.from(ca.keyPem).toString('base64'),
-        },
+    await kube.create(paths.secrets(namespace), {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, annotations: { 'sigil.dev/bootstrap': 'true' } },
+      type: 'kubernetes.io/tls',
+      data: {
+        'tls.crt': Buffer.from(ca.certPem).toString('base64'),
+        'tls.key': Buffer.from(ca.keyPem).toString('base64'),
       },
     });
     logger.warn('created a bootstrap root CA; replace it with your own CA for production', {
@@ -269,26 +265,21 @@ async function bootstrapCa(
 
 /** Creates the default ClusterIssuer once; an existing one is left as its owner made it. */
 async function ensureDefaultIssuer(
-  custom: CustomObjectsApi,
+  kube: Kube,
   name: string,
   trustDomain: string,
   spec: { secretName: string; policy?: Record<string, unknown> | undefined },
   logger: Logger,
 ): Promise<void> {
   try {
-    await custom.createClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: Plural.ClusterIssuer,
-      body: {
-        apiVersion: API_VERSION,
-        kind: 'ClusterIssuer',
-        metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'sigil-operator' } },
-        spec: {
-          ca: { secretName: spec.secretName },
-          trustDomain,
-          ...(spec.policy && Object.keys(spec.policy).length > 0 ? { policy: spec.policy } : {}),
-        },
+    await kube.create(sigilPath(Plural.ClusterIssuer), {
+      apiVersion: API_VERSION,
+      kind: 'ClusterIssuer',
+      metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'sigil-operator' } },
+      spec: {
+        ca: { secretName: spec.secretName },
+        trustDomain,
+        ...(spec.policy && Object.keys(spec.policy).length > 0 ? { policy: spec.policy } : {}),
       },
     });
     logger.info('created the default ClusterIssuer', { name, secret: spec.secretName });

@@ -1,6 +1,6 @@
-import type { Server } from 'node:http';
-import express from 'express';
+import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { sendText, serveProbes } from '../lib/http.ts';
 
 export interface HealthSource {
   /** Liveness: the process can serve. */
@@ -15,28 +15,14 @@ export function startHealthServer(
   registry: Registry,
   health: HealthSource,
 ): Promise<Server> {
-  const app = express();
-  app.disable('x-powered-by');
-  app.get('/healthz', (_req, res) => {
-    res
-      .status(health.live() ? 200 : 500)
-      .type('text/plain')
-      .send(health.live() ? 'ok\n' : 'not live\n');
-  });
-  app.get('/readyz', (_req, res) => {
-    const problem = health.notReady();
-    res
-      .status(problem ? 503 : 200)
-      .type('text/plain')
-      .send(problem ? `${problem}\n` : 'ok\n');
-  });
-  app.get('/metrics', async (_req, res) => {
-    res.type(registry.contentType).send(await registry.metrics());
+  const server = createServer((req, res) => {
+    if (!serveProbes(req, res, { ...health, registry }))
+      sendText(res, 404, 'the operator serves GET /healthz, /readyz and /metrics\n');
   });
   const [host, port] = splitAddress(address);
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host, () => resolve(server));
-    server.on('error', reject);
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
   });
 }
 

@@ -1,31 +1,27 @@
-// The webhook process: express over HTTPS. It serves with the certificate the
+// The webhook process: HTTPS on node:https (see lib/http.ts). It serves with the certificate the
 // operator keeps in a Secret and swaps it in without a restart when it rotates.
 import { unwatchFile, watchFile } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  type V1Namespace,
-  type V1Secret,
-} from '@kubernetes/client-node';
-import express, { type Request, type Response } from 'express';
+import type { V1Namespace, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
 import { resolveSpec } from '../lib/api/request.ts';
 import {
   API_VERSION,
   type Certificate,
-  GROUP,
   InjectValue,
   type Issuer,
   Label,
   Plural,
-  VERSION,
+  sigilPath,
 } from '../lib/api/types.ts';
+import { pathOf, sendJson, serveProbes } from '../lib/http.ts';
+import { type KubeAccess, kubeFor, paths } from '../lib/kube/client.ts';
 import { describeApiError, isConflict, isNotFound } from '../lib/kube/errors.ts';
 import { Informer } from '../lib/kube/informer.ts';
+import { listPage } from '../lib/kube/rest.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { type TenancyContext, TenancyReason, tenancyViolation } from '../lib/tenancy/index.ts';
 import { readBody } from './body.ts';
@@ -38,7 +34,7 @@ import { squatProblem } from './ownership.ts';
 import { allowWithPatch, optInProblem, type Plan, parseReview, peekReview, planRequest } from './review.ts';
 
 export interface WebhookOptions {
-  kc: KubeConfig;
+  kc: KubeAccess;
   /** Namespace of the serving-certificate Secret (the operator's); never injected. */
   namespace: string;
   tlsSecretName: string;
@@ -135,8 +131,7 @@ const MAX_CACHED_NAMESPACES = 4096;
 
 export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
   const metrics = createWebhookMetrics();
-  const core = o.kc.makeApiClient(CoreV1Api);
-  const custom = o.kc.makeApiClient(CustomObjectsApi);
+  const kube = kubeFor(o.kc);
   const maxBody = o.maxBodyBytes ?? MAX_BODY;
   const bodyDeadlineMs = o.bodyDeadlineMs ?? BODY_DEADLINE_MS;
   const inFlight = new InFlight({ ...DEFAULT_LIMITS, ...o.limits });
@@ -178,22 +173,11 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     const pending = issuerReads.get(key);
     if (pending) return pending;
     const read = (async () => {
-      const issuer = (
+      const issuer = await kube.get<Issuer>(
         ref.kind === 'Issuer'
-          ? await custom.getNamespacedCustomObject({
-              group: GROUP,
-              version: VERSION,
-              namespace,
-              plural: Plural.Issuer,
-              name: ref.name,
-            })
-          : await custom.getClusterCustomObject({
-              group: GROUP,
-              version: VERSION,
-              plural: Plural.ClusterIssuer,
-              name: ref.name,
-            })
-      ) as Issuer;
+          ? sigilPath(Plural.Issuer, namespace, ref.name)
+          : sigilPath(Plural.ClusterIssuer, undefined, ref.name),
+      );
       const facts: IssuerFacts = { trustDomain: issuer.spec.trustDomain, policy: issuer.spec.policy };
       if (JSON.stringify(facts.policy ?? {}).length <= ISSUER_CACHE_MAX_BYTES) {
         issuerCache.set(key, { facts, at: Date.now() });
@@ -270,13 +254,9 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
 
   const readCertificate = async (identity: Identity): Promise<Certificate | undefined> => {
     try {
-      return (await custom.getNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        namespace: identity.namespace,
-        plural: Plural.Certificate,
-        name: identity.certificateName,
-      })) as Certificate;
+      return await kube.get<Certificate>(
+        sigilPath(Plural.Certificate, identity.namespace, identity.certificateName),
+      );
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -284,24 +264,18 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
   };
 
   const createCertificate = (identity: Identity) =>
-    custom.createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace: identity.namespace,
-      plural: Plural.Certificate,
-      body: {
-        apiVersion: API_VERSION,
-        kind: 'Certificate',
-        metadata: {
-          name: identity.certificateName,
-          namespace: identity.namespace,
-          labels: {
-            [Label.Identity]: 'true',
-            'sigil.dev/service-account': labelValueFor(identity.serviceAccount),
-          },
+    kube.create<Certificate>(sigilPath(Plural.Certificate, identity.namespace), {
+      apiVersion: API_VERSION,
+      kind: 'Certificate',
+      metadata: {
+        name: identity.certificateName,
+        namespace: identity.namespace,
+        labels: {
+          [Label.Identity]: 'true',
+          'sigil.dev/service-account': labelValueFor(identity.serviceAccount),
         },
-        spec: identityCertificateSpec(identity),
       },
+      spec: identityCertificateSpec(identity),
     });
 
   /**
@@ -371,8 +345,8 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
   const readNamespaceLabels = (name: string): Promise<Record<string, string> | undefined> => {
     const running = namespaceReads.get(name);
     if (running) return running;
-    const read = core
-      .readNamespace({ name })
+    const read = kube
+      .get<V1Namespace>(paths.namespaces(name))
       .then(
         (ns: V1Namespace) => ns.metadata?.labels ?? {},
         (err: unknown) => {
@@ -463,30 +437,15 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     return { response: await carryOut(plan), plan };
   };
 
-  const app = express();
-  app.disable('x-powered-by');
-  // No ETag: hashing every answer is work no caller uses, and under a flood every request's cost counts.
-  app.set('etag', false);
-  app.get('/healthz', (_req, res) => void res.type('text/plain').send('ok\n'));
-  app.get('/readyz', (_req, res) => {
-    res
-      .status(servingReal ? 200 : 503)
-      .type('text/plain')
-      .send(servingReal ? 'ok\n' : 'waiting for the serving certificate Secret\n');
-  });
-  app.get(
-    '/metrics',
-    async (_req, res) => void res.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
   /**
    * Answers a request whose body was not read (or not all of it) and closes
    * its connection: the rest of the body is never read, and a caller cut off
    * keeps nothing open.
    */
-  const refuse = (req: Request, res: Response, e: ReviewError) => {
+  const refuse = (req: IncomingMessage, res: ServerResponse, e: ReviewError) => {
     res.setHeader('connection', 'close');
     res.once('finish', () => req.socket.destroy());
-    res.status(e.httpStatus).json({ error: e.code, message: e.message });
+    sendJson(res, e.httpStatus, { error: e.code, message: e.message });
   };
   /**
    * Closes the connection of a review refused as over its share, once answered.
@@ -496,11 +455,11 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
    * connections). Closing the flood's connections as they are refused sends
    * its next reviews through that same queue, in turn with everyone else's.
    */
-  const shedConnection = (res: Response) => res.setHeader('connection', 'close');
+  const shedConnection = (res: ServerResponse) => res.setHeader('connection', 'close');
   /** Answers a review that was read, with an AdmissionReview when it has a uid, else with an HTTP error. */
-  const answer = (res: Response, response: AdmissionResponse) =>
-    res.json({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response });
-  app.post('/mutate-v1-pod', async (req: Request, res: Response) => {
+  const answer = (res: ServerResponse, response: AdmissionResponse) =>
+    sendJson(res, 200, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response });
+  const review = async (req: IncomingMessage, res: ServerResponse) => {
     if (o.clientAuth) {
       const problem = clientAuthProblem(req.socket as TLSSocket, o.clientAuth.names);
       if (problem) {
@@ -550,7 +509,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
           metrics.admissions.inc({ result: 'denied' });
           shedConnection(res);
           if (peeked.uid) answer(res, toAdmissionResponse(peeked.uid, refused));
-          else res.status(refused.httpStatus).json({ error: refused.code, message: refused.message });
+          else sendJson(res, refused.httpStatus, { error: refused.code, message: refused.message });
           return;
         }
       }
@@ -567,7 +526,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
       }
       metrics.admissions.inc({ result: 'malformed' });
       if (err instanceof SyntaxError) {
-        res.status(400).json({
+        sendJson(res, 400, {
           error: ReviewErrorCode.MalformedReview,
           message: `the body is not valid JSON: ${err.message}`,
         });
@@ -612,7 +571,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
         const e = err instanceof ReviewError ? err : new ReviewError(ReviewErrorCode.Internal, String(err));
         metrics.admissions.inc({ result: 'malformed' });
         end();
-        res.status(e.httpStatus).json({ error: e.code, message: e.message });
+        sendJson(res, e.httpStatus, { error: e.code, message: e.message });
         return;
       }
       response = toAdmissionResponse(uid, err);
@@ -628,14 +587,27 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     }
     end();
     answer(res, response);
-  });
-  app.use(
-    (_req, res) =>
-      void res.status(404).json({
-        error: 'NotFound',
-        message: 'the webhook serves POST /mutate-v1-pod, /healthz, /readyz and /metrics',
-      }),
-  );
+  };
+  const probes = {
+    live: () => true,
+    notReady: () => (servingReal ? undefined : 'waiting for the serving certificate Secret'),
+    registry: metrics.registry,
+  };
+  const app = (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method === 'POST' && pathOf(req) === '/mutate-v1-pod') {
+      review(req, res).catch((err: unknown) => {
+        o.logger.error('review failed', err as Error);
+        if (!res.headersSent) sendJson(res, 500, { error: ReviewErrorCode.Internal, message: String(err) });
+        else res.destroy();
+      });
+      return;
+    }
+    if (serveProbes(req, res, probes)) return;
+    sendJson(res, 404, {
+      error: 'NotFound',
+      message: 'the webhook serves POST /mutate-v1-pod, /healthz, /readyz and /metrics',
+    });
+  };
 
   // With a client CA, ask every client for a certificate but let the handshake finish without
   // one: the probes and /metrics need none, and /mutate-v1-pod refuses with a reason (401/403).
@@ -663,13 +635,15 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
 
   const tlsSecrets = new Informer<V1Secret>(o.kc, {
     name: `webhook-tls ${o.namespace}/${o.tlsSecretName}`,
-    path: `/api/v1/namespaces/${o.namespace}/secrets`,
+    path: paths.secrets(o.namespace),
     fieldSelector: `metadata.name=${o.tlsSecretName}`,
-    list: () =>
-      core.listNamespacedSecret({
-        namespace: o.namespace,
-        fieldSelector: `metadata.name=${o.tlsSecretName}`,
-      }),
+    list: (page) =>
+      listPage<V1Secret>(
+        o.kc,
+        paths.secrets(o.namespace),
+        { fieldSelector: `metadata.name=${o.tlsSecretName}` },
+        page,
+      ),
     logger: o.logger,
   });
   let loadedVersion = '';

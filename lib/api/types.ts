@@ -12,6 +12,23 @@ export const Plural = {
   ClusterIssuer: 'clusterissuers',
 } as const;
 
+/**
+ * The API path of Sigil's resources: a collection (all namespaces without
+ * `namespace`), one object, or its subresource.
+ */
+export function sigilPath(
+  plural: (typeof Plural)[keyof typeof Plural],
+  namespace?: string,
+  name?: string,
+  subresource?: 'status',
+): string {
+  let p = `/apis/${GROUP}/${VERSION}`;
+  if (namespace !== undefined) p += `/namespaces/${encodeURIComponent(namespace)}`;
+  p += `/${plural}`;
+  if (name !== undefined) p += `/${encodeURIComponent(name)}`;
+  return subresource ? `${p}/${subresource}` : p;
+}
+
 /** Labels Sigil puts on what it writes. */
 export const Label = {
   /** On every Secret Sigil writes; the operator watches only Secrets with it. */

@@ -1,6 +1,7 @@
-import { type KubeConfig, type KubernetesObject, Watch } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
 import { objectKey } from '../api/types.ts';
+import { type Kube, type KubeAccess, kubeFor, type WatchHandle } from './client.ts';
 import { statusCode } from './errors.ts';
 
 export type InformerEvent = 'add' | 'update' | 'delete';
@@ -108,7 +109,7 @@ export class Informer<T extends KubernetesObject> {
   private readonly store = new Map<string, T>();
   private readonly handlers: Record<InformerEvent, Handler<T>[]> = { add: [], update: [], delete: [] };
   private resourceVersion = '';
-  private abort: AbortController | undefined;
+  private abort: WatchHandle | undefined;
   private stopped = true;
   private synced = false;
   private syncWaiters: (() => void)[] = [];
@@ -116,18 +117,15 @@ export class Informer<T extends KubernetesObject> {
   private retryTimer: NodeJS.Timeout | undefined;
   /** Bumped for every watch opened and on stop, so a stale watch's callbacks are ignored. */
   private watchGeneration = 0;
-  private readonly watch: Watch;
+  private readonly kube: Kube;
   /** Time of the last successful list or watch event; for staleness checks. */
   lastActivity = 0;
 
   private readonly options: InformerOptions<T>;
 
-  constructor(kc: KubeConfig, options: InformerOptions<T>) {
+  constructor(kc: KubeAccess, options: InformerOptions<T>) {
     this.options = options;
-    this.watch = new Watch(kc);
-    // The watch's own inactivity timeout; bookmarks arrive about once a minute.
-    (this.watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs =
-      options.idleTimeoutMs ?? 90_000;
+    this.kube = kubeFor(kc);
   }
 
   on(event: InformerEvent, handler: Handler<T>): this {
@@ -257,16 +255,17 @@ export class Informer<T extends KubernetesObject> {
     let expired = false;
     const generation = ++this.watchGeneration;
     this.options.onRequest?.('watch');
-    const controller = await this.watch.watch(
-      this.options.path,
-      {
+    const controller = await this.kube.watch<T>(this.options.path, {
+      query: {
         resourceVersion: this.resourceVersion,
         allowWatchBookmarks: true,
         labelSelector: this.options.labelSelector,
         fieldSelector: this.options.fieldSelector,
         timeoutSeconds: this.options.watchTimeoutSeconds ?? 300,
       },
-      (phase: string, obj: T & { code?: number }) => {
+      // Bookmarks arrive about once a minute: a watch silent for longer is half-open.
+      idleTimeoutMs: this.options.idleTimeoutMs ?? 90_000,
+      onEvent: (phase, obj) => {
         this.lastActivity = Date.now();
         switch (phase) {
           case 'ADDED':
@@ -296,7 +295,7 @@ export class Informer<T extends KubernetesObject> {
         const rv = obj?.metadata?.resourceVersion;
         if (rv && phase !== 'ERROR') this.resourceVersion = rv;
       },
-      (err: unknown) => {
+      onDone: (err) => {
         if (this.stopped || generation !== this.watchGeneration) return;
         this.abort = undefined;
         const rewatch = () => this.startWatch();
@@ -311,7 +310,7 @@ export class Informer<T extends KubernetesObject> {
           void rewatch();
         }
       },
-    );
+    });
     if (generation === this.watchGeneration && !this.stopped) this.abort = controller;
     else controller.abort();
   }

@@ -4,9 +4,23 @@
 // a renewal has not succeeded within renewDeadline; release on shutdown so a
 // standby takes over at once. All writes carry the resourceVersion read, so
 // two candidates can never both succeed.
-import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
+import { type Kube, type KubeAccess, kubeFor, paths } from './client.ts';
 import { isConflict, isNotFound } from './errors.ts';
+
+/** A coordination.k8s.io/v1 Lease as JSON: times are MicroTime strings. */
+interface Lease {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+  spec?: {
+    holderIdentity?: string | undefined;
+    leaseDurationSeconds?: number;
+    acquireTime?: string | undefined;
+    renewTime?: string;
+    leaseTransitions?: number;
+  };
+}
 
 export interface LeaderElectorOptions {
   namespace: string;
@@ -22,7 +36,7 @@ export interface LeaderElectorOptions {
 }
 
 export class LeaderElector {
-  private readonly api: CoordinationV1Api;
+  private readonly kube: Kube;
   private readonly o: Required<Omit<LeaderElectorOptions, 'now'>> & { now: () => Date };
   private leading = false;
   private stopped = false;
@@ -33,8 +47,8 @@ export class LeaderElector {
   /** What we last saw of the lease: holder and when we first saw its current renewTime. */
   private observed: { holder: string; renewTime: string; seenAt: number } | undefined;
 
-  constructor(kc: KubeConfig, options: LeaderElectorOptions) {
-    this.api = kc.makeApiClient(CoordinationV1Api);
+  constructor(kc: KubeAccess, options: LeaderElectorOptions) {
+    this.kube = kubeFor(kc);
     this.o = {
       leaseDurationMs: 15_000,
       renewDeadlineMs: 10_000,
@@ -63,7 +77,7 @@ export class LeaderElector {
     // Even when not leading: a round that stop() waited for may just have acquired the lease.
     for (let attempt = 1; ; attempt++) {
       try {
-        const lease = await this.api.readNamespacedLease({ name: this.o.name, namespace: this.o.namespace });
+        const lease = await this.kube.get<Lease>(this.leasePath());
         if (lease.spec?.holderIdentity !== this.o.identity) return;
         lease.spec = {
           ...lease.spec,
@@ -71,11 +85,7 @@ export class LeaderElector {
           leaseDurationSeconds: 1,
           renewTime: this.microNow(),
         };
-        await this.api.replaceNamespacedLease({
-          name: this.o.name,
-          namespace: this.o.namespace,
-          body: lease,
-        });
+        await this.kube.replace(this.leasePath(), lease);
         this.o.logger.info('released leadership', { lease: `${this.o.namespace}/${this.o.name}` });
         return;
       } catch (err) {
@@ -89,8 +99,16 @@ export class LeaderElector {
     }
   }
 
-  private microNow(): V1MicroTime {
-    return new V1MicroTime(this.o.now().getTime());
+  private leasePath(): string {
+    return paths.leases(this.o.namespace, this.o.name);
+  }
+
+  /** Now as a MicroTime: RFC 3339 with six fractional digits, as the Lease schema asks. */
+  private microNow(): string {
+    return this.o
+      .now()
+      .toISOString()
+      .replace(/\.(\d{3})Z$/, '.$1000Z');
   }
 
   private setLeading(value: boolean) {
@@ -146,18 +164,17 @@ export class LeaderElector {
       leaseDurationSeconds: Math.ceil(this.o.leaseDurationMs / 1000),
       renewTime: this.microNow(),
     };
-    let lease: V1Lease;
+    let lease: Lease;
     try {
-      lease = await this.api.readNamespacedLease({ name: this.o.name, namespace: this.o.namespace });
+      lease = await this.kube.get<Lease>(this.leasePath());
     } catch (err) {
       if (!isNotFound(err)) throw err;
       try {
-        await this.api.createNamespacedLease({
-          namespace: this.o.namespace,
-          body: {
-            metadata: { name: this.o.name, namespace: this.o.namespace },
-            spec: { ...spec, acquireTime: this.microNow(), leaseTransitions: 0 },
-          },
+        await this.kube.create(paths.leases(this.o.namespace), {
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: { name: this.o.name, namespace: this.o.namespace },
+          spec: { ...spec, acquireTime: this.microNow(), leaseTransitions: 0 },
         });
         return true;
       } catch (createErr) {
@@ -166,9 +183,7 @@ export class LeaderElector {
       }
     }
     const holder = lease.spec?.holderIdentity ?? '';
-    const renewTime = lease.spec?.renewTime
-      ? new Date(lease.spec.renewTime as unknown as string).toISOString()
-      : '';
+    const renewTime = lease.spec?.renewTime ? new Date(lease.spec.renewTime).toISOString() : '';
     if (holder !== this.o.identity && holder !== '') {
       // Judge expiry by our own clock: when did we first see this renewTime?
       if (!this.observed || this.observed.holder !== holder || this.observed.renewTime !== renewTime) {
@@ -185,7 +200,7 @@ export class LeaderElector {
       leaseTransitions: holder === this.o.identity ? transitions : transitions + 1,
     };
     try {
-      await this.api.replaceNamespacedLease({ name: this.o.name, namespace: this.o.namespace, body: lease });
+      await this.kube.replace(this.leasePath(), lease);
       return true;
     } catch (err) {
       if (isConflict(err)) return false;

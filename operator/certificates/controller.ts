@@ -1,14 +1,7 @@
 // The Certificate controller: gather (Certificate, Secret, issuer from the
 // caches) → decide (the checks) → act (issue, write the Secret, write status).
 // Renewals are timers at each certificate's renewal time; nothing polls.
-import {
-  CoreV1Api,
-  type CustomObjectsApi,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1Secret,
-} from '@kubernetes/client-node';
+import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
 import { resolveSpec } from '../../lib/api/request.ts';
 import {
@@ -19,14 +12,14 @@ import {
   type Condition,
   ConditionType,
   findCondition,
-  GROUP,
   type IssuerKind,
   Label,
   objectKey,
   Plural,
   setCondition,
-  VERSION,
+  sigilPath,
 } from '../../lib/api/types.ts';
+import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
 import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
@@ -101,12 +94,10 @@ export const EventReason = {
 /** Default budget for Normal Events: a steady trickle of renewals is always recorded. */
 export const DEFAULT_NORMAL_EVENTS_PER_SECOND = 5;
 
-const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const FIELD_MANAGER = 'sigil-operator';
 
 export interface CertificateControllerOptions {
-  kc: KubeConfig;
-  custom: CustomObjectsApi;
+  kc: KubeAccess;
   issuers: IssuerController;
   defaultIssuer: { kind: IssuerKind; name: string };
   minDurationMs: number;
@@ -200,7 +191,7 @@ export class CertificateController {
   readonly secrets: Informer<V1Secret>;
   readonly queue: WorkQueue;
   private readonly o: CertificateControllerOptions;
-  private readonly core: CoreV1Api;
+  private readonly kube: Kube;
   private readonly events: EventRecorder;
   /** Secrets this replica wrote that the informer has not delivered yet. */
   private readonly written = new Map<string, V1Secret>();
@@ -222,9 +213,9 @@ export class CertificateController {
 
   constructor(o: CertificateControllerOptions) {
     this.o = o;
-    this.core = o.kc.makeApiClient(CoreV1Api);
+    this.kube = kubeFor(o.kc);
     this.events = new EventRecorder({
-      core: this.core,
+      kube: this.kube,
       component: 'sigil-operator',
       // Certificates are namespaced: their Events go to their namespace.
       eventNamespace: 'default',
@@ -238,29 +229,8 @@ export class CertificateController {
     this.certificates = new Informer<Certificate>(o.kc, {
       name: 'certificates',
       // With a watch namespace, only its Certificates: another namespace's would find none of its issuers here.
-      path: o.watchNamespace
-        ? `/apis/${GROUP}/${VERSION}/namespaces/${o.watchNamespace}/${Plural.Certificate}`
-        : `/apis/${GROUP}/${VERSION}/${Plural.Certificate}`,
-      list: async (page) =>
-        (await (o.watchNamespace
-          ? o.custom.listNamespacedCustomObject({
-              group: GROUP,
-              version: VERSION,
-              namespace: o.watchNamespace,
-              plural: Plural.Certificate,
-              limit: page.limit,
-              _continue: page.continue,
-            })
-          : o.custom.listClusterCustomObject({
-              group: GROUP,
-              version: VERSION,
-              plural: Plural.Certificate,
-              limit: page.limit,
-              _continue: page.continue,
-            }))) as {
-          items: Certificate[];
-          metadata: { resourceVersion: string; continue?: string };
-        },
+      path: sigilPath(Plural.Certificate, o.watchNamespace),
+      list: (page) => listPage<Certificate>(o.kc, sigilPath(Plural.Certificate, o.watchNamespace), {}, page),
       logger: o.logger,
       onRequest: count(Plural.Certificate),
     });
@@ -824,7 +794,7 @@ export class CertificateController {
 
   private async readSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
     try {
-      const found = await this.core.readNamespacedSecret({ name, namespace });
+      const found = await this.kube.get<V1Secret>(paths.secrets(namespace, name));
       this.o.metrics.apiRequests.inc({ verb: 'get', resource: 'secrets' });
       return found;
     } catch (err) {
@@ -924,9 +894,10 @@ export class CertificateController {
       ownerReference: this.o.ownerReferences,
     };
     const patch = async (base: V1Secret) => {
-      const result = await this.core.patchNamespacedSecret(
-        { name, namespace, body: secretPatch({ ...inputs, existing: base }), fieldManager: FIELD_MANAGER },
-        MERGE_PATCH,
+      const result = await this.kube.mergePatch<V1Secret>(
+        paths.secrets(namespace, name),
+        secretPatch({ ...inputs, existing: base }),
+        { fieldManager: FIELD_MANAGER },
       );
       this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'secrets' });
       return result;
@@ -936,15 +907,15 @@ export class CertificateController {
       result = await patch(existing);
     } else {
       try {
-        result = await this.core.createNamespacedSecret({
-          namespace,
-          body: buildSecret({ ...inputs, existing: undefined }),
-          fieldManager: FIELD_MANAGER,
-        });
+        result = await this.kube.create<V1Secret>(
+          paths.secrets(namespace),
+          buildSecret({ ...inputs, existing: undefined }),
+          { fieldManager: FIELD_MANAGER },
+        );
         this.o.metrics.apiRequests.inc({ verb: 'create', resource: 'secrets' });
       } catch (err) {
         if (!isConflict(err)) throw err;
-        const found = await this.core.readNamespacedSecret({ name, namespace });
+        const found = await this.kube.get<V1Secret>(paths.secrets(namespace, name));
         const view = cachedSecretView(found, () => false);
         const claim = secretClaim(certificate, view, this.peersOf(certificate));
         if (!claim.ok) {
@@ -967,9 +938,10 @@ export class CertificateController {
   ) {
     const meta = managedMetadata(certificate, issuer.kind, issuer.name);
     try {
-      const result = await this.core.patchNamespacedSecret(
-        { name: secret.metadata!.name!, namespace: secret.metadata!.namespace!, body: { metadata: meta } },
-        MERGE_PATCH,
+      const result = await this.kube.mergePatch<V1Secret>(
+        paths.secrets(secret.metadata!.namespace!, secret.metadata!.name!),
+        { metadata: meta },
+        { fieldManager: FIELD_MANAGER },
       );
       this.written.set(objectKey(result), result);
       log.info('restored Sigil labels and annotations on the Secret');
@@ -1069,20 +1041,13 @@ export class CertificateController {
       if (!(k in next)) body[k] = null;
     }
     try {
-      const updated = await this.o.custom.patchNamespacedCustomObjectStatus(
-        {
-          group: GROUP,
-          version: VERSION,
-          namespace: certificate.metadata.namespace!,
-          plural: Plural.Certificate,
-          name: certificate.metadata.name!,
-          body: { status: body },
-          fieldManager: FIELD_MANAGER,
-        },
-        MERGE_PATCH,
+      const updated = await this.kube.mergePatch<Certificate>(
+        sigilPath(Plural.Certificate, certificate.metadata.namespace!, certificate.metadata.name!, 'status'),
+        { status: body },
+        { fieldManager: FIELD_MANAGER },
       );
       this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'certificates/status' });
-      this.statusWritten.set(objectKey(certificate), updated as Certificate);
+      this.statusWritten.set(objectKey(certificate), updated);
     } catch (err) {
       if (isNotFound(err)) return;
       throw err;

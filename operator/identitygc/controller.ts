@@ -16,16 +16,10 @@
 // writers can set), with its uid and resourceVersion as preconditions: nothing
 // a Certificate-only user sets makes the collector delete a Secret they could
 // not delete themselves.
-import {
-  CoreV1Api,
-  type CustomObjectsApi,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import type { V1Pod, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
-import { type Certificate, GROUP, Label, Plural, VERSION } from '../../lib/api/types.ts';
+import { type Certificate, Label, Plural, sigilPath } from '../../lib/api/types.ts';
+import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
 import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
@@ -35,7 +29,6 @@ import { ownedBy } from '../certificates/ownership.ts';
 import { IdentityUsers, POD_LABEL, podIdentityView } from './users.ts';
 
 export const LAST_USED_ANNOTATION = 'sigil.dev/last-used';
-const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 /**
  * Undefined when the Certificate has the shape of one the webhook created
@@ -67,8 +60,7 @@ export function webhookShaped(c: Certificate): string | undefined {
 }
 
 export interface IdentityGcOptions {
-  kc: KubeConfig;
-  custom: CustomObjectsApi;
+  kc: KubeAccess;
   certificates: Informer<Certificate>;
   watchNamespace?: string | undefined;
   gracePeriodMs: number;
@@ -78,15 +70,15 @@ export interface IdentityGcOptions {
 
 export class IdentityGarbageCollector {
   private readonly o: IdentityGcOptions;
-  private readonly core: CoreV1Api;
+  private readonly kube: Kube;
   readonly pods: Informer<V1Pod>;
   private readonly users = new IdentityUsers();
   private readonly queue: WorkQueue;
 
   constructor(o: IdentityGcOptions) {
     this.o = o;
-    this.core = o.kc.makeApiClient(CoreV1Api);
-    const path = o.watchNamespace ? `/api/v1/namespaces/${o.watchNamespace}/pods` : '/api/v1/pods';
+    this.kube = kubeFor(o.kc);
+    const path = paths.pods(o.watchNamespace);
     this.pods = new Informer<V1Pod>(o.kc, {
       name: 'identity-pods',
       path,
@@ -156,29 +148,20 @@ export class IdentityGarbageCollector {
     }
     try {
       // Read the Secret before the Certificate goes: it is deleted only if Sigil wrote it for this Certificate.
-      const secret = await this.core
-        .readNamespacedSecret({ name: cert.spec.secretName, namespace })
+      const secret = await this.kube
+        .get<V1Secret>(paths.secrets(namespace, cert.spec.secretName))
         .catch((err) => {
           if (isNotFound(err)) return undefined;
           throw err;
         });
-      await this.o.custom.deleteNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        namespace,
-        plural: Plural.Certificate,
-        name,
-        body: { preconditions: { uid: cert.metadata.uid } },
+      await this.kube.delete(sigilPath(Plural.Certificate, namespace, name), {
+        preconditions: { uid: cert.metadata.uid },
       });
       let secretDeleted = false;
       if (secret && ownedBy(secret, cert)) {
-        secretDeleted = await this.core
-          .deleteNamespacedSecret({
-            name: cert.spec.secretName,
-            namespace,
-            body: {
-              preconditions: { uid: secret.metadata!.uid, resourceVersion: secret.metadata!.resourceVersion },
-            },
+        secretDeleted = await this.kube
+          .delete(paths.secrets(namespace, cert.spec.secretName), {
+            preconditions: { uid: secret.metadata!.uid, resourceVersion: secret.metadata!.resourceVersion },
           })
           .then(() => true)
           .catch((err) => {
@@ -212,18 +195,10 @@ export class IdentityGarbageCollector {
   }
 
   private async annotate(namespace: string, name: string, value: string | null) {
-    await this.o.custom
-      .patchNamespacedCustomObject(
-        {
-          group: GROUP,
-          version: VERSION,
-          namespace,
-          plural: Plural.Certificate,
-          name,
-          body: { metadata: { annotations: { [LAST_USED_ANNOTATION]: value } } },
-        },
-        MERGE_PATCH,
-      )
+    await this.kube
+      .mergePatch(sigilPath(Plural.Certificate, namespace, name), {
+        metadata: { annotations: { [LAST_USED_ANNOTATION]: value } },
+      })
       .catch((err) => {
         if (!isNotFound(err)) throw err;
       });

@@ -1,30 +1,24 @@
 // Issuer and ClusterIssuer controller: loads each issuer's CA Secret, keeps
 // the CA ready to sign in memory, and reports Ready with a precise reason.
 // CA Secrets are watched one by one, by name: never a watch of all Secrets.
-import {
-  CoreV1Api,
-  type CustomObjectsApi,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1Secret,
-} from '@kubernetes/client-node';
+import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
 import {
   API_VERSION,
   type Condition,
   ConditionType,
   findCondition,
-  GROUP,
   type Issuer,
   type IssuerKind,
   Plural,
   setCondition,
-  VERSION,
+  sigilPath,
 } from '../../lib/api/types.ts';
+import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
 import { describeApiError, isNotFound } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
+import { listPage } from '../../lib/kube/rest.ts';
 import { type CertificateAuthority, loadCertificateAuthority } from '../../lib/pki/ca.ts';
 import { isPkiError, PkiErrorCode } from '../../lib/pki/errors.ts';
 import { EventRecorder } from '../events.ts';
@@ -85,8 +79,7 @@ export function issuerKey(kind: IssuerKind, namespace: string | undefined, name:
 }
 
 export interface IssuerControllerOptions {
-  kc: KubeConfig;
-  custom: CustomObjectsApi;
+  kc: KubeAccess;
   operatorNamespace: string;
   /** Limit Issuers to one namespace; all when undefined. ClusterIssuers are always watched. */
   watchNamespace?: string | undefined;
@@ -100,8 +93,6 @@ export interface IssuerControllerOptions {
   eventRepeatIntervalMs?: number | undefined;
 }
 
-const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-
 export class IssuerController {
   readonly issuers: Informer<Issuer>;
   readonly clusterIssuers: Informer<Issuer>;
@@ -110,16 +101,16 @@ export class IssuerController {
   private readonly caSecrets = new Map<string, { informer: Informer<V1Secret>; users: Set<string> }>();
   private readonly queue: WorkQueue;
   private readonly o: IssuerControllerOptions;
-  private readonly core: CoreV1Api;
+  private readonly kube: Kube;
   /** Parsed CAs by Secret uid+resourceVersion: parsing is done once per Secret version. */
   private readonly caCache = new Map<string, CertificateAuthority>();
   private readonly events: EventRecorder;
 
   constructor(o: IssuerControllerOptions) {
     this.o = o;
-    this.core = o.kc.makeApiClient(CoreV1Api);
+    this.kube = kubeFor(o.kc);
     this.events = new EventRecorder({
-      core: this.core,
+      kube: this.kube,
       component: 'sigil-operator',
       // ClusterIssuers are cluster-scoped: the API server takes Events about such objects only in
       // the default namespace (kubectl describe finds them there).
@@ -131,25 +122,12 @@ export class IssuerController {
       now: o.now,
     });
     const onRequest = (resource: string) => (verb: string) => o.metrics.apiRequests.inc({ verb, resource });
-    const issuerInformer = (kind: IssuerKind, plural: string) => {
+    const issuerInformer = (kind: IssuerKind, plural: typeof Plural.Issuer | typeof Plural.ClusterIssuer) => {
       const ns = kind === 'Issuer' ? o.watchNamespace : undefined;
       return new Informer<Issuer>(o.kc, {
         name: plural,
-        path: ns
-          ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${plural}`
-          : `/apis/${GROUP}/${VERSION}/${plural}`,
-        list: async () =>
-          (ns
-            ? await o.custom.listNamespacedCustomObject({
-                group: GROUP,
-                version: VERSION,
-                namespace: ns,
-                plural,
-              })
-            : await o.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as {
-            items: Issuer[];
-            metadata: { resourceVersion: string };
-          },
+        path: sigilPath(plural, ns),
+        list: (page) => listPage<Issuer>(o.kc, sigilPath(plural, ns), {}, page),
         logger: o.logger,
         onRequest: onRequest(plural),
       })
@@ -205,9 +183,15 @@ export class IssuerController {
     if (!entry) {
       const informer = new Informer<V1Secret>(this.o.kc, {
         name: `ca-secret ${key}`,
-        path: `/api/v1/namespaces/${namespace}/secrets`,
+        path: paths.secrets(namespace),
         fieldSelector: `metadata.name=${name}`,
-        list: () => this.core.listNamespacedSecret({ namespace, fieldSelector: `metadata.name=${name}` }),
+        list: (page) =>
+          listPage<V1Secret>(
+            this.o.kc,
+            paths.secrets(namespace),
+            { fieldSelector: `metadata.name=${name}` },
+            page,
+          ),
         logger: this.o.logger,
         onRequest: (verb) => this.o.metrics.apiRequests.inc({ verb, resource: 'secrets' }),
       });
@@ -380,17 +364,12 @@ export class IssuerController {
         kind,
         status: { ...status, notAfter: status.notAfter ?? null, fingerprint: status.fingerprint ?? null },
       };
-      if (kind === 'Issuer') {
-        await this.o.custom.patchNamespacedCustomObjectStatus(
-          { group: GROUP, version: VERSION, namespace: namespace!, plural: Plural.Issuer, name, body },
-          MERGE_PATCH,
-        );
-      } else {
-        await this.o.custom.patchClusterCustomObjectStatus(
-          { group: GROUP, version: VERSION, plural: Plural.ClusterIssuer, name, body },
-          MERGE_PATCH,
-        );
-      }
+      await this.kube.mergePatch(
+        kind === 'Issuer'
+          ? sigilPath(Plural.Issuer, namespace!, name, 'status')
+          : sigilPath(Plural.ClusterIssuer, undefined, name, 'status'),
+        body,
+      );
       this.o.metrics.apiRequests.inc({
         verb: 'patch',
         resource: kind === 'Issuer' ? Plural.Issuer : Plural.ClusterIssuer,

@@ -2,18 +2,13 @@
 // Secrets in the operator's namespace, and the CA bundle in the
 // MutatingWebhookConfiguration. Rotation never breaks admission: a new CA is
 // published in caBundle (next to the old one) before anything is signed with it.
-import {
-  AdmissionregistrationV1Api,
-  CoreV1Api,
-  type KubeConfig,
-  type V1MutatingWebhookConfiguration,
-  type V1Secret,
-} from '@kubernetes/client-node';
+import type { V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
 import { Label } from '../../lib/api/types.ts';
+import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
 import { describeApiError, isConflict } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
-import { rawRequest } from '../../lib/kube/rest.ts';
+import { listPage } from '../../lib/kube/rest.ts';
 import { createSelfSignedCA, loadCertificateAuthority } from '../../lib/pki/ca.ts';
 import { type ParsedCertificate, parseCertificateChain } from '../../lib/pki/certificate.ts';
 import { readKeyPair } from '../../lib/pki/inspect.ts';
@@ -21,7 +16,7 @@ import { issueCertificate } from '../../lib/pki/issue.ts';
 import { renewalTime } from '../../lib/pki/renewal.ts';
 
 export interface WebhookTlsOptions {
-  kc: KubeConfig;
+  kc: KubeAccess;
   namespace: string;
   caSecretName: string;
   tlsSecretName: string;
@@ -41,8 +36,7 @@ const unb64 = (s: string | undefined) => (s ? Buffer.from(s, 'base64').toString(
 
 export class WebhookTlsController {
   private readonly o: WebhookTlsOptions;
-  private readonly core: CoreV1Api;
-  private readonly admission: AdmissionregistrationV1Api;
+  private readonly kube: Kube;
   private readonly secrets: Informer<V1Secret>;
   private readonly configs: Informer<V1MutatingWebhookConfiguration>;
   private timer: NodeJS.Timeout | undefined;
@@ -53,29 +47,33 @@ export class WebhookTlsController {
 
   constructor(o: WebhookTlsOptions) {
     this.o = o;
-    this.core = o.kc.makeApiClient(CoreV1Api);
-    this.admission = o.kc.makeApiClient(AdmissionregistrationV1Api);
+    this.kube = kubeFor(o.kc);
     const selector = `${Label.Managed}=true`;
     // Both Secrets carry the managed label; this watch is limited to the operator's namespace.
     this.secrets = new Informer<V1Secret>(o.kc, {
       name: 'webhook-tls-secrets',
-      path: `/api/v1/namespaces/${o.namespace}/secrets`,
+      path: paths.secrets(o.namespace),
       labelSelector: `${selector},sigil.dev/webhook-tls=true`,
-      list: () =>
-        this.core.listNamespacedSecret({
-          namespace: o.namespace,
-          labelSelector: `${selector},sigil.dev/webhook-tls=true`,
-        }),
+      list: (page) =>
+        listPage<V1Secret>(
+          o.kc,
+          paths.secrets(o.namespace),
+          { labelSelector: `${selector},sigil.dev/webhook-tls=true` },
+          page,
+        ),
       logger: o.logger,
     });
     this.configs = new Informer<V1MutatingWebhookConfiguration>(o.kc, {
       name: 'webhook-configuration',
-      path: '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
+      path: paths.mutatingWebhookConfigurations(),
       fieldSelector: `metadata.name=${o.webhookConfigurationName}`,
-      list: () =>
-        this.admission.listMutatingWebhookConfiguration({
-          fieldSelector: `metadata.name=${o.webhookConfigurationName}`,
-        }),
+      list: (page) =>
+        listPage<V1MutatingWebhookConfiguration>(
+          o.kc,
+          paths.mutatingWebhookConfigurations(),
+          { fieldSelector: `metadata.name=${o.webhookConfigurationName}` },
+          page,
+        ),
       logger: o.logger,
     });
     const kick = () => this.trigger();
@@ -255,12 +253,13 @@ export class WebhookTlsController {
       path: '/metadata/resourceVersion',
       value: config.metadata?.resourceVersion,
     } as never);
-    await rawRequest(
-      this.o.kc,
+    await this.kube.request(
       'PATCH',
-      `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${this.o.webhookConfigurationName}`,
+      paths.mutatingWebhookConfigurations(this.o.webhookConfigurationName),
       patch,
-      'application/json-patch+json',
+      {
+        contentType: 'application/json-patch+json',
+      },
     );
     log.info('published webhook CA bundle', { webhooks: stale.length });
   }
@@ -287,19 +286,20 @@ export class WebhookTlsController {
       },
       data,
     };
-    if (existing) return this.core.replaceNamespacedSecret({ name, namespace: this.o.namespace, body });
+    const path = paths.secrets(this.o.namespace, name);
+    if (existing) return this.kube.replace<V1Secret>(path, body);
     try {
-      return await this.core.createNamespacedSecret({ namespace: this.o.namespace, body });
+      return await this.kube.create<V1Secret>(paths.secrets(this.o.namespace), body);
     } catch (err) {
       if (!isConflict(err)) throw err;
-      const found = await this.core.readNamespacedSecret({ name, namespace: this.o.namespace });
+      const found = await this.kube.get<V1Secret>(path);
       body.metadata!.resourceVersion = found.metadata?.resourceVersion;
       if (found.type !== 'kubernetes.io/tls') {
         throw new Error(
           `Secret ${this.o.namespace}/${name} exists with type ${found.type}; Sigil keeps the webhook's TLS there: delete it or configure another name`,
         );
       }
-      return this.core.replaceNamespacedSecret({ name, namespace: this.o.namespace, body });
+      return this.kube.replace<V1Secret>(path, body);
     }
   }
 }
