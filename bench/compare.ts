@@ -45,6 +45,10 @@ const ROUNDS = Number(env('ROUNDS', '3'));
 const SEQUENTIAL = Number(env('SEQUENTIAL', '100'));
 const COUNT = Number(env('COUNT', '1000'));
 const UNRELATED = Number(env('UNRELATED', '10000'));
+/** Node flags for Sigil's operator on top of the image's, to try V8 sizing (e.g. --max-semi-space-size=2). */
+const SIGIL_NODE_ARGS = env('SIGIL_NODE_ARGS', '').split(' ').filter(Boolean);
+/** Run one product only (sigil or cert-manager), for trying a change; nothing is written to bench/results. */
+const ONLY = env('ONLY', '');
 const NS = 'bench';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -83,7 +87,7 @@ const sigil: Product = {
     await setupClusterIssuer(kc);
   },
   start: async (kubeconfig) => {
-    const op = await startOperatorProcess(kubeconfig);
+    const op = await startOperatorProcess(kubeconfig, [], false, SIGIL_NODE_ARGS);
     return { pid: op.child.pid!, stop: op.stop };
   },
   certificate: (name) => ({
@@ -371,12 +375,12 @@ const say = (s: string) => {
   console.log(s);
 };
 say(
-  `machine: ${JSON.stringify(machine())}; ROUNDS=${ROUNDS} SEQUENTIAL=${SEQUENTIAL} COUNT=${COUNT} UNRELATED=${UNRELATED}`,
+  `machine: ${JSON.stringify(machine())}; ROUNDS=${ROUNDS} SEQUENTIAL=${SEQUENTIAL} COUNT=${COUNT} UNRELATED=${UNRELATED}${SIGIL_NODE_ARGS.length ? `; Sigil with ${SIGIL_NODE_ARGS.join(' ')}` : ''}`,
 );
 for (let round = 1; round <= ROUNDS; round++) {
   // A, B, B, A, A, B ...: neither always goes first on a machine warming up.
   const order = round % 2 === 1 ? [sigil, cm] : [cm, sigil];
-  for (const p of order) {
+  for (const p of order.filter((p) => !ONLY || p.name === ONLY)) {
     const r = await runOnce(p, round);
     runs.push(r);
     say(
@@ -384,6 +388,7 @@ for (let round = 1; round <= ROUNDS; round++) {
     );
   }
 }
+if (ONLY) process.exit(0);
 say('');
 say(
   `${'median of each'.padEnd(48)} ${'sigil'.padStart(10)} ${'cert-manager'.padStart(13)} ${'ratio'.padStart(8)}`,

@@ -81,7 +81,7 @@ export async function startOperatorProcess(
     process.execPath,
     [
       // As the image runs it (Dockerfile NODE_OPTIONS).
-      '--max-semi-space-size=8',
+      '--max-semi-space-size=1',
       ...nodeArgs,
       // The compiled entry point, as the image runs it (make bench builds first).
       join(ROOT, 'dist', 'cli', 'main.js'),

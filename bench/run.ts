@@ -313,7 +313,7 @@ try {
     const hook = spawn(
       process.execPath,
       [
-        '--max-semi-space-size=8',
+        '--max-semi-space-size=1',
         // The heap V8 sizes for the chart's 256 MiB container, so RSS reads as it would there.
         '--max-old-space-size=128',
         join(ROOT, 'dist', 'cli', 'main.js'),

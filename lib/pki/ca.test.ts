@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { DAY, HOUR, opensslVerify, testCA } from '../testing/pki.ts';
+import { x509 } from '../testing/x509.ts';
 import { createSelfSignedCA, loadCertificateAuthority } from './ca.ts';
 import { PkiErrorCode } from './errors.ts';
 import { issueCertificate } from './issue.ts';
 import { generateKey, signingAlgorithmFor } from './keys.ts';
 import { MAX_PEM_BUNDLE_BYTES } from './pem.ts';
-import { x509 } from '../testing/x509.ts';
 
 const now = new Date();
 

@@ -4,12 +4,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DAY, testCA } from '../testing/pki.ts';
+import { x509 } from '../testing/x509.ts';
 import { loadCertificateAuthority } from './ca.ts';
 import { type CertificateFacts, displaySerial, parseCertificateChain } from './certificate.ts';
 import { issueCertificate } from './issue.ts';
 import { describeKeyObject, type KeySpec } from './keys.ts';
 import { canonicalIp } from './names.ts';
-import { x509 } from '../testing/x509.ts';
 
 /** The same facts read with @peculiar/x509, an independent parser: the oracle. */
 function peculiarFacts(pem: string): CertificateFacts {

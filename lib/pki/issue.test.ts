@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { DAY, HOUR, opensslVerify, testCA } from '../testing/pki.ts';
+import { x509 } from '../testing/x509.ts';
 import { loadCertificateAuthority } from './ca.ts';
 import { parseCertificateChain } from './certificate.ts';
 import { PkiErrorCode } from './errors.ts';
 import { readKeyPair, requestMismatches } from './inspect.ts';
 import { type IssueRequest, issueCertificate, requestProblems } from './issue.ts';
 import { KeyEncoding, type KeySpec } from './keys.ts';
-import { x509 } from '../testing/x509.ts';
 
 const now = new Date();
 
