@@ -6,6 +6,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
+import { parse } from 'yaml';
 import { API_VERSION, type Certificate, GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { installCrds } from '../lib/kube/crds.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
@@ -63,6 +64,15 @@ export function processStats(pid: number): { cpuSeconds: number; peakRssMiB: num
   return { cpuSeconds, peakRssMiB: kb('VmHWM') / 1024, rssMiB: kb('VmRSS') / 1024 };
 }
 
+/** The Node flags the chart gives a component (`<component>.nodeOptions` in charts/sigil/values.yaml). */
+export function chartNodeOptions(component: 'operator' | 'webhook'): string[] {
+  const values = parse(readFileSync(join(ROOT, 'charts', 'sigil', 'values.yaml'), 'utf8')) as Record<
+    string,
+    { nodeOptions?: string }
+  >;
+  return (values[component]?.nodeOptions ?? '').split(/\s+/).filter(Boolean);
+}
+
 export interface OperatorProcess {
   child: ChildProcess;
   metricsPort: number;
@@ -80,8 +90,8 @@ export async function startOperatorProcess(
   const child = spawn(
     process.execPath,
     [
-      // As the image runs it (Dockerfile NODE_OPTIONS).
-      '--max-semi-space-size=1',
+      // As the chart runs it (operator.nodeOptions in its values).
+      ...chartNodeOptions('operator'),
       ...nodeArgs,
       // The compiled entry point, as the image runs it (make bench builds first).
       join(ROOT, 'dist', 'cli', 'main.js'),

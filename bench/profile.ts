@@ -80,6 +80,47 @@ function summarise(profile: Profile) {
   return { totalMs: total / 1000, owners: top(byOwner), functions: top(byFunction) };
 }
 
+interface HeapSnapshot {
+  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  nodes: number[];
+  strings: string[];
+}
+
+/** Self size by kind and constructor (strings, code, arrays, each class), largest first. */
+function summariseHeap(file: string): string[] {
+  const snap = JSON.parse(readFileSync(file, 'utf8')) as HeapSnapshot;
+  const fields = snap.snapshot.meta.node_fields;
+  const types = snap.snapshot.meta.node_types[0];
+  const [typeAt, nameAt, sizeAt] = ['type', 'name', 'self_size'].map((f) => fields.indexOf(f)) as [
+    number,
+    number,
+    number,
+  ];
+  const by = new Map<string, { bytes: number; count: number }>();
+  let total = 0;
+  for (let i = 0; i < snap.nodes.length; i += fields.length) {
+    const type = types[snap.nodes[i + typeAt]!]!;
+    const size = snap.nodes[i + sizeAt]!;
+    total += size;
+    const key = ['object', 'closure', 'native'].includes(type)
+      ? `${type} ${snap.strings[snap.nodes[i + nameAt]!]!.slice(0, 60)}`
+      : type;
+    const e = by.get(key) ?? { bytes: 0, count: 0 };
+    e.bytes += size;
+    e.count++;
+    by.set(key, e);
+  }
+  return [
+    `heap snapshot ${file}: ${(total / 2 ** 20).toFixed(1)} MiB in all`,
+    ...[...by.entries()]
+      .sort((a, b) => b[1].bytes - a[1].bytes)
+      .slice(0, TOP)
+      .map(
+        ([k, v]) => `${(v.bytes / 2 ** 20).toFixed(2).padStart(8)} MiB ${String(v.count).padStart(8)}  ${k}`,
+      ),
+  ];
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'sigil-profile-'));
 const profDir = join(ROOT, 'bench', 'results', 'profiles');
 mkdirSync(profDir, { recursive: true });
@@ -127,6 +168,8 @@ try {
     // Written into bench/results/profiles after a full GC: what the operator really holds.
     operator.child.kill('SIGUSR2');
     await new Promise((r) => setTimeout(r, 15_000));
+    const snapshots = readdirSync(profDir).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+    for (const f of snapshots) for (const l of summariseHeap(join(profDir, f))) console.log(l);
   }
   await operator.stop();
   if (CPU_PROFILE) {

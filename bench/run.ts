@@ -19,6 +19,7 @@ import { nodeBlockers } from '../lib/testing/node/cluster.ts';
 import {
   apiServerText,
   cdfSvg,
+  chartNodeOptions,
   children,
   createCertificate,
   logFile,
@@ -74,6 +75,11 @@ try {
   const ca = await setupClusterIssuer(kc);
   let operator: OperatorProcess = await startOperatorProcess(cp.kubeconfig, ['--concurrency', '16']);
   console.log(`machine: ${JSON.stringify(results.machine)}`);
+  // 0. The operator at rest: started, synced, no Certificate yet.
+  await new Promise((r) => setTimeout(r, 5_000));
+  const idle = processStats(operator.child.pid!);
+  results.operatorIdle = { rssMiB: idle.rssMiB };
+  row('operator RSS at rest, no Certificates', `${idle.rssMiB.toFixed(0)} MiB`);
 
   // 1. Time to Ready, one after another.
   const ttr: Record<string, ReturnType<typeof summary>> = {};
@@ -313,7 +319,7 @@ try {
     const hook = spawn(
       process.execPath,
       [
-        '--max-semi-space-size=1',
+        ...chartNodeOptions('webhook'),
         // The heap V8 sizes for the chart's 256 MiB container, so RSS reads as it would there.
         '--max-old-space-size=128',
         join(ROOT, 'dist', 'cli', 'main.js'),
@@ -377,6 +383,7 @@ try {
       },
     });
     const straight: Record<string, unknown>[] = [];
+    const hookIdle = processStats(hook.pid!);
     for (const concurrency of want('webhook') ? [1, 8, 32] : []) {
       const agent = new Agent({ keepAlive: true, maxSockets: concurrency, ca, ...clientTls });
       const one = () =>
@@ -414,6 +421,18 @@ try {
       row(
         `webhook AdmissionReviews, concurrency ${concurrency}`,
         `${(WEBHOOK_REQUESTS / seconds).toFixed(0)}/s  p50 ${ms(s.p50)}  p99 ${ms(s.p99)}  max ${ms(s.max)}`,
+      );
+    }
+    if (want('webhook')) {
+      const hookLoaded = processStats(hook.pid!);
+      results.webhookRss = {
+        idleMiB: hookIdle.rssMiB,
+        afterReviewsMiB: hookLoaded.rssMiB,
+        peakMiB: hookLoaded.peakRssMiB,
+      };
+      row(
+        'webhook RSS',
+        `${hookIdle.rssMiB.toFixed(0)} MiB at rest; ${hookLoaded.rssMiB.toFixed(0)} MiB after ${3 * (WEBHOOK_REQUESTS + 200)} reviews at concurrency 1, 8 and 32 (peak ${hookLoaded.peakRssMiB.toFixed(0)} MiB)`,
       );
     }
     if (want('webhook')) {

@@ -1075,3 +1075,24 @@ describe('clusterDomain', () => {
       ]);
   });
 });
+
+describe('nodeOptions', () => {
+  const nodeOptions = (manifests: string, component: string) =>
+    parseAllDocuments(manifests)
+      .map((d) => d.toJS() as V1Deployment | null)
+      .find((o) => o?.kind === 'Deployment' && o.metadata?.name === `${RELEASE}-${component}`)!
+      .spec!.template.spec!.containers[0]!.env!.find((e) => e.name === 'NODE_OPTIONS')?.value;
+
+  it('should give each component its Node flags as NODE_OPTIONS: lite mode for the operator only', async () => {
+    const res = await helm('template', RELEASE, CHART, '-n', NS);
+    expect(res.code).toBe(0);
+    expect(nodeOptions(res.out, 'operator')).toBe('--max-semi-space-size=1 --lite-mode');
+    expect(nodeOptions(res.out, 'webhook')).toBe('--max-semi-space-size=1');
+  });
+
+  it('should leave NODE_OPTIONS out when set empty, so the image defaults apply', async () => {
+    const res = await helm('template', RELEASE, CHART, '-n', NS, '--set', 'operator.nodeOptions=');
+    expect(res.code).toBe(0);
+    expect(nodeOptions(res.out, 'operator')).toBeUndefined();
+  });
+});

@@ -76,6 +76,10 @@ export interface WatchOptions<T> {
 }
 
 const MERGE_PATCH = 'application/merge-patch+json';
+/** Pooled connections at once (requests beyond wait for one), and idle ones kept. Lists and watches are not pooled. */
+const MAX_CONNECTIONS = 32;
+const MAX_IDLE_CONNECTIONS = 16;
+const IDLE_CONNECTION_MS = 15_000;
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** Cap on an error or JSON body read whole: the API server's responses to single objects stay far below it. */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -140,7 +144,17 @@ export class Kube {
     if (!cluster) throw new Error('no current cluster in kubeconfig');
     this.access = access;
     this.server = new URL(cluster.server);
-    const agentOptions = { keepAlive: true, keepAliveMsecs: 30_000, scheduling: 'lifo' as const };
+    // A burst opens a connection per concurrent request, up to MAX_CONNECTIONS; up to
+    // MAX_IDLE_CONNECTIONS stay open between requests (fewer made the pool close and reopen
+    // connections all through a burst), and an idle one closes after IDLE_CONNECTION_MS.
+    const agentOptions = {
+      keepAlive: true,
+      keepAliveMsecs: 30_000,
+      scheduling: 'lifo' as const,
+      maxSockets: MAX_CONNECTIONS,
+      maxFreeSockets: MAX_IDLE_CONNECTIONS,
+      timeout: IDLE_CONNECTION_MS,
+    };
     this.agent = this.server.protocol === 'http:' ? new HttpAgent(agentOptions) : new Agent(agentOptions);
   }
 
