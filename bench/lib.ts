@@ -112,8 +112,16 @@ export async function startOperatorProcess(
   );
   children.add(child);
   child.on('exit', () => children.delete(child));
+  const scrape = async () => {
+    try {
+      return await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    } catch {
+      // Once more: a kept-alive connection may have been closed as the scrape was sent, and is gone now.
+      return (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    }
+  };
   const metric = async (name: string, labels = '') => {
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const text = await scrape();
     let total = 0;
     for (const line of text.split('\n')) {
       if (!line.startsWith(name) || line.startsWith('#')) continue;

@@ -19,6 +19,10 @@ export function startHealthServer(
     if (!serveProbes(req, res, { ...health, registry }))
       sendText(res, 404, 'the operator serves GET /healthz, /readyz and /metrics\n');
   });
+  // Prometheus scrapes every 30 s or so over one kept-alive connection: Node's 5 s keep-alive
+  // closed it between scrapes, and a scrape sent as it closed failed with ECONNRESET.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   const [host, port] = splitAddress(address);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
