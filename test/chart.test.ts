@@ -1087,7 +1087,7 @@ describe('nodeOptions', () => {
     const res = await helm('template', RELEASE, CHART, '-n', NS);
     expect(res.code).toBe(0);
     expect(nodeOptions(res.out, 'operator')).toBe('--max-semi-space-size=1 --lite-mode');
-    expect(nodeOptions(res.out, 'webhook')).toBe('--max-semi-space-size=1');
+    expect(nodeOptions(res.out, 'webhook')).toBe('--max-semi-space-size=8');
   });
 
   it('should leave NODE_OPTIONS out when set empty, so the image defaults apply', async () => {
