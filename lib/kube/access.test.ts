@@ -144,3 +144,15 @@ describe('TokenFile', () => {
     }
   });
 });
+
+describe('StaticAccess over plain HTTP', () => {
+  it('refuses to send credentials unless told the connection is insecure', () => {
+    expect(() => new StaticAccess({ server: 'http://10.0.0.1:8080', token: 't' })).toThrow(
+      'refusing to send credentials to http://10.0.0.1:8080 over plain HTTP',
+    );
+    expect(
+      () => new StaticAccess({ server: 'http://10.0.0.1:8080', token: 't', insecure: true }),
+    ).not.toThrow();
+    expect(() => new StaticAccess({ server: 'http://10.0.0.1:8080' })).not.toThrow();
+  });
+});

@@ -67,6 +67,10 @@ export class StaticAccess implements KubeAccess {
     serverName?: string | undefined;
     impersonate?: string | undefined;
   }) {
+    if (o.server.startsWith('http:') && (o.token || o.tokenFile || o.basic || o.key) && !o.insecure)
+      throw new Error(
+        `refusing to send credentials to ${o.server} over plain HTTP: use an https:// server, or set insecure-skip-tls-verify: true if you mean it`,
+      );
     this.server = o.server;
     this.ca = o.ca;
     this.cert = o.cert;

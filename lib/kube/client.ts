@@ -81,8 +81,8 @@ const MAX_CONNECTIONS = 32;
 const MAX_IDLE_CONNECTIONS = 16;
 const IDLE_CONNECTION_MS = 15_000;
 const DEFAULT_TIMEOUT_MS = 30_000;
-/** Cap on an error or JSON body read whole: the API server's responses to single objects stay far below it. */
-const MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** Cap on one watch event: an object is at most about 1.5 MiB in etcd. */
+const MAX_EVENT_BYTES = 64 * 1024 * 1024;
 
 /** `/api/v1/...` for the core group, `/apis/<group>/<version>/...` for the others. */
 export function resourcePath(r: {
@@ -137,6 +137,7 @@ function withQuery(path: string, query: Query | undefined): string {
 export class Kube {
   readonly server: URL;
   private readonly access: KubeAccess;
+  private readonly proxied: boolean;
   private readonly agent: Agent | HttpAgent;
 
   constructor(access: KubeAccess) {
@@ -144,6 +145,7 @@ export class Kube {
     if (!cluster) throw new Error('no current cluster in kubeconfig');
     this.access = access;
     this.server = new URL(cluster.server);
+    this.proxied = !!(cluster as { proxyUrl?: string }).proxyUrl;
     // A burst opens a connection per concurrent request, up to MAX_CONNECTIONS; up to
     // MAX_IDLE_CONNECTIONS stay open between requests (fewer made the pool close and reopen
     // connections all through a burst), and an idle one closes after IDLE_CONNECTION_MS.
@@ -179,6 +181,8 @@ export class Kube {
       headers: { ...headers },
     };
     await this.access.applyToHTTPSOptions(opts);
+    // Through a proxy (client-node's KubeConfig with proxy-url), the agent it chose carries the proxy.
+    if (this.proxied) return opts;
     // client-node puts a fresh agent (no keep-alive) on every request; connections are pooled here
     // instead, except for lists and watches (see RequestExtras.pooled).
     opts.agent = pooled ? this.agent : false;
@@ -321,19 +325,29 @@ export class Kube {
             const line = pending.slice(0, nl);
             pending = pending.slice(nl + 1);
             if (line.trim()) {
-              let event: { type: WatchEventType; object: T };
+              let event: { type?: unknown; object?: T } | null;
               try {
                 event = JSON.parse(line);
               } catch (err) {
                 finish(new Error(`watch ${path}: malformed event: ${(err as Error).message}`));
                 return;
               }
-              w.onEvent(event.type, event.object);
+              if (!event || typeof event.type !== 'string' || typeof event.object !== 'object') {
+                finish(new Error(`watch ${path}: malformed event: no type and object`));
+                return;
+              }
+              try {
+                w.onEvent(event.type as WatchEventType, event.object as T);
+              } catch (err) {
+                // A handler's failure ends this watch (the informer lists again), never the process.
+                finish(err);
+                return;
+              }
               if (aborted || finished) return;
             }
             nl = pending.indexOf('\n');
           }
-          if (pending.length > MAX_BODY_BYTES) finish(new Error(`watch ${path}: event larger than 64 MiB`));
+          if (pending.length > MAX_EVENT_BYTES) finish(new Error(`watch ${path}: event larger than 64 MiB`));
         });
         response.on('end', () => finish());
         response.on('error', finish);
@@ -360,18 +374,14 @@ function failure(what: string, status: number, body: string): string {
   return `${what}: ${status}${message ? ` ${message}` : ''}`;
 }
 
+/**
+ * The whole body. Not capped: a list page of Secrets anyone may label can be large (100 of up to
+ * 1 MiB), and refusing it would keep the informer from ever syncing; pages bound it instead.
+ */
 function readBody(res: IncomingMessage, what: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    let size = 0;
-    res.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        res.destroy(new Error(`${what}: response larger than 64 MiB`));
-        return;
-      }
-      chunks.push(c);
-    });
+    res.on('data', (c: Buffer) => chunks.push(c));
     res.on('end', () => {
       const text = Buffer.concat(chunks).toString('utf8');
       // The response object can outlive this read (its socket goes back to the pool): hold no chunk.

@@ -299,7 +299,8 @@ export class Informer<T extends KubernetesObject> {
         if (this.stopped || generation !== this.watchGeneration) return;
         this.abort = undefined;
         const rewatch = () => this.startWatch();
-        if (expired) {
+        // 410 Gone as an ERROR event or as the watch request's own status: only a fresh list helps.
+        if (expired || statusCode(err) === 410) {
           this.options.logger.info(`informer ${this.options.name}: watch expired (410), listing again`, {
             informer: this.options.name,
           });

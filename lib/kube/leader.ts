@@ -77,7 +77,7 @@ export class LeaderElector {
     // Even when not leading: a round that stop() waited for may just have acquired the lease.
     for (let attempt = 1; ; attempt++) {
       try {
-        const lease = await this.kube.get<Lease>(this.leasePath());
+        const lease = await this.call<Lease>('GET', this.leasePath());
         if (lease.spec?.holderIdentity !== this.o.identity) return;
         lease.spec = {
           ...lease.spec,
@@ -85,7 +85,7 @@ export class LeaderElector {
           leaseDurationSeconds: 1,
           renewTime: this.microNow(),
         };
-        await this.kube.replace(this.leasePath(), lease);
+        await this.call('PUT', this.leasePath(), lease);
         this.o.logger.info('released leadership', { lease: `${this.o.namespace}/${this.o.name}` });
         return;
       } catch (err) {
@@ -97,6 +97,18 @@ export class LeaderElector {
         return;
       }
     }
+  }
+
+  /**
+   * One Lease request on a connection of its own, given up after half the renew deadline: a call
+   * queued behind a burst or hung on a dead connection must fail before another replica may take
+   * the lease (leaseDuration), so that this one steps down in time.
+   */
+  private call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.kube.request<T>(method, path, body, {
+      pooled: false,
+      timeoutMs: Math.max(1_000, Math.floor(this.o.renewDeadlineMs / 2)),
+    });
   }
 
   private leasePath(): string {
@@ -166,11 +178,11 @@ export class LeaderElector {
     };
     let lease: Lease;
     try {
-      lease = await this.kube.get<Lease>(this.leasePath());
+      lease = await this.call<Lease>('GET', this.leasePath());
     } catch (err) {
       if (!isNotFound(err)) throw err;
       try {
-        await this.kube.create(paths.leases(this.o.namespace), {
+        await this.call('POST', paths.leases(this.o.namespace), {
           apiVersion: 'coordination.k8s.io/v1',
           kind: 'Lease',
           metadata: { name: this.o.name, namespace: this.o.namespace },
@@ -200,7 +212,7 @@ export class LeaderElector {
       leaseTransitions: holder === this.o.identity ? transitions : transitions + 1,
     };
     try {
-      await this.kube.replace(this.leasePath(), lease);
+      await this.call('PUT', this.leasePath(), lease);
       return true;
     } catch (err) {
       if (isConflict(err)) return false;

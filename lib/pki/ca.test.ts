@@ -233,3 +233,23 @@ describe('createSelfSignedCA', () => {
 function opensslText(pem: string): string {
   return execFileSync('openssl', ['x509', '-noout', '-text'], { input: pem, encoding: 'utf8' });
 }
+
+describe('createSelfSignedCA refuses', () => {
+  it.each([
+    ['an empty common name', { commonName: '' }, 'a root CA needs a common name'],
+    [
+      'a path length above 255',
+      { commonName: 'x', pathLength: 256 },
+      'pathLength 256 is not an integer from 0 to 255',
+    ],
+    [
+      'a negative path length',
+      { commonName: 'x', pathLength: -1 },
+      'pathLength -1 is not an integer from 0 to 255',
+    ],
+  ])('%s', async (_name, options, message) => {
+    await expect(
+      createSelfSignedCA({ ...options, notBefore: now, notAfter: new Date(now.getTime() + DAY) }),
+    ).rejects.toThrow(message);
+  });
+});

@@ -317,6 +317,16 @@ export interface SelfSignedOptions {
 export async function selfSignedCertificate(
   o: SelfSignedOptions,
 ): Promise<{ certPem: string; keyPem: string; keyObject: KeyObject }> {
+  if (!o.commonName)
+    throw new PkiError(PkiErrorCode.InvalidRequest, 'a root CA needs a common name (its issuer name)');
+  if (
+    o.pathLength !== undefined &&
+    !(Number.isInteger(o.pathLength) && o.pathLength >= 0 && o.pathLength <= 255)
+  )
+    throw new PkiError(
+      PkiErrorCode.InvalidRequest,
+      `pathLength ${o.pathLength} is not an integer from 0 to 255`,
+    );
   const { keyObject, description } = await generatePrivateKey(o.key);
   const spki = publicKeySpki(keyObject);
   const subject = subjectName({
