@@ -18,8 +18,8 @@ RUN npm run build && npm prune --omit=dev
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 # A smaller young generation than Node's default (16 MiB semi-spaces), which let the heap run
-# ~100 MiB higher under load. The chart sets each component's own flags (operator.nodeOptions:
-# 1 MiB and lite mode, for memory; webhook.nodeOptions: 8 MiB, for admission throughput).
+# ~100 MiB higher under load. The chart sets each component's own flags (operator.nodeArgs:
+# 1 MiB and lite mode, for memory; webhook.nodeArgs empty, 8 MiB, for admission throughput).
 ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json

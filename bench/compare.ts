@@ -45,7 +45,7 @@ const ROUNDS = Number(env('ROUNDS', '3'));
 const SEQUENTIAL = Number(env('SEQUENTIAL', '100'));
 const COUNT = Number(env('COUNT', '1000'));
 const UNRELATED = Number(env('UNRELATED', '10000'));
-/** Node flags for Sigil's operator after the chart's (operator.nodeOptions), to try V8 sizing (e.g. --no-lite-mode). */
+/** Node flags for Sigil's operator after the chart's (operator.nodeArgs), to try V8 sizing (e.g. --no-lite-mode). */
 const SIGIL_NODE_ARGS = env('SIGIL_NODE_ARGS', '').split(' ').filter(Boolean);
 /** Run one product only (sigil or cert-manager), for trying a change; nothing is written to bench/results. */
 const ONLY = env('ONLY', '');

@@ -64,13 +64,15 @@ export function processStats(pid: number): { cpuSeconds: number; peakRssMiB: num
   return { cpuSeconds, peakRssMiB: kb('VmHWM') / 1024, rssMiB: kb('VmRSS') / 1024 };
 }
 
-/** The Node flags the chart gives a component (`<component>.nodeOptions` in charts/sigil/values.yaml). */
+/** The Node flags the chart gives a component (`<component>.nodeArgs` in charts/sigil/values.yaml). */
 export function chartNodeOptions(component: 'operator' | 'webhook'): string[] {
   const values = parse(readFileSync(join(ROOT, 'charts', 'sigil', 'values.yaml'), 'utf8')) as Record<
     string,
-    { nodeOptions?: string }
+    { nodeArgs?: string[] }
   >;
-  return (values[component]?.nodeOptions ?? '').split(/\s+/).filter(Boolean);
+  // Without chart flags the image's NODE_OPTIONS apply (see the Dockerfile).
+  const args = values[component]?.nodeArgs ?? [];
+  return args.length > 0 ? args : ['--max-semi-space-size=8'];
 }
 
 export interface OperatorProcess {
@@ -90,7 +92,7 @@ export async function startOperatorProcess(
   const child = spawn(
     process.execPath,
     [
-      // As the chart runs it (operator.nodeOptions in its values).
+      // As the chart runs it (operator.nodeArgs in its values).
       ...chartNodeOptions('operator'),
       ...nodeArgs,
       // The compiled entry point, as the image runs it (make bench builds first).

@@ -1076,23 +1076,29 @@ describe('clusterDomain', () => {
   });
 });
 
-describe('nodeOptions', () => {
-  const nodeOptions = (manifests: string, component: string) =>
+describe('nodeArgs', () => {
+  const command = (manifests: string, component: string) =>
     parseAllDocuments(manifests)
       .map((d) => d.toJS() as V1Deployment | null)
-      .find((o) => o?.kind === 'Deployment' && o.metadata?.name === `${RELEASE}-${component}`)!
-      .spec!.template.spec!.containers[0]!.env!.find((e) => e.name === 'NODE_OPTIONS')?.value;
+      .find((o) => o?.kind === 'Deployment' && o.metadata?.name === `${RELEASE}-${component}`)!.spec!.template
+      .spec!.containers[0]!.command;
 
-  it('should give each component its Node flags as NODE_OPTIONS: lite mode for the operator only', async () => {
+  it("should put each component's Node flags on its command line: lite mode for the operator only", async () => {
     const res = await helm('template', RELEASE, CHART, '-n', NS);
     expect(res.code).toBe(0);
-    expect(nodeOptions(res.out, 'operator')).toBe('--max-semi-space-size=1 --lite-mode');
-    expect(nodeOptions(res.out, 'webhook')).toBe('--max-semi-space-size=8');
+    expect(command(res.out, 'operator')).toEqual([
+      '/usr/local/bin/node',
+      '--max-semi-space-size=1',
+      '--lite-mode',
+      '/app/dist/cli/main.js',
+    ]);
+    // The webhook runs the image's entrypoint, with its NODE_OPTIONS.
+    expect(command(res.out, 'webhook')).toBeUndefined();
   });
 
-  it('should leave NODE_OPTIONS out when set empty, so the image defaults apply', async () => {
-    const res = await helm('template', RELEASE, CHART, '-n', NS, '--set', 'operator.nodeOptions=');
-    expect(res.code).toBe(0);
-    expect(nodeOptions(res.out, 'operator')).toBeUndefined();
+  it('should refuse anything but --flags', async () => {
+    const res = await helm('template', RELEASE, CHART, '-n', NS, '--set', 'operator.nodeArgs={rm -rf /}');
+    expect(res.code).not.toBe(0);
+    expect(res.out).toContain("'/operator/nodeArgs/0': 'rm -rf /' does not match pattern");
   });
 });
