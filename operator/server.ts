@@ -1,13 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
-import { sendText, serveProbes } from '../lib/http.ts';
+import { type Probes, sendText, serveProbes } from '../lib/http.ts';
 
-export interface HealthSource {
-  /** Liveness: the process can serve. */
-  live: () => boolean;
-  /** Readiness: a message saying what is missing, or undefined when ready. */
-  notReady: () => string | undefined;
-}
+/** Liveness and readiness, as the probes answer them. */
+export type HealthSource = Omit<Probes, 'registry'>;
 
 /** /healthz, /readyz and /metrics over plain HTTP on the metrics address. */
 export function startHealthServer(
