@@ -79,6 +79,11 @@ export function operatorCommand(program: Command) {
       process.env.SIGIL_DEFAULT_ISSUER_POLICY,
     )
     .option(
+      '--default-issuer-rotation <json>',
+      'spec.rotation of the default ClusterIssuer (propagationDelay, reissuePerSecond, automatic, prepareAtPercent), as JSON',
+      process.env.SIGIL_DEFAULT_ISSUER_ROTATION,
+    )
+    .option(
       '--bootstrap-ca-secret <name>',
       'create a self-signed root CA in this Secret (in --namespace) if it does not exist',
       process.env.SIGIL_BOOTSTRAP_CA_SECRET,
@@ -166,6 +171,15 @@ export function operatorCommand(program: Command) {
         logger.error(`invalid --default-issuer-policy: not JSON (${(err as Error).message})`);
         process.exit(2);
       }
+      let defaultIssuerRotation: Record<string, unknown> | undefined;
+      try {
+        defaultIssuerRotation = opts.defaultIssuerRotation
+          ? JSON.parse(opts.defaultIssuerRotation)
+          : undefined;
+      } catch (err) {
+        logger.error(`invalid --default-issuer-rotation: not JSON (${(err as Error).message})`);
+        process.exit(2);
+      }
       const split = (v: string) =>
         v
           .split(',')
@@ -188,7 +202,11 @@ export function operatorCommand(program: Command) {
         identityGracePeriodMs,
         bootstrapCaSecret: opts.bootstrapCaSecret,
         createDefaultIssuer: opts.createDefaultIssuer
-          ? { secretName: opts.createDefaultIssuer, policy: defaultIssuerPolicy }
+          ? {
+              secretName: opts.createDefaultIssuer,
+              policy: defaultIssuerPolicy,
+              rotation: defaultIssuerRotation,
+            }
           : undefined,
         webhookTls: opts.webhookTls
           ? {

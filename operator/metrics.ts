@@ -49,6 +49,30 @@ export function createOperatorMetrics() {
       labelNames: ['name', 'namespace', 'kind', 'condition'],
       registers: [registry],
     }),
+    rotationPhase: new Gauge({
+      name: 'sigil_issuer_rotation_phase',
+      help: "1 for the phase of the issuer's CA rotation in progress (Prepare, Activate, Retire), 0 for the others.",
+      labelNames: ['name', 'namespace', 'kind', 'phase'],
+      registers: [registry],
+    }),
+    rotationPhaseSince: new Gauge({
+      name: 'sigil_issuer_rotation_phase_start_timestamp_seconds',
+      help: 'When the current phase of the CA rotation in progress began, as a Unix timestamp.',
+      labelNames: ['name', 'namespace', 'kind'],
+      registers: [registry],
+    }),
+    rotationLeaves: new Gauge({
+      name: 'sigil_issuer_rotation_leaves',
+      help: 'Leaves of the issuer signed by the old and by the new CA of the rotation in progress.',
+      labelNames: ['name', 'namespace', 'kind', 'ca'],
+      registers: [registry],
+    }),
+    rotationMargin: new Gauge({
+      name: 'sigil_issuer_rotation_margin_seconds',
+      help: "Time left to start a CA rotation that can finish before the CA expires: the CA's remaining life minus the longest leaf lifetime and two propagation delays. Below 0, rotate now.",
+      labelNames: ['name', 'namespace', 'kind'],
+      registers: [registry],
+    }),
     queueDepth: new Gauge({
       name: 'sigil_controller_queue_depth',
       help: "Keys waiting in a controller's work queue.",

@@ -4,7 +4,7 @@
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import type { Logger } from 'winston';
-import { API_VERSION, type IssuerKind, Plural, sigilPath } from '../lib/api/types.ts';
+import { API_VERSION, type Issuer, type IssuerKind, Plural, sigilPath } from '../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../lib/kube/client.ts';
 import { isConflict, isNotFound } from '../lib/kube/errors.ts';
 import { LeaderElector } from '../lib/kube/leader.ts';
@@ -15,6 +15,7 @@ import { IdentityGarbageCollector } from './identitygc/controller.ts';
 import { IssuerController } from './issuers/controller.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
 import { startHealthServer } from './server.ts';
+import { TrustController } from './trust/controller.ts';
 import { WebhookTlsController, type WebhookTlsOptions } from './webhooktls/controller.ts';
 
 export interface OperatorOptions {
@@ -49,7 +50,13 @@ export interface OperatorOptions {
   /** Keep the webhook's serving TLS and caBundle; off when undefined. */
   webhookTls?: Omit<WebhookTlsOptions, 'kc' | 'logger' | 'now' | 'namespace'> | undefined;
   /** Create the default ClusterIssuer (with this CA Secret and policy) if it does not exist. */
-  createDefaultIssuer?: { secretName: string; policy?: Record<string, unknown> | undefined } | undefined;
+  createDefaultIssuer?:
+    | {
+        secretName: string;
+        policy?: Record<string, unknown> | undefined;
+        rotation?: Record<string, unknown> | undefined;
+      }
+    | undefined;
   /** Create a self-signed root CA in this Secret (operator namespace) if it does not exist. */
   bootstrapCaSecret?: string | undefined;
   /** Delete webhook-created identity Certificates no pod has used for this long; 0 disables. */
@@ -76,6 +83,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
   const kube = kubeFor(o.kc);
   let certificates: CertificateController | undefined;
   let issuers: IssuerController | undefined;
+  let trust: TrustController | undefined;
   let webhookTls: WebhookTlsController | undefined;
   let identityGc: IdentityGarbageCollector | undefined;
   let running = false;
@@ -95,6 +103,13 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       onIssuerChanged: (key) => certificates?.onIssuerChanged(key),
       eventRepeatIntervalMs: o.eventRepeatIntervalMs,
     });
+    trust = new TrustController({
+      kc: o.kc,
+      watchNamespace: o.watchNamespace,
+      source: { desired: (ns) => certificates?.trustBundlesFor(ns) ?? new Map() },
+      logger,
+      metrics,
+    });
     certificates = new CertificateController({
       kc: o.kc,
       issuers,
@@ -110,11 +125,21 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       logger,
       metrics,
       now,
+      onTrustChanged: (ns) => trust?.touch(ns),
+      trustBundleHeld: (ns, key, pem) => trust?.holds(ns, key, pem) ?? false,
     });
+    issuers.setObserver(certificates.rotationObserver);
     const started = Date.now();
     if (o.bootstrapCaSecret) await bootstrapCa(kube, o.namespace, o.bootstrapCaSecret, logger, now());
     if (o.createDefaultIssuer)
-      await ensureDefaultIssuer(kube, o.defaultIssuer.name, o.trustDomain, o.createDefaultIssuer, logger);
+      await ensureDefaultIssuer(
+        kube,
+        o.defaultIssuer.name,
+        o.trustDomain,
+        o.createDefaultIssuer,
+        !o.bootstrapCaSecret,
+        logger,
+      );
     if (o.webhookTls) {
       webhookTls = new WebhookTlsController({
         ...o.webhookTls,
@@ -125,6 +150,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       });
       await webhookTls.start();
     }
+    await trust.start();
     await issuers.start();
     await issuers.waitForInitialSync();
     await certificates.start();
@@ -152,6 +178,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
     webhookTls?.stop();
     certificates?.stop();
     issuers?.stop();
+    trust?.stop();
     running = false;
   };
 
@@ -263,12 +290,21 @@ async function bootstrapCa(
   }
 }
 
-/** Creates the default ClusterIssuer once; an existing one is left as its owner made it. */
+/**
+ * Creates the default ClusterIssuer once; an existing one is left as its owner made it, except that
+ * one the operator created follows the CA Secret it is given (a user's CA, not the bootstrap one):
+ * changing the chart's ca.existingSecret rotates its CA, as pointing spec.ca.secretName does.
+ */
 async function ensureDefaultIssuer(
   kube: Kube,
   name: string,
   trustDomain: string,
-  spec: { secretName: string; policy?: Record<string, unknown> | undefined },
+  spec: {
+    secretName: string;
+    policy?: Record<string, unknown> | undefined;
+    rotation?: Record<string, unknown> | undefined;
+  },
+  followSecret: boolean,
   logger: Logger,
 ): Promise<void> {
   try {
@@ -280,10 +316,33 @@ async function ensureDefaultIssuer(
         ca: { secretName: spec.secretName },
         trustDomain,
         ...(spec.policy && Object.keys(spec.policy).length > 0 ? { policy: spec.policy } : {}),
+        ...(spec.rotation && Object.keys(spec.rotation).length > 0 ? { rotation: spec.rotation } : {}),
       },
     });
     logger.info('created the default ClusterIssuer', { name, secret: spec.secretName });
   } catch (err) {
     if (!isConflict(err)) throw err;
+    if (!followSecret) return;
+    // Listed by name rather than read: the chart grants list on ClusterIssuers, get on none.
+    const existing = (
+      await kube.list<{ items: Issuer[] }>(sigilPath(Plural.ClusterIssuer), {
+        fieldSelector: `metadata.name=${name}`,
+      })
+    ).items[0];
+    if (
+      !existing ||
+      existing.metadata.labels?.['app.kubernetes.io/managed-by'] !== 'sigil-operator' ||
+      existing.spec.ca.secretName === spec.secretName
+    )
+      return;
+    await kube.mergePatch(sigilPath(Plural.ClusterIssuer, undefined, name), {
+      metadata: { resourceVersion: existing.metadata.resourceVersion },
+      spec: { ca: { secretName: spec.secretName } },
+    });
+    logger.info('pointed the default ClusterIssuer at its new CA Secret; the rotation starts', {
+      name,
+      from: existing.spec.ca.secretName,
+      to: spec.secretName,
+    });
   }
 }

@@ -18,7 +18,17 @@ import {
   type V1PolicyRule,
 } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { type Certificate, findCondition, GROUP, Plural, VERSION } from '../lib/api/types.ts';
+import {
+  Annotation,
+  bundleKey,
+  type Certificate,
+  findCondition,
+  GROUP,
+  type Issuer,
+  Plural,
+  TRUST_BUNDLE_CONFIGMAP,
+  VERSION,
+} from '../lib/api/types.ts';
 import { describeApiError, statusCode } from '../lib/kube/errors.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
 import {
@@ -425,6 +435,41 @@ async function wholeJob(timeoutMs = 15_000): Promise<string | undefined> {
         ? true
         : undefined;
     });
+    // The generated CA rotates when asked: the operator makes the next CA, points the default ClusterIssuer at
+    // it and runs the rotation to its end, publishing the bundle in a ConfigMap in each namespace.
+    const clusterIssuer = async () =>
+      (await custom().getClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: Plural.ClusterIssuer,
+        name: 'sigil-ca',
+      })) as Issuer;
+    const before = (await clusterIssuer()).spec.ca.secretName;
+    await custom().patchClusterCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: Plural.ClusterIssuer,
+        name: 'sigil-ca',
+        body: { metadata: { annotations: { [Annotation.RotateRequestedAt]: ns } } },
+      },
+      merge,
+    );
+    await step('the generated CA rotated', async () => {
+      const i = await clusterIssuer();
+      return i.spec.ca.secretName !== before &&
+        i.status?.handled?.rotateRequestedAt === ns &&
+        !i.status.rotation &&
+        i.status.secretName === i.spec.ca.secretName
+        ? true
+        : undefined;
+    });
+    await step('the trust bundle in the namespace', async () => {
+      const cm = await core()
+        .readNamespacedConfigMap({ name: TRUST_BUNDLE_CONFIGMAP, namespace: ns })
+        .catch(() => undefined);
+      return cm?.data?.[bundleKey('ClusterIssuer', 'sigil-ca')] ? true : undefined;
+    });
     return undefined;
   } catch (err) {
     return (err as Error).message;
@@ -454,6 +499,9 @@ describe('helm install with default values', () => {
       '--create-namespace',
       '--set-json',
       'issuer.policy={"allowedDNSNames":["*.example.com"]}',
+      // Rotations in the whole job finish in seconds: nothing here runs pods to wait for.
+      '--set-json',
+      'issuer.rotation={"propagationDelay":"1s","reissuePerSecond":200}',
     );
     expect(res.out).toContain('STATUS: deployed');
     expect(res.out).toContain('NO CA WAS GIVEN');

@@ -104,6 +104,8 @@ export interface IdentityOptions {
   clusterDomain: string;
   /** The operator's --min-duration: a shorter sigil.dev/duration could never be issued. */
   minDurationMs?: number | undefined;
+  /** The ClusterIssuer a pod without the issuer annotation gets (the operator's default). */
+  defaultIssuer?: string | undefined;
 }
 
 /**

@@ -1,6 +1,10 @@
 // The JSONPatch that mounts an identity into a pod. Pure.
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { bundleKey, TRUST_BUNDLE_CONFIGMAP } from '../lib/api/types.ts';
 import { type Identity, PodAnnotation } from './identity.ts';
+
+/** The operator's default ClusterIssuer when the webhook is not told another. */
+export const DEFAULT_ISSUER = 'sigil-ca';
 
 export const VOLUME_NAME = 'sigil-identity';
 
@@ -32,7 +36,7 @@ export function alreadyInjected(pod: V1Pod): boolean {
  * Builds the patch. Throws PatchConflict when the pod already uses the volume
  * name, the mount path or one of the environment variables for something else.
  */
-export function buildPatch(pod: V1Pod, identity: Identity): PatchOp[] {
+export function buildPatch(pod: V1Pod, identity: Identity, defaultIssuer = DEFAULT_ISSUER): PatchOp[] {
   const ops: PatchOp[] = [];
   const spec = pod.spec ?? { containers: [] };
   if ((spec.volumes ?? []).some((v) => v.name === VOLUME_NAME)) {
@@ -64,7 +68,22 @@ export function buildPatch(pod: V1Pod, identity: Identity): PatchOp[] {
             items: [
               { key: 'tls.crt', path: 'tls.crt' },
               { key: 'tls.key', path: 'tls.key' },
-              { key: 'ca.crt', path: 'ca.crt' },
+            ],
+          },
+        },
+        // ca.crt is the issuer's trust bundle from the namespace's ConfigMap: a rotation rewrites one
+        // object per namespace, and every pod of the namespace sees it on the kubelet's next sync.
+        {
+          configMap: {
+            name: TRUST_BUNDLE_CONFIGMAP,
+            items: [
+              {
+                key: bundleKey(
+                  identity.issuerRef?.kind ?? 'ClusterIssuer',
+                  identity.issuerRef?.name ?? defaultIssuer,
+                ),
+                path: 'ca.crt',
+              },
             ],
           },
         },

@@ -13,7 +13,7 @@ import {
   podIdentity,
   podWarnings,
 } from './identity.ts';
-import { alreadyInjected, buildPatch, PatchConflict, type PatchOp } from './patch.ts';
+import { alreadyInjected, buildPatch, DEFAULT_ISSUER, PatchConflict, type PatchOp } from './patch.ts';
 
 export interface AdmissionRequest {
   uid: string;
@@ -181,7 +181,7 @@ export function planRequest(request: AdmissionRequest, options: IdentityOptions)
     // Names outside the namespace are judged with the rest of the identity by the tenancy module
     // when the issuer is read (server.ts issuerRefusal).
     const { identity } = podIdentity(pod, namespace, options);
-    const patch = buildPatch(pod, identity);
+    const patch = buildPatch(pod, identity, options.defaultIssuer ?? DEFAULT_ISSUER);
     plan = { kind: 'inject', request, identity, patch, warnings: podWarnings(pod) };
   } catch (err) {
     if (err instanceof IdentityError)

@@ -433,6 +433,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
       trustDomain: o.trustDomain,
       clusterDomain: o.clusterDomain,
       minDurationMs: o.minDurationMs,
+      defaultIssuer: o.defaultIssuer.name,
     });
     return { response: await carryOut(plan), plan };
   };

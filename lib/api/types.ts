@@ -63,7 +63,41 @@ export const Annotation = {
    * Sigil never writes a Secret it did not create for that Certificate without it.
    */
   AllowTakeover: 'sigil.dev/allow-takeover',
+  /** On a CA Secret the operator generated (the bootstrap CA and its successors): it may rotate it on its own. */
+  Bootstrap: 'sigil.dev/bootstrap',
+  /**
+   * Set (to any new value) on an issuer whose CA the operator generated to ask for a rotation now
+   * (`sigil ca rotate`). A user's CA rotates by pointing spec.ca.secretName at the new CA's Secret.
+   */
+  RotateRequestedAt: 'sigil.dev/rotate-requested-at',
+  /**
+   * Set (to any new value) on an issuer to end the rotation in progress at once: the old CA leaves
+   * every bundle without waiting. Peers still holding a leaf of the old CA fail their handshakes until
+   * they get a new one; it exists to recover from a compromised CA, and to prove the waits matter.
+   */
+  RetireNow: 'sigil.dev/retire-now',
 } as const;
+
+/**
+ * The per-namespace ConfigMap that carries the trust bundles of the issuers used there, one key
+ * per issuer (bundleKey). The operator writes it; injected pods read ca.crt from it.
+ */
+export const TRUST_BUNDLE_CONFIGMAP = 'sigil-trust-bundle';
+/** The label on every trust-bundle ConfigMap: the operator watches only ConfigMaps with it. */
+export const TRUST_BUNDLE_LABEL = 'sigil.dev/trust-bundle';
+
+/**
+ * The key of an issuer's bundle in the trust-bundle ConfigMap: `clusterissuer.<name>.crt` or
+ * `issuer.<name>.crt`. A name too long for a ConfigMap key (253 characters) is shortened to its
+ * first 200 characters and a hash, so distinct issuers never share a key.
+ */
+export function bundleKey(kind: IssuerKind, name: string): string {
+  const key = `${kind.toLowerCase()}.${name}.crt`;
+  if (key.length <= 253) return key;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return `${kind.toLowerCase()}.${name.slice(0, 200)}-${h.toString(16).padStart(8, '0')}.crt`;
+}
 
 export const ConditionType = { Ready: 'Ready', Issuing: 'Issuing' } as const;
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
@@ -164,16 +198,85 @@ export interface IssuerPolicy {
   allowedKeySizes?: number[];
 }
 
+/** How the issuer's CA rotates (see README "CA rotation"). */
+export interface RotationSpec {
+  /** Rotate a CA the operator generated on its own once prepareAtPercent of its life has passed (default true). */
+  automatic?: boolean;
+  /** The share of a generated CA's lifetime after which its successor is prepared (default 50). */
+  prepareAtPercent?: number;
+  /**
+   * How long a bundle or leaf change takes to reach every running pod: the kubelet's sync period
+   * plus its cache delay (default 2m, for the kubelet's default syncFrequency of 1m).
+   */
+  propagationDelay?: string;
+  /** Leaves re-issued early from the new CA per second, at most (default 5). */
+  reissuePerSecond?: number;
+}
+
 export interface IssuerSpec {
   ca: { secretName: string };
   policy?: IssuerPolicy;
   trustDomain?: string;
+  rotation?: RotationSpec;
+}
+
+/** A CA of a rotation: where it came from and its trust anchor. */
+export interface CARef {
+  secretName: string;
+  fingerprint: string;
+  notAfter: string;
+  /** The CA certificate that signs (PEM). */
+  certificate: string;
+  /** What peers trust for it: the last certificate of its chain (PEM). */
+  trustAnchor: string;
+}
+
+export const RotationPhase = {
+  /** The new CA is in every bundle; the old one still signs. Waits for the bundle to reach every pod. */
+  Prepare: 'Prepare',
+  /** The new CA signs; leaves of the old one are re-issued at a bounded rate. Waits until none is left, and for them to reach every pod. */
+  Activate: 'Activate',
+  /** The old CA leaves the bundles. Waits until every bundle is written. */
+  Retire: 'Retire',
+} as const;
+export type RotationPhaseName = (typeof RotationPhase)[keyof typeof RotationPhase];
+
+export interface RotationStatus {
+  phase: RotationPhaseName;
+  /** When the phase began. */
+  since: string;
+  /** When the rotation began. */
+  startedAt: string;
+  /** What the phase waits for, in words. */
+  waitingFor: string;
+  from: CARef;
+  to: CARef;
+  /** When every bundle object (ConfigMaps, Secrets' ca.crt) held this phase's bundle. */
+  bundleWrittenAt?: string;
+  /** When the last leaf of the old CA was replaced (Activate). */
+  leavesMovedAt?: string;
+  leavesOnOld?: number;
+  leavesOnNew?: number;
+  /** Namespaces whose trust-bundle ConfigMap is written / all that need one. */
+  bundleNamespaces?: string;
+  /** Why it started: SecretChanged, Automatic, Requested, Rollback. */
+  trigger: string;
 }
 
 export interface IssuerStatus {
   conditions?: Condition[];
+  /** Expiry of the CA that signs. */
   notAfter?: string;
+  /** SHA-256 fingerprint of the CA that signs. */
   fingerprint?: string;
+  /** The Secret of the CA that signs: spec.ca.secretName, or the old one while a rotation has not activated. */
+  secretName?: string;
+  /** SHA-256 fingerprints of the trust anchors in the issuer's bundle. */
+  bundle?: string[];
+  rotation?: RotationStatus;
+  lastRotation?: { from: string; to: string; startedAt: string; completedAt: string; trigger: string };
+  /** The rotate-requested-at and retire-now annotation values already acted on. */
+  handled?: { rotateRequestedAt?: string; retireNow?: string };
 }
 
 export interface Issuer {

@@ -105,6 +105,8 @@ export function resourcePath(r: {
 export const paths = {
   secrets: (namespace?: string, name?: string) =>
     resourcePath({ version: 'v1', plural: 'secrets', namespace, name }),
+  configMaps: (namespace?: string, name?: string) =>
+    resourcePath({ version: 'v1', plural: 'configmaps', namespace, name }),
   events: (namespace: string, name?: string) =>
     resourcePath({ version: 'v1', plural: 'events', namespace, name }),
   namespaces: (name?: string) => resourcePath({ version: 'v1', plural: 'namespaces', name }),

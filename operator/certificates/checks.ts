@@ -27,6 +27,8 @@ export const IssueReason = {
   DurationChanged: 'DurationChanged',
   /** The certificate was not signed by the issuer's current CA. */
   IssuerChanged: 'IssuerChanged',
+  /** The issuer's CA is rotating: the certificate, signed by the other CA of the rotation, moves to the one that signs now. */
+  CARotation: 'CARotation',
   /** The certificate has expired. */
   Expired: 'Expired',
   /** The renewal time has come. */
@@ -44,6 +46,13 @@ export interface CheckInput {
   /** Why the Secret's data did not parse. */
   parseError: string | undefined;
   ca: CertificateAuthority;
+  /**
+   * Which CA signed the leaf: the one that signs now, the other CA of a rotation in progress (still in
+   * the bundle unless `otherTrusted` is false), or neither. Undefined: not known, checked here.
+   */
+  signedBy?: 'current' | 'other' | 'none' | undefined;
+  /** The rotation's other CA is still in the issuer's bundle (Prepare, Activate). */
+  otherTrusted?: boolean | undefined;
   now: Date;
 }
 
@@ -99,14 +108,19 @@ const specMismatch: Check = ({ pair, resolved }) => {
       };
 };
 
-const issuerChanged: Check = ({ pair, ca }) => {
+export const issuerChanged: Check = ({ pair, ca, signedBy, otherTrusted }) => {
   if (!pair) return undefined;
-  return isSignedBy(pair.leaf, ca.certificate)
-    ? undefined
-    : {
-        reason: IssueReason.IssuerChanged,
-        message: `Issuing certificate as it was not signed by the issuer's current CA (${ca.facts.subject.commonName ?? ca.facts.fingerprint.slice(0, 16)})`,
-      };
+  const by = signedBy ?? (isSignedBy(pair.leaf, ca.certificate) ? 'current' : 'none');
+  if (by === 'current') return undefined;
+  if (by === 'other' && otherTrusted)
+    return {
+      reason: IssueReason.CARotation,
+      message: `Re-issuing certificate early as the issuer's CA is rotating to ${ca.facts.subject.commonName ?? 'a new CA'} (${ca.facts.fingerprint.slice(0, 16)})`,
+    };
+  return {
+    reason: IssueReason.IssuerChanged,
+    message: `Issuing certificate as it was not signed by the issuer's current CA (${ca.facts.subject.commonName ?? ca.facts.fingerprint.slice(0, 16)})`,
+  };
 };
 
 /**

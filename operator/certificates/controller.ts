@@ -7,6 +7,7 @@ import { resolveSpec } from '../../lib/api/request.ts';
 import {
   Annotation,
   API_VERSION,
+  bundleKey,
   type Certificate,
   type CertificateStatus,
   type Condition,
@@ -16,8 +17,10 @@ import {
   Label,
   objectKey,
   Plural,
+  RotationPhase,
   setCondition,
   sigilPath,
+  TRUST_BUNDLE_CONFIGMAP,
 } from '../../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
 import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
@@ -35,7 +38,7 @@ import {
   tenancyViolation,
 } from '../../lib/tenancy/index.ts';
 import { EventRecorder } from '../events.ts';
-import type { IssuerController, IssuerState } from '../issuers/controller.ts';
+import type { IssuerController, IssuerState, RotationObserver } from '../issuers/controller.ts';
 import { issuerKey } from '../issuers/controller.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { reconcileKey } from '../reconcile.ts';
@@ -44,6 +47,7 @@ import {
   firstVerdict,
   IssueReason,
   issuanceChecks,
+  issuerChanged,
   minimumIssuanceInterval,
   plannedRenewal,
   shortenedNote,
@@ -115,6 +119,10 @@ export interface CertificateControllerOptions {
   logger: Logger;
   metrics: OperatorMetrics;
   now: () => Date;
+  /** A namespace's trust bundles changed (an issuer's bundle, or the issuers its Certificates use). */
+  onTrustChanged?: ((namespace: string) => void) | undefined;
+  /** Whether the namespace's trust-bundle ConfigMap holds `pem` under `key`; without it, assumed so. */
+  trustBundleHeld?: ((namespace: string, key: string, pem: string) => boolean) | undefined;
   /** Retry backoff after a failed issuance. */
   baseBackoffMs?: number;
   maxBackoffMs?: number;
@@ -186,6 +194,17 @@ class IssuanceError extends Error {
   }
 }
 
+/** What a CA rotation needs of one Certificate's Secret. */
+interface LeafEntry {
+  /** issuerKey of the Certificate's issuer. */
+  issuer: string;
+  /** Fingerprint of the CA that signed the leaf, among the issuer's (empty: another CA). */
+  signer: string;
+  /** The Secret's ca.crt (base64) when last looked at or written. */
+  bundle: string;
+  lifetimeMs: number;
+}
+
 export class CertificateController {
   readonly certificates: Informer<Certificate>;
   readonly secrets: Informer<V1Secret>;
@@ -210,6 +229,13 @@ export class CertificateController {
   >();
   /** Secrets without Sigil's label that a Certificate's secretName ran into (`namespace/name`); re-read on retry. */
   private readonly foreign = new Map<string, V1Secret>();
+  /** The issuer of each Certificate, as last looked at: which trust bundles each namespace needs. */
+  private readonly certIssuer = new Map<string, string>();
+  private readonly issuersByNamespace = new Map<string, Map<string, number>>();
+  /** What a CA rotation needs to know of each Certificate's Secret (see LeafEntry). */
+  private readonly leaves = new Map<string, LeafEntry>();
+  /** Every Certificate found at start has been looked at once. */
+  private initialPass = false;
 
   constructor(o: CertificateControllerOptions) {
     this.o = o;
@@ -413,6 +439,94 @@ export class CertificateController {
     await this.certificates.start();
     await this.secrets.start();
     for (const c of this.certificates.list()) this.queue.add(objectKey(c));
+    void this.queue.idle().then(() => {
+      this.initialPass = true;
+    });
+  }
+
+  /** Records the issuer a Certificate uses; a namespace that starts or stops using an issuer gets its bundle written. */
+  private setIssuerOf(key: string, namespace: string, issuer: string | undefined): void {
+    const before = this.certIssuer.get(key);
+    if (before === issuer) return;
+    const counts = this.issuersByNamespace.get(namespace) ?? new Map<string, number>();
+    if (before !== undefined) {
+      const n = (counts.get(before) ?? 1) - 1;
+      if (n <= 0) counts.delete(before);
+      else counts.set(before, n);
+    }
+    if (issuer === undefined) this.certIssuer.delete(key);
+    else {
+      this.certIssuer.set(key, issuer);
+      counts.set(issuer, (counts.get(issuer) ?? 0) + 1);
+    }
+    if (counts.size === 0) this.issuersByNamespace.delete(namespace);
+    else this.issuersByNamespace.set(namespace, counts);
+    if ((before === undefined) !== (issuer === undefined) || before !== issuer)
+      this.o.onTrustChanged?.(namespace);
+  }
+
+  /** The trust bundles the namespace's ConfigMap should hold: one key per ready issuer its Certificates use. */
+  trustBundlesFor(namespace: string): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const key of this.issuersByNamespace.get(namespace)?.keys() ?? []) {
+      const state = this.issuerState(key);
+      if (state?.ready && state.bundlePem) out.set(bundleKey(state.kind, state.name), state.bundlePem);
+    }
+    return out;
+  }
+
+  private issuerState(key: string): IssuerState | undefined {
+    const [kind, ...rest] = key.split('/') as [IssuerKind, ...string[]];
+    return kind === 'Issuer'
+      ? this.o.issuers.get(kind, rest[0], rest[1]!)
+      : this.o.issuers.get(kind, undefined, rest[0]!);
+  }
+
+  /** The rotation's view of this controller's Certificates: see RotationObserver. */
+  readonly rotationObserver: RotationObserver = {
+    synced: () => this.initialPass,
+    bundleWritten: (issuer, anchors) => this.bundleProgressOf(issuer, anchors).done,
+    bundleProgress: (issuer, anchors) => this.bundleProgressOf(issuer, anchors).text,
+    leaves: (issuer, from, to) => {
+      let onOld = 0;
+      let onNew = 0;
+      for (const e of this.leaves.values()) {
+        if (e.issuer !== issuer) continue;
+        if (e.signer === from) onOld++;
+        else if (e.signer === to) onNew++;
+      }
+      return { onOld, onNew };
+    },
+    longestLeafMs: (issuer) => {
+      let max = 0;
+      for (const e of this.leaves.values()) if (e.issuer === issuer && e.lifetimeMs > max) max = e.lifetimeMs;
+      return max;
+    },
+  };
+
+  private bundleProgressOf(issuer: string, anchors: readonly string[]): { done: boolean; text: string } {
+    const state = this.issuerState(issuer);
+    if (!state || state.bundleAnchors.join() !== anchors.join())
+      return { done: false, text: 'not published yet' };
+    let secrets = 0;
+    let secretsDone = 0;
+    for (const e of this.leaves.values()) {
+      if (e.issuer !== issuer) continue;
+      secrets++;
+      if (e.bundle === state.bundleB64) secretsDone++;
+    }
+    let namespaces = 0;
+    let namespacesDone = 0;
+    const key = bundleKey(state.kind, state.name);
+    for (const [ns, counts] of this.issuersByNamespace) {
+      if (!counts.has(issuer)) continue;
+      namespaces++;
+      if (this.o.trustBundleHeld?.(ns, key, state.bundlePem) ?? true) namespacesDone++;
+    }
+    return {
+      done: secrets === secretsDone && namespaces === namespacesDone,
+      text: `ca.crt in ${secretsDone}/${secrets} Secrets, ConfigMap ${TRUST_BUNDLE_CONFIGMAP} in ${namespacesDone}/${namespaces} namespaces`,
+    };
   }
 
   stop(): void {
@@ -421,8 +535,9 @@ export class CertificateController {
     this.secrets.stop();
   }
 
-  /** Re-checks every Certificate that uses the issuer. */
+  /** Re-checks every Certificate that uses the issuer, and rewrites its bundle where it is used. */
   onIssuerChanged(key: string): void {
+    for (const [ns, counts] of this.issuersByNamespace) if (counts.has(key)) this.o.onTrustChanged?.(ns);
     for (const c of this.certificates.list()) {
       const ref = this.issuerRefOf(c);
       if (issuerKey(ref.kind, ref.kind === 'Issuer' ? c.metadata.namespace : undefined, ref.name) === key) {
@@ -469,6 +584,8 @@ export class CertificateController {
       this.recentIssuances.delete(key);
       this.unmatchable.delete(key);
       this.forgetMetrics(key);
+      this.leaves.delete(key);
+      this.setIssuerOf(key, namespace, undefined);
       return;
     }
     // The cache may not have our last status write yet; never compute from an older status than we wrote.
@@ -496,6 +613,8 @@ export class CertificateController {
       );
     }
     const issuer = this.o.issuers.get(ref.kind, ref.kind === 'Issuer' ? namespace : undefined, ref.name);
+    const thisIssuer = issuerKey(ref.kind, ref.kind === 'Issuer' ? namespace : undefined, ref.name);
+    this.setIssuerOf(key, namespace, thisIssuer);
     if (!issuer) {
       return this.notReady(
         certificate,
@@ -553,13 +672,58 @@ export class CertificateController {
     }
 
     // Decide.
-    const input: CheckInput = { certificate, resolved, secret, pair, parseError, ca: issuer.ca, now };
-    const verdict = firstVerdict(issuanceChecks, input);
+    const signedBy = pair
+      ? isSignedBy(pair.leaf, issuer.ca.certificate)
+        ? 'current'
+        : issuer.otherCa && isSignedBy(pair.leaf, issuer.otherCa)
+          ? 'other'
+          : 'none'
+      : undefined;
+    const otherTrusted = !!issuer.rotation && issuer.rotation.phase !== RotationPhase.Retire;
+    if (pair && secret) {
+      this.leaves.set(key, {
+        issuer: thisIssuer,
+        signer:
+          signedBy === 'current'
+            ? issuer.ca.facts.fingerprint
+            : signedBy === 'other'
+              ? issuer.otherCa!.facts.fingerprint
+              : '',
+        bundle: secret.data?.['ca.crt'] ?? '',
+        lifetimeMs: pair.leaf.facts.notAfter.getTime() - pair.leaf.facts.notBefore.getTime(),
+      });
+    } else this.leaves.delete(key);
+    const input: CheckInput = {
+      certificate,
+      resolved,
+      secret,
+      pair,
+      parseError,
+      ca: issuer.ca,
+      signedBy,
+      otherTrusted,
+      now,
+    };
+    let verdict = firstVerdict(issuanceChecks, input);
+    if (verdict?.reason === IssueReason.CARotation) {
+      // Leaves move to the new CA at the issuer's bounded rate, spread over time; until its turn comes
+      // this one is still trusted everywhere and is looked at as any other.
+      const wait = issuer.reissue.waitMs();
+      if (wait > 0 || !issuer.reissue.take()) {
+        this.queue.addAfter(key, Math.max(wait, 50) + Math.floor(Math.random() * 1000));
+        verdict = firstVerdict(
+          issuanceChecks.filter((c) => c !== issuerChanged),
+          input,
+        );
+      }
+    }
 
     if (!verdict && pair) {
-      // Up to date. Repair Sigil's metadata on the Secret if someone removed it, then report Ready.
-      if (secret && metadataDrift(secret, certificate, issuer.kind, issuer.name)) {
-        await this.patchSecretMetadata(certificate, secret, issuer, log);
+      // Up to date. Repair Sigil's metadata on the Secret if someone removed it, bring its ca.crt to the
+      // issuer's trust bundle, then report Ready.
+      const bundleStale = !!secret && !!issuer.bundleB64 && secret.data?.['ca.crt'] !== issuer.bundleB64;
+      if (secret && (bundleStale || metadataDrift(secret, certificate, issuer.kind, issuer.name))) {
+        await this.patchSecretMetadata(certificate, secret, issuer, log, bundleStale);
       }
       const plan = plannedRenewal(
         pair.leaf.facts.notBefore,
@@ -644,7 +808,11 @@ export class CertificateController {
         !resolved.rotateKey && pair?.keyMatches
           ? { keyObject: pair.key.keyObject, description: pair.key.description }
           : undefined;
-      const issued = await issueCertificate(issuer.ca, resolved.request, now, reuse);
+      // ca.crt is the issuer's trust bundle: during a rotation, both CAs.
+      const issued = {
+        ...(await issueCertificate(issuer.ca, resolved.request, now, reuse)),
+        ...(issuer.bundlePem ? { caPem: issuer.bundlePem } : {}),
+      };
       const unreadable = readBackProblem(issued, resolved.request, issuer.ca.certificate);
       if (unreadable) {
         const message = `The spec cannot be issued: the certificate it yields would never match it, so it would be re-issued on every look (${unreadable}). Nothing was written; fix the Certificate or its issuer's CA chain`;
@@ -657,6 +825,12 @@ export class CertificateController {
         return this.notReady(certificate, ReadyReason.InvalidSpec, message, now, log);
       }
       await this.writeSecret(certificate, issuer, issued, secret);
+      this.leaves.set(key, {
+        issuer: thisIssuer,
+        signer: issuer.ca.facts.fingerprint,
+        bundle: Buffer.from(issued.caPem).toString('base64'),
+        lifetimeMs: issued.notAfter.getTime() - issued.notBefore.getTime(),
+      });
       this.recordIssuance(key, certificate, now);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.o.metrics.issuanceDuration.observe(seconds);
@@ -942,18 +1116,37 @@ export class CertificateController {
     secret: V1Secret,
     issuer: IssuerState,
     log: Logger,
+    bundle = false,
   ) {
     const meta = managedMetadata(certificate, issuer.kind, issuer.name);
     try {
       const result = await this.kube.mergePatch<V1Secret>(
         paths.secrets(secret.metadata!.namespace!, secret.metadata!.name!),
-        { metadata: meta },
+        bundle
+          ? {
+              // The precondition keeps a concurrent re-issue from being paired with this bundle's ca.crt by accident.
+              metadata: { ...meta, resourceVersion: secret.metadata?.resourceVersion },
+              data: { 'ca.crt': issuer.bundleB64 },
+            }
+          : { metadata: meta },
         { fieldManager: FIELD_MANAGER },
       );
+      this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'secrets' });
       this.written.set(objectKey(result), result);
-      log.info('restored Sigil labels and annotations on the Secret');
+      const entry = this.leaves.get(objectKey(certificate));
+      if (entry && bundle) entry.bundle = issuer.bundleB64;
+      if (bundle)
+        log.info("wrote the issuer's trust bundle to the Secret's ca.crt", {
+          anchors: issuer.bundleAnchors.length,
+        });
+      else log.info('restored Sigil labels and annotations on the Secret');
     } catch (err) {
-      log.warn('could not restore Secret metadata', { error: describeApiError(err) });
+      if (isConflict(err)) {
+        this.queue.add(objectKey(certificate));
+        return;
+      }
+      log.warn('could not update the Secret', { error: describeApiError(err) });
+      this.queue.retry(objectKey(certificate));
     }
   }
 

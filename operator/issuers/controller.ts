@@ -4,26 +4,34 @@
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
 import {
+  Annotation,
   API_VERSION,
+  type CARef,
   type Condition,
   ConditionType,
   findCondition,
   type Issuer,
   type IssuerKind,
   Plural,
+  RotationPhase,
+  type RotationStatus,
   setCondition,
   sigilPath,
 } from '../../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
-import { describeApiError, isNotFound } from '../../lib/kube/errors.ts';
+import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
+import { TokenBucket } from '../../lib/kube/ratelimit.ts';
 import { listPage } from '../../lib/kube/rest.ts';
-import { type CertificateAuthority, loadCertificateAuthority } from '../../lib/pki/ca.ts';
+import { type CertificateAuthority, createSelfSignedCA, loadCertificateAuthority } from '../../lib/pki/ca.ts';
+import { type ParsedCertificate, parseCertificateChain } from '../../lib/pki/certificate.ts';
 import { isPkiError, PkiErrorCode } from '../../lib/pki/errors.ts';
+import { parseDuration } from '../../lib/pki/renewal.ts';
 import { EventRecorder } from '../events.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { reconcileKey } from '../reconcile.ts';
+import { bundleAnchors, bundlePem, decideRotation, type RotationDecision } from './rotation.ts';
 
 /** Reasons on an issuer's Ready condition. */
 export const IssuerReason = {
@@ -43,6 +51,8 @@ export const IssuerReason = {
   NotYetValid: 'NotYetValid',
   /** The CA Secret could not be read. */
   SecretReadFailed: 'SecretReadFailed',
+  /** A rotation signs with a CA whose Secret is gone. */
+  RotationCAMissing: 'RotationCAMissing',
 } as const;
 
 function reasonFor(code: string): string {
@@ -70,8 +80,32 @@ export interface IssuerState {
   ready: boolean;
   reason: string;
   message: string;
+  /** The CA that signs now (during a rotation, the old one until Activate). */
   ca: CertificateAuthority | undefined;
   trustDomain: string;
+  /** The trust bundle: the anchors peers of this issuer trust, PEM (empty when not ready). */
+  bundlePem: string;
+  /** bundlePem in base64, as a Secret's ca.crt holds it. */
+  bundleB64: string;
+  /** SHA-256 fingerprints of the CAs in the bundle. */
+  bundleAnchors: string[];
+  rotation: RotationStatus | undefined;
+  /** The rotation's other CA (not the one that signs): its leaves are replaced at the reissue rate. */
+  otherCa: ParsedCertificate | undefined;
+  /** Bounds early re-issues during a rotation. */
+  reissue: TokenBucket;
+  propagationMs: number;
+}
+
+/** What the issuer controller learns from the Certificates and bundles of an issuer. */
+export interface RotationObserver {
+  /** False until every Certificate has been looked at once since start. */
+  synced(): boolean;
+  bundleWritten(issuerKey: string, anchors: readonly string[]): boolean;
+  bundleProgress(issuerKey: string, anchors: readonly string[]): string;
+  leaves(issuerKey: string, fromFingerprint: string, toFingerprint: string): { onOld: number; onNew: number };
+  /** The longest lifetime among the issuer's leaves (ms), 0 when it has none. */
+  longestLeafMs(issuerKey: string): number;
 }
 
 export function issuerKey(kind: IssuerKind, namespace: string | undefined, name: string): string {
@@ -91,6 +125,8 @@ export interface IssuerControllerOptions {
   onIssuerChanged: (key: string) => void;
   /** A repeated Event's count is written at most this often (default 10 s). */
   eventRepeatIntervalMs?: number | undefined;
+  /** Set once the Certificate controller exists; without it rotations do not wait on anything. */
+  observer?: RotationObserver | undefined;
 }
 
 export class IssuerController {
@@ -100,11 +136,12 @@ export class IssuerController {
   /** One informer per CA Secret, keyed namespace/name, with the issuer keys using it. */
   private readonly caSecrets = new Map<string, { informer: Informer<V1Secret>; users: Set<string> }>();
   private readonly queue: WorkQueue;
-  private readonly o: IssuerControllerOptions;
+  private o: IssuerControllerOptions;
   private readonly kube: Kube;
   /** Parsed CAs by Secret uid+resourceVersion: parsing is done once per Secret version. */
   private readonly caCache = new Map<string, CertificateAuthority>();
   private readonly events: EventRecorder;
+  private readonly reissueLimits = new Map<string, { rate: number; bucket: TokenBucket }>();
 
   constructor(o: IssuerControllerOptions) {
     this.o = o;
@@ -167,6 +204,11 @@ export class IssuerController {
     this.caSecrets.clear();
   }
 
+  /** The Certificate controller's view of the leaves and bundles, once it exists. */
+  setObserver(observer: RotationObserver): void {
+    this.o = { ...this.o, observer };
+  }
+
   get(kind: IssuerKind, namespace: string | undefined, name: string): IssuerState | undefined {
     return this.states.get(issuerKey(kind, namespace, name));
   }
@@ -207,9 +249,9 @@ export class IssuerController {
     return entry.informer;
   }
 
-  private releaseCaSecrets(user: string, keep?: string) {
+  private releaseCaSecrets(user: string, keep?: ReadonlySet<string>) {
     for (const [key, entry] of this.caSecrets) {
-      if (key === keep) continue;
+      if (keep?.has(key)) continue;
       entry.users.delete(user);
       if (entry.users.size === 0) {
         entry.informer.stop();
@@ -229,6 +271,43 @@ export class IssuerController {
     );
   }
 
+  /** Loads the CA in a Secret the issuer uses, parsing each Secret version once. */
+  private loadCa(
+    secrets: Informer<V1Secret>,
+    secretKey: string,
+    now: Date,
+  ): { ca?: CertificateAuthority; secret?: V1Secret; reason: string; message: string } {
+    const secret = secrets.get(secretKey);
+    if (!secret) {
+      return {
+        reason: IssuerReason.SecretNotFound,
+        message: `CA Secret ${secretKey} does not exist; create it with the CA certificate in tls.crt and its key in tls.key`,
+      };
+    }
+    const where = `Secret ${secretKey}`;
+    const cacheKey = `${secret.metadata?.uid}/${secret.metadata?.resourceVersion}`;
+    try {
+      let ca = this.caCache.get(cacheKey);
+      if (!ca || now >= ca.facts.notAfter || now < ca.facts.notBefore) {
+        const crt = secret.data?.['tls.crt'] ? Buffer.from(secret.data['tls.crt'], 'base64') : undefined;
+        const k = secret.data?.['tls.key'] ? Buffer.from(secret.data['tls.key'], 'base64') : undefined;
+        ca = loadCertificateAuthority(crt, k, now, where);
+      }
+      for (const k of this.caCache.keys())
+        if (k.startsWith(`${secret.metadata?.uid}/`) && k !== cacheKey) this.caCache.delete(k);
+      this.caCache.set(cacheKey, ca);
+      return {
+        ca,
+        secret,
+        reason: IssuerReason.Ready,
+        message: `CA "${ca.facts.subject.commonName ?? ca.facts.fingerprint}" is valid until ${ca.facts.notAfter.toISOString()}`,
+      };
+    } catch (err) {
+      if (!isPkiError(err)) throw err;
+      return { secret, reason: reasonFor(err.code), message: err.message };
+    }
+  }
+
   private async processItem(key: string): Promise<void> {
     const [kind, ...rest] = key.split('/') as [IssuerKind, ...string[]];
     const namespace = kind === 'Issuer' ? rest[0] : undefined;
@@ -238,55 +317,103 @@ export class IssuerController {
     const log = this.o.logger.child({ controller: 'issuers', key, namespace });
     if (!issuer) {
       this.releaseCaSecrets(key);
+      this.reissueLimits.delete(key);
       if (this.states.delete(key)) this.o.onIssuerChanged(key);
       return;
     }
     const secretNamespace = namespace ?? this.o.operatorNamespace;
     const secretName = issuer.spec.ca.secretName;
     const secretKey = `${secretNamespace}/${secretName}`;
-    this.releaseCaSecrets(key, secretKey);
-    const secrets = this.caSecretInformer(secretNamespace, secretName, key);
-    await secrets.waitForSync();
+    const status = issuer.status;
+    // The Secrets in play: the one spec names, the one that signs now, and both ends of a rotation.
+    const names = new Set([
+      secretName,
+      ...(status?.secretName ? [status.secretName] : []),
+      ...(status?.rotation ? [status.rotation.from.secretName, status.rotation.to.secretName] : []),
+    ]);
+    const keep = new Set([...names].map((n) => `${secretNamespace}/${n}`));
+    this.releaseCaSecrets(key, keep);
+    const informers = new Map<string, Informer<V1Secret>>();
+    for (const n of names) informers.set(n, this.caSecretInformer(secretNamespace, n, key));
+    await Promise.all([...informers.values()].map((i) => i.waitForSync()));
 
     // Decide.
     const now = this.o.now();
-    const secret = secrets.get(secretKey);
-    let ca: CertificateAuthority | undefined;
-    let reason: string = IssuerReason.Ready;
-    let message: string;
-    const where = `Secret ${secretKey}`;
-    if (!secret) {
-      reason = IssuerReason.SecretNotFound;
-      message = `CA Secret ${secretKey} does not exist; create it with the CA certificate in tls.crt and its key in tls.key`;
-    } else {
-      const cacheKey = `${secret.metadata?.uid}/${secret.metadata?.resourceVersion}`;
-      try {
-        ca = this.caCache.get(cacheKey);
-        if (!ca) {
-          const crt = secret.data?.['tls.crt'] ? Buffer.from(secret.data['tls.crt'], 'base64') : undefined;
-          const k = secret.data?.['tls.key'] ? Buffer.from(secret.data['tls.key'], 'base64') : undefined;
-          ca = loadCertificateAuthority(crt, k, now, where);
-        } else if (now >= ca.facts.notAfter || now < ca.facts.notBefore) {
-          ca = loadCertificateAuthority(
-            Buffer.from(secret.data!['tls.crt']!, 'base64'),
-            Buffer.from(secret.data!['tls.key']!, 'base64'),
-            now,
-            where,
-          );
-        }
-        for (const k of this.caCache.keys())
-          if (k.startsWith(`${secret.metadata?.uid}/`)) this.caCache.delete(k);
-        this.caCache.set(cacheKey, ca);
-        message = `CA "${ca.facts.subject.commonName ?? ca.facts.fingerprint}" is valid until ${ca.facts.notAfter.toISOString()}`;
-      } catch (err) {
-        ca = undefined;
-        if (!isPkiError(err)) throw err;
-        reason = reasonFor(err.code);
-        message = err.message;
+    const desired = this.loadCa(informers.get(secretName)!, secretKey, now);
+    let reason = desired.reason;
+    let message = desired.message;
+    const rotationSpec = issuer.spec.rotation ?? {};
+    const propagationMs = rotationDelay(rotationSpec.propagationDelay);
+    const loaded = new Map<string, CertificateAuthority>();
+    if (desired.ca) loaded.set(desired.ca.facts.fingerprint, desired.ca);
+    let current: CARef | undefined;
+    if (status?.secretName && status.secretName !== secretName) {
+      const c = this.loadCa(
+        informers.get(status.secretName)!,
+        `${secretNamespace}/${status.secretName}`,
+        now,
+      );
+      if (c.ca) {
+        loaded.set(c.ca.facts.fingerprint, c.ca);
+        current = caRef(status.secretName, c.ca);
       }
     }
-    const ready = reason === IssuerReason.Ready;
+    for (const end of status?.rotation ? [status.rotation.from, status.rotation.to] : []) {
+      if (loaded.has(end.fingerprint)) continue;
+      const c = this.loadCa(informers.get(end.secretName)!, `${secretNamespace}/${end.secretName}`, now);
+      if (c.ca?.facts.fingerprint === end.fingerprint) loaded.set(end.fingerprint, c.ca);
+    }
+    const annotations = issuer.metadata.annotations ?? {};
+    const retireAsk = annotations[Annotation.RetireNow];
+    const retireNow = !!retireAsk && retireAsk !== status?.handled?.retireNow && !!status?.rotation;
+    const rotateAsk = annotations[Annotation.RotateRequestedAt];
+    const handled = {
+      ...(status?.handled ?? {}),
+      ...(retireAsk && status?.rotation ? { retireNow: retireAsk } : {}),
+    };
+
+    let decision: RotationDecision | undefined;
+    let ca: CertificateAuthority | undefined;
+    if (desired.ca) {
+      const generated = desired.secret?.metadata?.annotations?.[Annotation.Bootstrap] === 'true';
+      decision = decideRotation({
+        now,
+        status,
+        desired: caRef(secretName, desired.ca),
+        current,
+        propagationMs,
+        retireNow,
+        trigger: generated
+          ? (desired.secret?.metadata?.annotations?.['sigil.dev/rotation-trigger'] ?? 'Automatic')
+          : 'SecretChanged',
+        observe: this.o.observer
+          ? {
+              synced: this.o.observer.synced(),
+              bundleWritten: (anchors) => this.o.observer!.bundleWritten(key, anchors),
+              bundleProgress: (anchors) => this.o.observer!.bundleProgress(key, anchors),
+              leaves: (from, to) => this.o.observer!.leaves(key, from.fingerprint, to.fingerprint),
+            }
+          : noObserver,
+      });
+      ca = loaded.get(decision.signing.fingerprint);
+      if (!ca) {
+        reason = IssuerReason.RotationCAMissing;
+        message = `The rotation in phase ${decision.rotation?.phase} signs with the CA in Secret ${secretNamespace}/${decision.signing.secretName} (${decision.signing.fingerprint.slice(0, 16)}), which is gone or no longer that CA; restore it, or set the ${Annotation.RetireNow} annotation to finish the rotation on the new CA`;
+      } else if (decision.rotation) {
+        message = `${message}; rotation ${decision.rotation.phase}: waiting for ${decision.rotation.waitingFor}`;
+      }
+    }
+    const ready = reason === IssuerReason.Ready && !!ca;
+    if (!ready) ca = undefined;
     const previous = this.states.get(key);
+    const bundle = decision && ready ? bundlePem(decision.bundle) : '';
+    const anchors = decision && ready ? bundleAnchors(decision.bundle) : [];
+    const other = decision?.rotation
+      ? loadedOrParsed(
+          loaded,
+          decision.signing === decision.rotation.to ? decision.rotation.from : decision.rotation.to,
+        )
+      : undefined;
     const state: IssuerState = {
       kind,
       namespace,
@@ -297,78 +424,159 @@ export class IssuerController {
       message,
       ca,
       trustDomain: issuer.spec.trustDomain ?? this.o.trustDomain,
+      bundlePem: bundle,
+      bundleB64: Buffer.from(bundle).toString('base64'),
+      bundleAnchors: anchors,
+      rotation: decision?.rotation,
+      otherCa: other,
+      reissue: this.reissueLimiter(key, rotationSpec.reissuePerSecond ?? 5),
+      propagationMs,
     };
     this.states.set(key, state);
     const labels = { name, namespace: namespace ?? '', kind };
-    for (const status of ['True', 'False']) {
-      this.o.metrics.issuerReady.set(
-        { ...labels, condition: status },
-        (ready ? 'True' : 'False') === status ? 1 : 0,
-      );
+    for (const s of ['True', 'False']) {
+      this.o.metrics.issuerReady.set({ ...labels, condition: s }, (ready ? 'True' : 'False') === s ? 1 : 0);
     }
     if (ca) this.o.metrics.caExpiration.set(labels, ca.facts.notAfter.getTime() / 1000);
     else this.o.metrics.caExpiration.remove(labels);
+    for (const phase of Object.values(RotationPhase))
+      this.o.metrics.rotationPhase.set({ ...labels, phase }, decision?.rotation?.phase === phase ? 1 : 0);
+    if (decision?.rotation) {
+      this.o.metrics.rotationPhaseSince.set(labels, Date.parse(decision.rotation.since) / 1000);
+      this.o.metrics.rotationLeaves.set({ ...labels, ca: 'old' }, decision.rotation.leavesOnOld ?? 0);
+      this.o.metrics.rotationLeaves.set({ ...labels, ca: 'new' }, decision.rotation.leavesOnNew ?? 0);
+    } else {
+      this.o.metrics.rotationPhaseSince.remove(labels);
+      this.o.metrics.rotationLeaves.remove({ ...labels, ca: 'old' });
+      this.o.metrics.rotationLeaves.remove({ ...labels, ca: 'new' });
+    }
+    // A CA that expires before a rotation could finish: its leaves are cut short and there is no time to
+    // move them. Rotation needs the longest leaf lifetime plus two propagation windows.
+    if (ca && !decision?.rotation) {
+      const leafMs = this.o.observer?.longestLeafMs(key) ?? 0;
+      const margin = ca.facts.notAfter.getTime() - now.getTime() - (leafMs + 2 * propagationMs);
+      this.o.metrics.rotationMargin.set(labels, Math.round(margin / 1000));
+      if (margin < 0)
+        this.events.record(
+          this.ref(kind, name, namespace, issuer),
+          'Warning',
+          'CAExpiresBeforeRotation',
+          `CA ${ca.facts.fingerprint.slice(0, 16)} expires at ${ca.facts.notAfter.toISOString()}, sooner than a rotation can finish (the longest leaf lifetime ${Math.round(leafMs / 60_000)}m plus two propagation delays of ${Math.round(propagationMs / 1000)}s): rotate it now`,
+        );
+    } else this.o.metrics.rotationMargin.remove(labels);
 
-    // Re-check when the CA becomes valid or expires.
+    // Re-check when the CA becomes valid or expires, and while a rotation waits.
     if (ca) this.queue.addAfter(key, ca.facts.notAfter.getTime() - now.getTime() + 1000);
-    if (reason === IssuerReason.NotYetValid && secret) this.queue.addAfter(key, 60_000);
+    if (reason === IssuerReason.NotYetValid && desired.secret) this.queue.addAfter(key, 60_000);
+    if (decision?.recheckMs !== undefined) this.queue.addAfter(key, Math.max(250, decision.recheckMs));
 
     const changed =
       !previous ||
       previous.ready !== ready ||
       previous.ca?.facts.fingerprint !== ca?.facts.fingerprint ||
+      previous.bundlePem !== state.bundlePem ||
+      previous.rotation?.phase !== state.rotation?.phase ||
       previous.trustDomain !== state.trustDomain ||
       JSON.stringify(previous.issuer.spec.policy) !== JSON.stringify(issuer.spec.policy);
     if (changed) {
-      log.info(ready ? 'issuer ready' : 'issuer not ready', { reason, detail: message });
+      log.info(ready ? 'issuer ready' : 'issuer not ready', {
+        reason,
+        detail: message,
+        rotation: state.rotation?.phase,
+      });
       this.o.onIssuerChanged(key);
     }
+    const ref = this.ref(kind, name, namespace, issuer);
+    for (const e of decision?.events ?? []) {
+      log.info('rotation', { reason: e.reason, detail: e.message });
+      this.events.record(ref, e.type, e.reason, e.message);
+    }
     // Every reason status gives is an Event on the issuer too (repeats counted on one).
-    if (!ready)
-      this.events.record(
-        { apiVersion: API_VERSION, kind, name, namespace, uid: issuer.metadata.uid },
-        'Warning',
-        reason,
-        message,
-      );
+    if (!ready) this.events.record(ref, 'Warning', reason, message);
+
+    // A CA the operator generated rotates on its own, or when asked: it makes the next CA and points the
+    // issuer at it, the same declarative change a user makes for their own CA.
+    if (ready && desired.ca && decision && !decision.rotation && desired.secret) {
+      const generated =
+        kind === 'ClusterIssuer' && desired.secret.metadata?.annotations?.[Annotation.Bootstrap] === 'true';
+      const asked = !!rotateAsk && rotateAsk !== status?.handled?.rotateRequestedAt;
+      const due =
+        rotationSpec.automatic !== false &&
+        automaticRotationDue(
+          desired.ca.facts.notBefore,
+          desired.ca.facts.notAfter,
+          now,
+          rotationSpec.prepareAtPercent,
+        );
+      if (asked && !generated) {
+        this.events.record(
+          ref,
+          'Warning',
+          'RotationNotPossible',
+          `${Annotation.RotateRequestedAt} rotates only a CA the operator generated; Secret ${secretKey} holds a CA of your own: put the new CA in a new Secret and point spec.ca.secretName at it`,
+        );
+        handled.rotateRequestedAt = rotateAsk;
+      } else if (generated && (asked || due)) {
+        await this.generateNext(
+          issuer,
+          desired.ca,
+          secretNamespace,
+          secretName,
+          asked ? 'Requested' : 'Automatic',
+          log,
+        );
+        if (asked) handled.rotateRequestedAt = rotateAsk;
+        else if (due) this.queue.addAfter(key, 1000);
+      }
+    }
 
     // Act: write status when it changed.
     const condition: Condition = {
       type: ConditionType.Ready,
       status: ready ? 'True' : 'False',
       reason,
-      message,
+      message: ready && decision?.rotation ? desired.message : message,
       lastTransitionTime: now.toISOString(),
       observedGeneration: issuer.metadata.generation,
     };
-    const conditions = setCondition(issuer.status?.conditions, condition);
-    const status = {
+    const conditions = setCondition(status?.conditions, condition);
+    const next = {
       conditions,
-      notAfter: ca?.facts.notAfter.toISOString(),
-      fingerprint: ca?.facts.fingerprint,
+      notAfter: ca?.facts.notAfter.toISOString() ?? null,
+      fingerprint: ca?.facts.fingerprint ?? null,
+      // Without a CA that signs, what signed last is kept: it is where a rotation starts from.
+      secretName: ready && decision ? decision.signing.secretName : (status?.secretName ?? null),
+      bundle: ready ? anchors : (status?.bundle ?? null),
+      rotation: withNulls(ready ? decision?.rotation : status?.rotation),
+      lastRotation: decision?.lastRotation ?? status?.lastRotation ?? null,
+      handled: Object.keys(handled).length > 0 ? handled : null,
     };
-    const current = findCondition(issuer.status?.conditions, ConditionType.Ready);
+    const before = {
+      conditions: status?.conditions,
+      notAfter: status?.notAfter ?? null,
+      fingerprint: status?.fingerprint ?? null,
+      secretName: status?.secretName ?? null,
+      bundle: status?.bundle ?? null,
+      rotation: status?.rotation ?? null,
+      lastRotation: status?.lastRotation ?? null,
+      handled: status?.handled ?? null,
+    };
+    const current0 = findCondition(status?.conditions, ConditionType.Ready);
     if (
-      current?.status === condition.status &&
-      current.reason === condition.reason &&
-      current.message === condition.message &&
-      current.observedGeneration === condition.observedGeneration &&
-      issuer.status?.notAfter === status.notAfter &&
-      issuer.status?.fingerprint === status.fingerprint
+      current0?.status === condition.status &&
+      current0.reason === condition.reason &&
+      current0.message === condition.message &&
+      current0.observedGeneration === condition.observedGeneration &&
+      canonical({ ...next, conditions: undefined }) === canonical({ ...before, conditions: undefined })
     ) {
       return;
     }
     try {
-      const body = {
-        apiVersion: API_VERSION,
-        kind,
-        status: { ...status, notAfter: status.notAfter ?? null, fingerprint: status.fingerprint ?? null },
-      };
       await this.kube.mergePatch(
         kind === 'Issuer'
           ? sigilPath(Plural.Issuer, namespace!, name, 'status')
           : sigilPath(Plural.ClusterIssuer, undefined, name, 'status'),
-        body,
+        { apiVersion: API_VERSION, kind, status: next },
       );
       this.o.metrics.apiRequests.inc({
         verb: 'patch',
@@ -380,4 +588,139 @@ export class IssuerController {
       this.queue.retry(key);
     }
   }
+
+  private ref(kind: IssuerKind, name: string, namespace: string | undefined, issuer: Issuer) {
+    return { apiVersion: API_VERSION, kind, name, namespace, uid: issuer.metadata.uid };
+  }
+
+  private reissueLimiter(key: string, perSecond: number): TokenBucket {
+    const have = this.reissueLimits.get(key);
+    if (have && have.rate === perSecond) return have.bucket;
+    const bucket = new TokenBucket(perSecond, Math.max(1, perSecond));
+    this.reissueLimits.set(key, { rate: perSecond, bucket });
+    return bucket;
+  }
+
+  /**
+   * Makes the successor of a CA the operator generated, with the same lifetime and key type, in a new
+   * Secret next to it, and points the issuer at it: the rotation then runs as for any CA change.
+   */
+  private async generateNext(
+    issuer: Issuer,
+    ca: CertificateAuthority,
+    secretNamespace: string,
+    secretName: string,
+    trigger: string,
+    log: Logger,
+  ): Promise<void> {
+    const now = this.o.now();
+    const lifetime = ca.facts.notAfter.getTime() - ca.facts.notBefore.getTime();
+    const fresh = await createSelfSignedCA({
+      commonName: ca.facts.subject.commonName ?? 'sigil root CA',
+      organization: 'sigil',
+      notBefore: new Date(now.getTime() - 60_000),
+      notAfter: new Date(now.getTime() - 60_000 + lifetime),
+    });
+    const base = secretName.replace(/-[0-9a-f]{8}$/, '').slice(0, 200);
+    const nextName = `${base}-${parseCertificateChain(fresh.certPem, 'the new CA')[0]!.facts.fingerprint.slice(0, 8)}`;
+    try {
+      await this.kube.create(paths.secrets(secretNamespace), {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'kubernetes.io/tls',
+        metadata: {
+          name: nextName,
+          annotations: {
+            [Annotation.Bootstrap]: 'true',
+            'sigil.dev/rotated-from': secretName,
+            'sigil.dev/rotation-trigger': trigger,
+          },
+        },
+        data: {
+          'tls.crt': Buffer.from(fresh.certPem).toString('base64'),
+          'tls.key': Buffer.from(fresh.keyPem).toString('base64'),
+        },
+      });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+    await this.kube.mergePatch(sigilPath(Plural.ClusterIssuer, undefined, issuer.metadata.name!), {
+      metadata: { resourceVersion: issuer.metadata.resourceVersion },
+      spec: { ca: { secretName: nextName } },
+    });
+    log.info('generated the next CA; rotating to it', { secret: `${secretNamespace}/${nextName}` });
+  }
 }
+
+/** The propagation delay from the spec (Go duration), 2 minutes when unset or unreadable. */
+export function rotationDelay(text: string | undefined): number {
+  const ms = text ? parseDuration(text) : undefined;
+  return ms === undefined ? 120_000 : ms;
+}
+
+/** True once prepareAtPercent (default 50) of a CA's lifetime has passed. */
+export function automaticRotationDue(
+  notBefore: Date,
+  notAfter: Date,
+  now: Date,
+  prepareAtPercent = 50,
+): boolean {
+  const life = notAfter.getTime() - notBefore.getTime();
+  return now.getTime() >= notBefore.getTime() + (life * Math.min(100, Math.max(1, prepareAtPercent))) / 100;
+}
+
+export function caRef(secretName: string, ca: CertificateAuthority): CARef {
+  return {
+    secretName,
+    fingerprint: ca.facts.fingerprint,
+    notAfter: ca.facts.notAfter.toISOString(),
+    certificate: ca.certificate.pem,
+    trustAnchor: ca.trustAnchorPem,
+  };
+}
+
+function loadedOrParsed(
+  loaded: Map<string, CertificateAuthority>,
+  ref: CARef,
+): ParsedCertificate | undefined {
+  const have = loaded.get(ref.fingerprint);
+  if (have) return have.certificate;
+  try {
+    return parseCertificateChain(ref.certificate, 'the rotation status')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/** JSON with keys sorted and null or undefined fields left out: a merge patch's null deletes the field. */
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, x) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(
+          Object.entries(x)
+            .filter(([, y]) => y !== undefined && y !== null)
+            .sort(([a], [b]) => a.localeCompare(b)),
+        )
+      : x,
+  );
+}
+
+/** The rotation status for a merge patch: every optional field present (null when unset), so none of the phase before survives. */
+function withNulls(r: RotationStatus | undefined): Record<string, unknown> | null {
+  if (!r) return null;
+  return {
+    bundleWrittenAt: null,
+    leavesMovedAt: null,
+    leavesOnOld: null,
+    leavesOnNew: null,
+    bundleNamespaces: null,
+    ...r,
+  };
+}
+
+const noObserver = {
+  synced: true,
+  bundleWritten: () => true,
+  bundleProgress: () => 'nothing to write',
+  leaves: () => ({ onOld: 0, onNew: 0 }),
+};

@@ -1,0 +1,270 @@
+// The CA rotation state machine of an issuer, as a pure function: from what the
+// issuer's status says (the persisted state), the CA its spec points at and
+// what the operator observes (bundles written, leaves left on the old CA), it
+// decides which CA signs, which CAs the trust bundle holds, and the next
+// status. It never changes the bundle and the signing CA in one step, except
+// when asked to retire at once (RetireNow).
+//
+//   Prepare   bundle {old, new}, old signs   waits: every bundle object written, then propagationDelay
+//   Activate  bundle {old, new}, new signs   waits: no leaf left on old, then propagationDelay
+//   Retire    bundle {new},      new signs   waits: every bundle object written
+//   (done)    lastRotation recorded
+import {
+  type CARef,
+  type IssuerStatus,
+  RotationPhase,
+  type RotationPhaseName,
+  type RotationStatus,
+} from '../../lib/api/types.ts';
+import { formatDuration } from '../../lib/pki/renewal.ts';
+
+export interface RotationObservations {
+  /** False until the operator has looked at every Certificate once: until then nothing is known to be written. */
+  synced: boolean;
+  /** True when every bundle object of the issuer (trust-bundle ConfigMaps, Secrets' ca.crt) holds these anchors. */
+  bundleWritten: (anchors: readonly string[]) => boolean;
+  /** Leaves of the issuer signed by the rotation's old CA and by its new one. */
+  leaves: (from: CARef, to: CARef) => { onOld: number; onNew: number };
+  /** A short account of where the bundle is not written yet, for waitingFor. */
+  bundleProgress: (anchors: readonly string[]) => string;
+}
+
+export interface RotationInput {
+  now: Date;
+  status: IssuerStatus | undefined;
+  /** The CA spec.ca.secretName holds (valid and able to sign). */
+  desired: CARef;
+  /**
+   * The CA the status says signs (status.secretName), when it is another Secret and still valid:
+   * the old CA of a rotation that starts now. Undefined when it is gone or expired.
+   */
+  current: CARef | undefined;
+  propagationMs: number;
+  /** The issuer carries a RetireNow request not handled yet. */
+  retireNow: boolean;
+  /** Why a rotation that starts now starts (Automatic, Requested, SecretChanged). */
+  trigger: string;
+  observe: RotationObservations;
+}
+
+export interface RotationEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+export interface RotationDecision {
+  /** The CA that signs now. */
+  signing: CARef;
+  /** The CAs whose trust anchors the bundle holds, in order (the one that signs first). */
+  bundle: CARef[];
+  rotation: RotationStatus | undefined;
+  lastRotation: IssuerStatus['lastRotation'];
+  events: RotationEvent[];
+  /** Look again after this long (a wait in progress), or undefined. */
+  recheckMs: number | undefined;
+}
+
+const short = (ref: CARef) => `${ref.secretName} (${ref.fingerprint.slice(0, 16)})`;
+
+/** The anchors a bundle holds: the trust anchors' PEM, without repeats (two CAs under one root share it). */
+export function bundlePem(bundle: readonly CARef[]): string {
+  return [...new Set(bundle.map((r) => r.trustAnchor.trim()))].join('\n') + '\n';
+}
+
+/** The fingerprints naming a bundle (as status.bundle lists them). */
+export function bundleAnchors(bundle: readonly CARef[]): string[] {
+  return [...new Set(bundle.map((r) => r.fingerprint))];
+}
+
+function phaseBundle(phase: RotationPhaseName, from: CARef, to: CARef): CARef[] {
+  return phase === RotationPhase.Retire ? [to] : [to, from];
+}
+
+function start(
+  phase: RotationPhaseName,
+  from: CARef,
+  to: CARef,
+  now: Date,
+  trigger: string,
+  startedAt = now.toISOString(),
+): RotationStatus {
+  return { phase, since: now.toISOString(), startedAt, waitingFor: '', from, to, trigger };
+}
+
+export function decideRotation(i: RotationInput): RotationDecision {
+  const events: RotationEvent[] = [];
+  const nowMs = i.now.getTime();
+  const prev = i.status?.rotation;
+  const last = i.status?.lastRotation;
+  let rotation: RotationStatus | undefined = prev ? { ...prev } : undefined;
+
+  // No rotation in progress: steady, or one starts.
+  if (!rotation) {
+    const signingFp = i.status?.fingerprint;
+    if (!signingFp || signingFp === i.desired.fingerprint) {
+      return {
+        signing: i.desired,
+        bundle: [i.desired],
+        rotation: undefined,
+        lastRotation: last,
+        events,
+        recheckMs: undefined,
+      };
+    }
+    if (!i.current || i.current.fingerprint !== signingFp || i.current.secretName === i.desired.secretName) {
+      // The old CA is gone (its Secret replaced in place, deleted, or expired): nothing can keep signing
+      // with it, so the new one takes over at once.
+      events.push({
+        type: 'Warning',
+        reason: 'CAReplaced',
+        message: `The CA changed from ${signingFp.slice(0, 16)} to ${short(i.desired)} without a rotation: ${
+          i.current?.secretName === i.desired.secretName
+            ? `Secret ${i.desired.secretName} was overwritten in place`
+            : 'the old CA Secret is gone or expired'
+        }, so leaves are re-issued from the new CA at once and peers that trust only the old CA refuse them until their bundle updates. To rotate without failed handshakes, put the new CA in a new Secret and point spec.ca.secretName at it`,
+      });
+      return {
+        signing: i.desired,
+        bundle: [i.desired],
+        rotation: undefined,
+        lastRotation: last,
+        events,
+        recheckMs: undefined,
+      };
+    }
+    rotation = start(RotationPhase.Prepare, i.current, i.desired, i.now, i.trigger);
+    events.push({
+      type: 'Normal',
+      reason: 'RotationStarted',
+      message: `Rotating the CA from ${short(i.current)} to ${short(i.desired)} (${i.trigger}): the new CA joins every trust bundle first; the old one keeps signing until the bundle has reached every pod`,
+    });
+  } else if (i.retireNow) {
+    if (rotation.phase !== RotationPhase.Retire) {
+      events.push({
+        type: 'Warning',
+        reason: 'RotationForced',
+        message: `Retiring CA ${short(rotation.from)} now, as requested by the ${'sigil.dev/retire-now'} annotation, in phase ${rotation.phase}: peers still holding one of its leaves fail their handshakes until they get a new one`,
+      });
+      rotation = start(
+        RotationPhase.Retire,
+        rotation.from,
+        rotation.to,
+        i.now,
+        rotation.trigger,
+        rotation.startedAt,
+      );
+    }
+  } else if (i.desired.fingerprint === rotation.from.fingerprint) {
+    // Rolled back: spec points at the old CA again, which every bundle still trusts.
+    const back = rotation.phase === RotationPhase.Prepare ? RotationPhase.Retire : RotationPhase.Activate;
+    if (rotation.phase === RotationPhase.Retire) {
+      // The old CA is leaving the bundles already: going back to it is a rotation of its own.
+      rotation = start(RotationPhase.Prepare, rotation.to, rotation.from, i.now, 'Rollback');
+    } else {
+      rotation = start(back, rotation.to, rotation.from, i.now, 'Rollback');
+    }
+    events.push({
+      type: 'Normal',
+      reason: 'RotationRolledBack',
+      message: `spec.ca.secretName points at ${short(rotation.to)} again: rolling back (${rotation.phase} with ${short(rotation.to)} as the CA to keep)`,
+    });
+  }
+
+  // Advance through the phases while their waits are over.
+  let recheckMs: number | undefined;
+  if (!i.observe.synced) recheckMs = 1000;
+  for (let step = 0; step < 4 && rotation && i.observe.synced; step++) {
+    const r: RotationStatus = rotation;
+    const bundle = phaseBundle(r.phase, r.from, r.to);
+    const anchors = bundleAnchors(bundle);
+    const written = i.observe.bundleWritten(anchors);
+    if (written && !r.bundleWrittenAt) r.bundleWrittenAt = i.now.toISOString();
+    const leaves = i.observe.leaves(r.from, r.to);
+    r.leavesOnOld = leaves.onOld;
+    r.leavesOnNew = leaves.onNew;
+    const later =
+      i.desired.fingerprint !== r.to.fingerprint && i.desired.fingerprint !== r.from.fingerprint
+        ? `; then rotates to ${short(i.desired)}, which spec.ca.secretName names now`
+        : '';
+    if (r.phase === RotationPhase.Prepare) {
+      if (!r.bundleWrittenAt) {
+        r.waitingFor = `the bundle with both CAs to be written: ${i.observe.bundleProgress(anchors)}${later}`;
+        recheckMs = 2000;
+        break;
+      }
+      const due = Date.parse(r.bundleWrittenAt) + i.propagationMs;
+      if (nowMs < due) {
+        r.waitingFor = `the bundle with both CAs to reach every pod: ${formatDuration(due - nowMs)} left of the ${formatDuration(i.propagationMs)} propagation delay${later}`;
+        recheckMs = due - nowMs;
+        break;
+      }
+      rotation = start(RotationPhase.Activate, r.from, r.to, i.now, r.trigger, r.startedAt);
+      // Activate keeps Prepare's bundle: it is written already.
+      rotation.bundleWrittenAt = r.bundleWrittenAt;
+      events.push({
+        type: 'Normal',
+        reason: 'RotationActivated',
+        message: `CA ${short(r.to)} signs from now on; leaves of ${short(r.from)} are re-issued early, at a bounded rate`,
+      });
+      continue;
+    }
+    if (r.phase === RotationPhase.Activate) {
+      if (leaves.onOld > 0) {
+        r.leavesMovedAt = undefined;
+        r.waitingFor = `${leaves.onOld} leaves still signed by the old CA to be re-issued (${leaves.onNew} on the new one)${later}`;
+        recheckMs = 2000;
+        break;
+      }
+      if (!r.leavesMovedAt) r.leavesMovedAt = i.now.toISOString();
+      const due = Date.parse(r.leavesMovedAt) + i.propagationMs;
+      if (nowMs < due) {
+        r.waitingFor = `the new leaves to reach every pod: ${formatDuration(due - nowMs)} left of the ${formatDuration(i.propagationMs)} propagation delay${later}`;
+        recheckMs = due - nowMs;
+        break;
+      }
+      rotation = start(RotationPhase.Retire, r.from, r.to, i.now, r.trigger, r.startedAt);
+      events.push({
+        type: 'Normal',
+        reason: 'RotationRetiring',
+        message: `No leaf of ${short(r.from)} is left: it leaves every trust bundle`,
+      });
+      continue;
+    }
+    // Retire.
+    if (!r.bundleWrittenAt) {
+      r.waitingFor = `the bundle without the old CA to be written: ${i.observe.bundleProgress(anchors)}${later}`;
+      recheckMs = 2000;
+      break;
+    }
+    events.push({
+      type: 'Normal',
+      reason: 'RotationDone',
+      message: `Rotated the CA from ${short(r.from)} to ${short(r.to)} in ${formatDuration(nowMs - Date.parse(r.startedAt))}`,
+    });
+    const done = {
+      from: r.from.fingerprint,
+      to: r.to.fingerprint,
+      startedAt: r.startedAt,
+      completedAt: i.now.toISOString(),
+      trigger: r.trigger,
+    };
+    return {
+      signing: r.to,
+      bundle: [r.to],
+      rotation: undefined,
+      lastRotation: done,
+      events,
+      recheckMs: undefined,
+    };
+  }
+  const r = rotation!;
+  return {
+    signing: r.phase === RotationPhase.Prepare ? r.from : r.to,
+    bundle: phaseBundle(r.phase, r.from, r.to),
+    rotation: r,
+    lastRotation: last,
+    events,
+    recheckMs,
+  };
+}
