@@ -113,6 +113,42 @@ describe('the mTLS helper', () => {
     }
   });
 
+  it('should accept peers of both CAs while ca.crt holds both (a rotation), and refuse the old one once it leaves', async () => {
+    const { ca: oldCa, certPem: oldPem } = await testCA();
+    const { ca: newCa, certPem: newPem } = await testCA();
+    const server = await identityDir(newCa, 'payments');
+    const client = await identityDir(oldCa, 'frontend');
+    // Both ends hold the bundle: the server already on the new CA, the client still on the old one.
+    for (const d of [server.dir, client.dir]) writeFileSync(join(d, 'ca.crt'), `${newPem}\n${oldPem}`);
+    const identity = watchIdentity(server.dir, 50);
+    const refusals: string[] = [];
+    const srv = createMtlsServer(
+      identity,
+      [`${TD}/ns/shop/sa/frontend`],
+      (socket) => socket.on('data', () => socket.write('hello')),
+      (reason) => refusals.push(reason),
+    );
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as AddressInfo).port;
+    try {
+      expect((await call(port, client.dir, [`${TD}/ns/shop/sa/payments`])).ok).toBe(true);
+      // The old CA retired too early: the server trusts only the new CA while the client still holds an old leaf.
+      let reloaded = false;
+      identity.onReload(() => {
+        reloaded = true;
+      });
+      writeFileSync(join(server.dir, 'ca.crt'), newPem);
+      for (let i = 0; i < 100 && !reloaded; i++) await new Promise((r) => setTimeout(r, 20));
+      expect((await call(port, client.dir, [`${TD}/ns/shop/sa/payments`])).ok).toBe(false);
+      for (let i = 0; i < 50 && refusals.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(refusals).toEqual([expect.stringMatching(/^certificate not accepted: /)]);
+    } finally {
+      identity.close();
+      srv.close();
+      for (const d of [server.dir, client.dir]) rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   it('should refuse a client whose certificate another CA signed, even with an allowed SPIFFE ID, and say so', async () => {
     const { ca, certPem: caPem } = await testCA();
     const { ca: other } = await testCA();

@@ -31,7 +31,15 @@ import { parseDuration } from '../../lib/pki/renewal.ts';
 import { EventRecorder } from '../events.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { reconcileKey } from '../reconcile.ts';
-import { bundleAnchors, bundlePem, decideRotation, type RotationDecision } from './rotation.ts';
+import {
+  automaticRotationDue,
+  bundleAnchors,
+  bundlePem,
+  caRef,
+  decideRotation,
+  type RotationDecision,
+  rotationDelay,
+} from './rotation.ts';
 
 /** Reasons on an issuer's Ready condition. */
 export const IssuerReason = {
@@ -650,33 +658,6 @@ export class IssuerController {
     });
     log.info('generated the next CA; rotating to it', { secret: `${secretNamespace}/${nextName}` });
   }
-}
-
-/** The propagation delay from the spec (Go duration), 2 minutes when unset or unreadable. */
-export function rotationDelay(text: string | undefined): number {
-  const ms = text ? parseDuration(text) : undefined;
-  return ms === undefined ? 120_000 : ms;
-}
-
-/** True once prepareAtPercent (default 50) of a CA's lifetime has passed. */
-export function automaticRotationDue(
-  notBefore: Date,
-  notAfter: Date,
-  now: Date,
-  prepareAtPercent = 50,
-): boolean {
-  const life = notAfter.getTime() - notBefore.getTime();
-  return now.getTime() >= notBefore.getTime() + (life * Math.min(100, Math.max(1, prepareAtPercent))) / 100;
-}
-
-export function caRef(secretName: string, ca: CertificateAuthority): CARef {
-  return {
-    secretName,
-    fingerprint: ca.facts.fingerprint,
-    notAfter: ca.facts.notAfter.toISOString(),
-    certificate: ca.certificate.pem,
-    trustAnchor: ca.trustAnchorPem,
-  };
 }
 
 function loadedOrParsed(

@@ -16,7 +16,8 @@ import {
   type RotationPhaseName,
   type RotationStatus,
 } from '../../lib/api/types.ts';
-import { formatDuration } from '../../lib/pki/renewal.ts';
+import type { CertificateAuthority } from '../../lib/pki/ca.ts';
+import { formatDuration, parseDuration } from '../../lib/pki/renewal.ts';
 
 export interface RotationObservations {
   /** False until the operator has looked at every Certificate once: until then nothing is known to be written. */
@@ -266,5 +267,32 @@ export function decideRotation(i: RotationInput): RotationDecision {
     lastRotation: last,
     events,
     recheckMs,
+  };
+}
+
+/** The propagation delay from the spec (Go duration), 2 minutes when unset or unreadable. */
+export function rotationDelay(text: string | undefined): number {
+  const ms = text ? parseDuration(text) : undefined;
+  return ms === undefined ? 120_000 : ms;
+}
+
+/** True once prepareAtPercent (default 50) of a CA's lifetime has passed. */
+export function automaticRotationDue(
+  notBefore: Date,
+  notAfter: Date,
+  now: Date,
+  prepareAtPercent = 50,
+): boolean {
+  const life = notAfter.getTime() - notBefore.getTime();
+  return now.getTime() >= notBefore.getTime() + (life * Math.min(100, Math.max(1, prepareAtPercent))) / 100;
+}
+
+export function caRef(secretName: string, ca: CertificateAuthority): CARef {
+  return {
+    secretName,
+    fingerprint: ca.facts.fingerprint,
+    notAfter: ca.facts.notAfter.toISOString(),
+    certificate: ca.certificate.pem,
+    trustAnchor: ca.trustAnchorPem,
   };
 }
