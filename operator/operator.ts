@@ -106,7 +106,10 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
     trust = new TrustController({
       kc: o.kc,
       watchNamespace: o.watchNamespace,
-      source: { desired: (ns) => certificates?.trustBundlesFor(ns) ?? new Map() },
+      source: {
+        ready: () => certificates?.rotationObserver.synced() ?? false,
+        desired: (ns) => certificates?.trustBundlesFor(ns) ?? new Map(),
+      },
       logger,
       metrics,
     });

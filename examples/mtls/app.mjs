@@ -1,8 +1,10 @@
 // A service on `sigil/mtls`, as a service team writes one. It reads the identity Sigil
 // mounts, follows renewals without a restart and authorizes peers by SPIFFE ID.
 //   ROLE=backend:  serves mutual TLS on :8443 to the SPIFFE IDs in ALLOWED_PEERS.
-//   ROLE=frontend: calls BACKEND (host:port) every 2 s, accepting only ALLOWED_PEERS,
+//   ROLE=frontend: calls BACKEND (host:port) every INTERVAL_MS (2000), accepting only ALLOWED_PEERS,
 //                  and logs the answer whenever it changes.
+// Both log a `stats` line every 5 s: calls answered and failed (frontend), connections accepted and
+// refused (backend). A CA rotation done right leaves `failed` and `refused` where they were.
 import { X509Certificate } from 'node:crypto';
 import { hostname } from 'node:os';
 import { connect } from 'node:tls';
@@ -15,6 +17,18 @@ if ((role !== 'backend' && role !== 'frontend') || allowed.length === 0) {
   process.exit(2);
 }
 
+const intervalMs = Number(process.env.INTERVAL_MS ?? 2000);
+const stats = { ok: 0, failed: 0, accepted: 0, refused: 0 };
+setInterval(
+  () =>
+    console.log(
+      role === 'backend'
+        ? `stats accepted=${stats.accepted} refused=${stats.refused}`
+        : `stats ok=${stats.ok} failed=${stats.failed}`,
+    ),
+  5000,
+);
+
 const identity = watchIdentity();
 const own = () => new X509Certificate(identity.current().cert);
 const me = () => own().subjectAltName?.replace(/^URI:/, '') ?? own().subject;
@@ -23,14 +37,20 @@ console.log(`${role} ${hostname()} is ${me()}, certificate serial ${serial()}`);
 identity.onReload(() => console.log(`certificate files changed: now serial ${serial()} (no restart)`));
 
 if (role === 'backend') {
+  let lastPeer = '';
   createMtlsServer(
     identity,
     allowed,
     (socket, peer) => {
-      console.log(`accepted ${peer}`);
+      stats.accepted++;
+      if (peer !== lastPeer) console.log(`accepted ${peer}`);
+      lastPeer = peer;
       socket.end(`hello from ${hostname()}, serial ${serial()}`);
     },
-    (reason) => console.log(`refused a client: ${reason}`),
+    (reason) => {
+      stats.refused++;
+      console.log(`refused a client: ${reason}`);
+    },
   ).listen(8443, () => console.log(`serving mutual TLS on :8443 to ${allowed.join(', ')}`));
 } else {
   const [host, port = '443'] = (process.env.BACKEND ?? 'backend:443').split(':');
@@ -53,6 +73,8 @@ if (role === 'backend') {
       failure = err.code ?? err.message;
     });
     socket.on('close', () => {
+      if (body) stats.ok++;
+      else stats.failed++;
       if (body) say(`server ${peer} answered: ${body}`);
       // With TLS 1.3 the server checks the client's certificate after the client's side of the
       // handshake is done: a server that refuses us closes the connection without answering.
@@ -62,5 +84,5 @@ if (role === 'backend') {
     });
   };
   call();
-  setInterval(call, 2000);
+  setInterval(call, intervalMs);
 }

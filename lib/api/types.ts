@@ -257,8 +257,9 @@ export interface RotationStatus {
   leavesMovedAt?: string;
   leavesOnOld?: number;
   leavesOnNew?: number;
-  /** Namespaces whose trust-bundle ConfigMap is written / all that need one. */
-  bundleNamespaces?: string;
+  /** What the current wait still waits on (bundle objects or leaves), and when that last went down. */
+  remaining?: number;
+  progressAt?: string;
   /** Why it started: SecretChanged, Automatic, Requested, Rollback. */
   trigger: string;
 }

@@ -23,7 +23,7 @@ import {
   TRUST_BUNDLE_CONFIGMAP,
 } from '../../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
-import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
+import { describeApiError, isConflict, isNotFound, statusCode } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
@@ -221,7 +221,10 @@ export class CertificateController {
   /** The metric labels last set for each Certificate, so its series go when it goes. */
   private readonly metricLabels = new Map<string, MetricLabels>();
   /** This replica's issuances of each Certificate at its current generation (times), for the loop backstop. */
-  private readonly recentIssuances = new Map<string, { uid: string; generation: number; times: number[] }>();
+  private readonly recentIssuances = new Map<
+    string,
+    { uid: string; generation: number; ca: string; times: number[] }
+  >();
   /** Specs whose freshly issued certificate did not read back as matching them, per generation and CA. */
   private readonly unmatchable = new Map<
     string,
@@ -234,6 +237,8 @@ export class CertificateController {
   private readonly issuersByNamespace = new Map<string, Map<string, number>>();
   /** What a CA rotation needs to know of each Certificate's Secret (see LeafEntry). */
   private readonly leaves = new Map<string, LeafEntry>();
+  /** Certificates whose Secret refused the bundle (immutable, a webhook, RBAC): not waited on, with a Warning. */
+  private readonly unwritable = new Set<string>();
   /** Every Certificate found at start has been looked at once. */
   private initialPass = false;
 
@@ -470,7 +475,8 @@ export class CertificateController {
     const out = new Map<string, string>();
     for (const key of this.issuersByNamespace.get(namespace)?.keys() ?? []) {
       const state = this.issuerState(key);
-      if (state?.ready && state.bundlePem) out.set(bundleKey(state.kind, state.name), state.bundlePem);
+      // An issuer that is not ready keeps its last bundle (see IssuerState.bundlePem).
+      if (state?.bundlePem) out.set(bundleKey(state.kind, state.name), state.bundlePem);
     }
     return out;
   }
@@ -485,7 +491,7 @@ export class CertificateController {
   /** The rotation's view of this controller's Certificates: see RotationObserver. */
   readonly rotationObserver: RotationObserver = {
     synced: () => this.initialPass,
-    bundleWritten: (issuer, anchors) => this.bundleProgressOf(issuer, anchors).done,
+    bundleRemaining: (issuer, anchors) => this.bundleProgressOf(issuer, anchors).remaining,
     bundleProgress: (issuer, anchors) => this.bundleProgressOf(issuer, anchors).text,
     leaves: (issuer, from, to) => {
       let onOld = 0;
@@ -504,28 +510,33 @@ export class CertificateController {
     },
   };
 
-  private bundleProgressOf(issuer: string, anchors: readonly string[]): { done: boolean; text: string } {
+  private bundleProgressOf(issuer: string, anchors: readonly string[]): { remaining: number; text: string } {
     const state = this.issuerState(issuer);
     if (!state || state.bundleAnchors.join() !== anchors.join())
-      return { done: false, text: 'not published yet' };
+      return { remaining: Number.MAX_SAFE_INTEGER, text: 'not published yet' };
     let secrets = 0;
-    let secretsDone = 0;
-    for (const e of this.leaves.values()) {
-      if (e.issuer !== issuer) continue;
+    const behind: string[] = [];
+    for (const [k, e] of this.leaves) {
+      if (e.issuer !== issuer || this.unwritable.has(k)) continue;
       secrets++;
-      if (e.bundle === state.bundleB64) secretsDone++;
+      if (e.bundle !== state.bundleB64) behind.push(`Certificate ${k}`);
     }
     let namespaces = 0;
-    let namespacesDone = 0;
     const key = bundleKey(state.kind, state.name);
     for (const [ns, counts] of this.issuersByNamespace) {
       if (!counts.has(issuer)) continue;
       namespaces++;
-      if (this.o.trustBundleHeld?.(ns, key, state.bundlePem) ?? true) namespacesDone++;
+      if (!(this.o.trustBundleHeld?.(ns, key, state.bundlePem) ?? true)) behind.push(`namespace ${ns}`);
     }
+    const secretsBehind = behind.filter((b) => b.startsWith('Certificate')).length;
+    const namespacesBehind = behind.length - secretsBehind;
     return {
-      done: secrets === secretsDone && namespaces === namespacesDone,
-      text: `ca.crt in ${secretsDone}/${secrets} Secrets, ConfigMap ${TRUST_BUNDLE_CONFIGMAP} in ${namespacesDone}/${namespaces} namespaces`,
+      remaining: behind.length,
+      text: `ca.crt in ${secrets - secretsBehind}/${secrets} Secrets, ConfigMap ${TRUST_BUNDLE_CONFIGMAP} in ${namespaces - namespacesBehind}/${namespaces} namespaces${
+        behind.length > 0
+          ? ` (behind: ${behind.slice(0, 3).join(', ')}${behind.length > 3 ? ', …' : ''})`
+          : ''
+      }`,
     };
   }
 
@@ -585,6 +596,7 @@ export class CertificateController {
       this.unmatchable.delete(key);
       this.forgetMetrics(key);
       this.leaves.delete(key);
+      this.unwritable.delete(key);
       this.setIssuerOf(key, namespace, undefined);
       return;
     }
@@ -708,9 +720,9 @@ export class CertificateController {
     if (verdict?.reason === IssueReason.CARotation) {
       // Leaves move to the new CA at the issuer's bounded rate, spread over time; until its turn comes
       // this one is still trusted everywhere and is looked at as any other.
-      const wait = issuer.reissue.waitMs();
-      if (wait > 0 || !issuer.reissue.take()) {
-        this.queue.addAfter(key, Math.max(wait, 50) + Math.floor(Math.random() * 1000));
+      const wait = issuer.reissue.claim(key, now.getTime());
+      if (wait > 0) {
+        this.queue.addAfter(key, wait);
         verdict = firstVerdict(
           issuanceChecks.filter((c) => c !== issuerChanged),
           input,
@@ -775,7 +787,14 @@ export class CertificateController {
       return this.notReady(certificate, ReadyReason.InvalidSpec, unmatched.message, now, log);
     }
     // Backstop against any other loop: a Certificate re-issued again and again at one generation waits.
-    const hold = this.reissueHold(key, certificate, verdict.reason, resolved.request.durationMs, now);
+    const hold = this.reissueHold(
+      key,
+      certificate,
+      verdict.reason,
+      resolved.request.durationMs,
+      now,
+      issuer.ca.facts.fingerprint,
+    );
     if (hold) {
       this.queue.addAfter(key, hold.until - now.getTime());
       return this.notReady(
@@ -831,7 +850,7 @@ export class CertificateController {
         bundle: Buffer.from(issued.caPem).toString('base64'),
         lifetimeMs: issued.notAfter.getTime() - issued.notBefore.getTime(),
       });
-      this.recordIssuance(key, certificate, now);
+      this.recordIssuance(key, certificate, now, issuer.ca.facts.fingerprint);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.o.metrics.issuanceDuration.observe(seconds);
       this.o.metrics.issuance.inc({ result: 'success' });
@@ -908,6 +927,7 @@ export class CertificateController {
         return;
       }
       this.o.metrics.issuance.inc({ result: failure.reason });
+      this.leaves.delete(key);
       this.setReadyMetric(metricLabels, 'False');
       const nextAttempts = attempts + 1;
       const delay = this.backoff(nextAttempts);
@@ -991,13 +1011,16 @@ export class CertificateController {
     reason: string,
     durationMs: number,
     now: Date,
+    caFingerprint: string,
   ): { until: number; count: number; windowMs: number } | undefined {
     if (reason === IssueReason.ManualRenewal) return undefined;
     const recent = this.recentIssuances.get(key);
+    // Issuances from another CA do not count: each CA rotation re-issues every leaf once more.
     if (
       !recent ||
       recent.uid !== certificate.metadata.uid ||
-      recent.generation !== (certificate.metadata.generation ?? 0)
+      recent.generation !== (certificate.metadata.generation ?? 0) ||
+      recent.ca !== caFingerprint
     )
       return undefined;
     const windowMs = minimumIssuanceInterval(durationMs);
@@ -1006,13 +1029,13 @@ export class CertificateController {
     return { until: times[0]! + windowMs, count: times.length, windowMs };
   }
 
-  private recordIssuance(key: string, certificate: Certificate, now: Date): void {
+  private recordIssuance(key: string, certificate: Certificate, now: Date, ca: string): void {
     const uid = certificate.metadata.uid!;
     const generation = certificate.metadata.generation ?? 0;
     const recent = this.recentIssuances.get(key);
-    if (recent && recent.uid === uid && recent.generation === generation) {
+    if (recent && recent.uid === uid && recent.generation === generation && recent.ca === ca) {
       recent.times = [...recent.times, now.getTime()].slice(-REISSUE_BURST);
-    } else this.recentIssuances.set(key, { uid, generation, times: [now.getTime()] });
+    } else this.recentIssuances.set(key, { uid, generation, ca, times: [now.getTime()] });
   }
 
   private backoff(attempts: number): number {
@@ -1031,6 +1054,8 @@ export class CertificateController {
    * counted on one Event), so `kubectl describe` shows every reason status gives.
    */
   private async notReady(certificate: Certificate, reason: string, message: string, now: Date, log: Logger) {
+    // A Certificate that is not Ready is not waited on by a CA rotation: it cannot move to the new CA.
+    this.leaves.delete(objectKey(certificate));
     const current = findCondition(certificate.status?.conditions, ConditionType.Ready);
     if (current?.reason !== reason || current.message !== message)
       log.warn('certificate not ready', { reason, detail: message });
@@ -1135,6 +1160,7 @@ export class CertificateController {
       this.written.set(objectKey(result), result);
       const entry = this.leaves.get(objectKey(certificate));
       if (entry && bundle) entry.bundle = issuer.bundleB64;
+      this.unwritable.delete(objectKey(certificate));
       if (bundle)
         log.info("wrote the issuer's trust bundle to the Secret's ca.crt", {
           anchors: issuer.bundleAnchors.length,
@@ -1146,6 +1172,17 @@ export class CertificateController {
         return;
       }
       log.warn('could not update the Secret', { error: describeApiError(err) });
+      const code = statusCode(err);
+      if (bundle && code !== undefined && code >= 400 && code < 500 && code !== 429) {
+        // Refused for good (an immutable Secret, an admission webhook, RBAC): a rotation does not wait on it.
+        this.unwritable.add(objectKey(certificate));
+        this.event(
+          certificate,
+          'Warning',
+          'TrustBundleNotWritten',
+          `Could not write the issuer's trust bundle to Secret ${secret.metadata?.name}'s ca.crt: ${describeApiError(err)}. CA rotations go on without it; peers reading this ca.crt will refuse leaves of a new CA`,
+        );
+      }
       this.queue.retry(objectKey(certificate));
     }
   }

@@ -22,7 +22,6 @@ import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/clien
 import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
-import { TokenBucket } from '../../lib/kube/ratelimit.ts';
 import { listPage } from '../../lib/kube/rest.ts';
 import { type CertificateAuthority, createSelfSignedCA, loadCertificateAuthority } from '../../lib/pki/ca.ts';
 import { type ParsedCertificate, parseCertificateChain } from '../../lib/pki/certificate.ts';
@@ -37,6 +36,7 @@ import {
   bundlePem,
   caRef,
   decideRotation,
+  ReissueSlots,
   type RotationDecision,
   rotationDelay,
 } from './rotation.ts';
@@ -100,8 +100,8 @@ export interface IssuerState {
   rotation: RotationStatus | undefined;
   /** The rotation's other CA (not the one that signs): its leaves are replaced at the reissue rate. */
   otherCa: ParsedCertificate | undefined;
-  /** Bounds early re-issues during a rotation. */
-  reissue: TokenBucket;
+  /** Spreads early re-issues during a rotation. */
+  reissue: ReissueSlots;
   propagationMs: number;
 }
 
@@ -109,7 +109,8 @@ export interface IssuerState {
 export interface RotationObserver {
   /** False until every Certificate has been looked at once since start. */
   synced(): boolean;
-  bundleWritten(issuerKey: string, anchors: readonly string[]): boolean;
+  /** Bundle objects (Secrets' ca.crt, trust-bundle ConfigMaps) of the issuer not holding these anchors yet. */
+  bundleRemaining(issuerKey: string, anchors: readonly string[]): number;
   bundleProgress(issuerKey: string, anchors: readonly string[]): string;
   leaves(issuerKey: string, fromFingerprint: string, toFingerprint: string): { onOld: number; onNew: number };
   /** The longest lifetime among the issuer's leaves (ms), 0 when it has none. */
@@ -149,7 +150,7 @@ export class IssuerController {
   /** Parsed CAs by Secret uid+resourceVersion: parsing is done once per Secret version. */
   private readonly caCache = new Map<string, CertificateAuthority>();
   private readonly events: EventRecorder;
-  private readonly reissueLimits = new Map<string, { rate: number; bucket: TokenBucket }>();
+  private readonly reissueLimits = new Map<string, { id: string; slots: ReissueSlots }>();
 
   constructor(o: IssuerControllerOptions) {
     this.o = o;
@@ -332,7 +333,7 @@ export class IssuerController {
     const secretNamespace = namespace ?? this.o.operatorNamespace;
     const secretName = issuer.spec.ca.secretName;
     const secretKey = `${secretNamespace}/${secretName}`;
-    const status = issuer.status;
+    const status = sanitizedStatus(issuer.status, log);
     // The Secrets in play: the one spec names, the one that signs now, and both ends of a rotation.
     const names = new Set([
       secretName,
@@ -391,13 +392,14 @@ export class IssuerController {
         current,
         propagationMs,
         retireNow,
+        canSign: (fp) => loaded.has(fp),
         trigger: generated
           ? (desired.secret?.metadata?.annotations?.['sigil.dev/rotation-trigger'] ?? 'Automatic')
           : 'SecretChanged',
         observe: this.o.observer
           ? {
               synced: this.o.observer.synced(),
-              bundleWritten: (anchors) => this.o.observer!.bundleWritten(key, anchors),
+              bundleRemaining: (anchors) => this.o.observer!.bundleRemaining(key, anchors),
               bundleProgress: (anchors) => this.o.observer!.bundleProgress(key, anchors),
               leaves: (from, to) => this.o.observer!.leaves(key, from.fingerprint, to.fingerprint),
             }
@@ -414,8 +416,9 @@ export class IssuerController {
     const ready = reason === IssuerReason.Ready && !!ca;
     if (!ready) ca = undefined;
     const previous = this.states.get(key);
-    const bundle = decision && ready ? bundlePem(decision.bundle) : '';
-    const anchors = decision && ready ? bundleAnchors(decision.bundle) : [];
+    // An issuer that is not ready keeps the bundle it had: pods still trust what they trusted.
+    const bundle = decision && ready ? bundlePem(decision.bundle) : (previous?.bundlePem ?? '');
+    const anchors = decision && ready ? bundleAnchors(decision.bundle) : (previous?.bundleAnchors ?? []);
     const other = decision?.rotation
       ? loadedOrParsed(
           loaded,
@@ -437,7 +440,11 @@ export class IssuerController {
       bundleAnchors: anchors,
       rotation: decision?.rotation,
       otherCa: other,
-      reissue: this.reissueLimiter(key, rotationSpec.reissuePerSecond ?? 5),
+      reissue: this.reissueLimiter(
+        key,
+        rotationSpec.reissuePerSecond ?? 5,
+        decision?.rotation ? `${decision.rotation.from.fingerprint}>${decision.rotation.to.fingerprint}` : '',
+      ),
       propagationMs,
     };
     this.states.set(key, state);
@@ -550,8 +557,9 @@ export class IssuerController {
     const conditions = setCondition(status?.conditions, condition);
     const next = {
       conditions,
-      notAfter: ca?.facts.notAfter.toISOString() ?? null,
-      fingerprint: ca?.facts.fingerprint ?? null,
+      // Without a CA that signs, the last one is kept: a rotation to the next CA starts from it.
+      notAfter: ca?.facts.notAfter.toISOString() ?? status?.notAfter ?? null,
+      fingerprint: ca?.facts.fingerprint ?? status?.fingerprint ?? null,
       // Without a CA that signs, what signed last is kept: it is where a rotation starts from.
       secretName: ready && decision ? decision.signing.secretName : (status?.secretName ?? null),
       bundle: ready ? anchors : (status?.bundle ?? null),
@@ -601,12 +609,14 @@ export class IssuerController {
     return { apiVersion: API_VERSION, kind, name, namespace, uid: issuer.metadata.uid };
   }
 
-  private reissueLimiter(key: string, perSecond: number): TokenBucket {
+  /** One set of slots per rotation (and rate): a new rotation starts with none held. */
+  private reissueLimiter(key: string, perSecond: number, rotation: string): ReissueSlots {
+    const id = `${rotation}@${perSecond}`;
     const have = this.reissueLimits.get(key);
-    if (have && have.rate === perSecond) return have.bucket;
-    const bucket = new TokenBucket(perSecond, Math.max(1, perSecond));
-    this.reissueLimits.set(key, { rate: perSecond, bucket });
-    return bucket;
+    if (have && have.id === id) return have.slots;
+    const slots = new ReissueSlots(perSecond);
+    this.reissueLimits.set(key, { id, slots });
+    return slots;
   }
 
   /**
@@ -629,8 +639,10 @@ export class IssuerController {
       notBefore: new Date(now.getTime() - 60_000),
       notAfter: new Date(now.getTime() - 60_000 + lifetime),
     });
+    // Named after the CA it replaces: a retry (a conflict, a refused patch) finds the one made before
+    // instead of piling up new CA keys.
     const base = secretName.replace(/-[0-9a-f]{8}$/, '').slice(0, 200);
-    const nextName = `${base}-${parseCertificateChain(fresh.certPem, 'the new CA')[0]!.facts.fingerprint.slice(0, 8)}`;
+    const nextName = `${base}-${ca.facts.fingerprint.slice(0, 8)}`;
     try {
       await this.kube.create(paths.secrets(secretNamespace), {
         apiVersion: 'v1',
@@ -694,14 +706,55 @@ function withNulls(r: RotationStatus | undefined): Record<string, unknown> | nul
     leavesMovedAt: null,
     leavesOnOld: null,
     leavesOnNew: null,
-    bundleNamespaces: null,
+    remaining: null,
+    progressAt: null,
     ...r,
   };
 }
 
 const noObserver = {
   synced: true,
-  bundleWritten: () => true,
+  bundleRemaining: () => 0,
   bundleProgress: () => 'nothing to write',
   leaves: () => ({ onOld: 0, onNew: 0 }),
 };
+
+const DNS_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function wellFormedRef(r: unknown): r is CARef {
+  const x = r as Partial<CARef> | undefined;
+  return (
+    !!x &&
+    typeof x.secretName === 'string' &&
+    x.secretName.length <= 253 &&
+    DNS_NAME.test(x.secretName) &&
+    typeof x.fingerprint === 'string' &&
+    /^[0-9a-f]{64}$/.test(x.fingerprint) &&
+    typeof x.certificate === 'string' &&
+    x.certificate.length <= 64 * 1024 &&
+    typeof x.trustAnchor === 'string' &&
+    x.trustAnchor.length <= 64 * 1024
+  );
+}
+
+/**
+ * The issuer's status as the rotation may rely on it. Anyone allowed to write an issuer's status
+ * subresource can put anything there: a rotation whose CAs are not well formed is dropped (and the
+ * issuer treated as not rotating) rather than parsed again and again.
+ */
+function sanitizedStatus(status: Issuer['status'], log: Logger): Issuer['status'] {
+  const r = status?.rotation;
+  if (!r) return status;
+  const phases: string[] = Object.values(RotationPhase);
+  if (
+    phases.includes(r.phase) &&
+    wellFormedRef(r.from) &&
+    wellFormedRef(r.to) &&
+    !Number.isNaN(Date.parse(r.since)) &&
+    !Number.isNaN(Date.parse(r.startedAt ?? r.since))
+  )
+    return { ...status, rotation: { ...r, startedAt: r.startedAt ?? r.since } };
+  log.warn('ignoring a malformed rotation in the issuer status');
+  const { rotation: _dropped, ...rest } = status!;
+  return rest;
+}

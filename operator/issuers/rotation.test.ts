@@ -6,6 +6,7 @@ import {
   bundlePem,
   caRef,
   decideRotation,
+  ReissueSlots,
   type RotationDecision,
   type RotationInput,
   rotationDelay,
@@ -52,9 +53,10 @@ function input(status: IssuerStatus | undefined, desired: CARef, world: World, n
     propagationMs: 2 * MINUTE,
     retireNow: false,
     trigger: 'SecretChanged',
+    canSign: () => true,
     observe: {
       synced: world.synced,
-      bundleWritten: (anchors) => anchors.join() === world.written.join(),
+      bundleRemaining: (anchors) => (anchors.join() === world.written.join() ? 0 : 1),
       bundleProgress: () => 'progress',
       leaves: (from) =>
         from.fingerprint === oldCa.fingerprint
@@ -283,6 +285,102 @@ describe('decideRotation', () => {
       to: { fingerprint: newCa.fingerprint },
       waitingFor: expect.stringContaining('then rotates to ca-third'),
     });
+  });
+});
+
+describe('decideRotation when something is stuck', () => {
+  it('should take one phase per look even with no propagation delay, so the bundle and the signing CA never change together', () => {
+    const world: World = { written: [], onOld: 0, onNew: 0, synced: true };
+    let status: IssuerStatus = steady(oldCa);
+    const seen: [string, string][] = [];
+    for (let i = 0; i < 10; i++) {
+      const d = decideRotation({
+        ...input(status, newCa, world, new Date(T0.getTime() + i * 1000)),
+        propagationMs: 0,
+      });
+      world.written = bundleAnchors(d.bundle);
+      seen.push([
+        d.signing.secretName,
+        bundleAnchors(d.bundle).length === 2 ? 'both' : d.bundle[0]!.secretName,
+      ]);
+      status = statusAfter(d);
+      if (!d.rotation) break;
+    }
+    for (let i = 1; i < seen.length; i++)
+      expect(seen[i]![0] !== seen[i - 1]![0] && seen[i]![1] !== seen[i - 1]![1]).toBe(false);
+    expect(seen[seen.length - 1]).toEqual(['ca-new', 'ca-new']);
+  });
+
+  it('should go on with a Warning naming what is behind when a wait makes no progress for the stall time', () => {
+    const world: World = { written: [], onOld: 1, onNew: 0, synced: true };
+    const d1 = decideRotation(input(steady(oldCa), newCa, world, T0));
+    // One bundle object never takes the new bundle (an immutable Secret, say).
+    const d2 = decideRotation(input(statusAfter(d1), newCa, world, new Date(T0.getTime() + 1000)));
+    expect(d2.rotation?.phase).toBe('Prepare');
+    const late = new Date(T0.getTime() + 1000 + 20 * MINUTE);
+    const d3 = decideRotation(input(statusAfter(d2), newCa, world, late));
+    expect(d3.events.map((e) => [e.type, e.reason])).toEqual([['Warning', 'RotationStalled']]);
+    expect(d3.events[0]!.message).toContain('progress');
+    expect(d3.rotation?.bundleWrittenAt).toBe(late.toISOString());
+  });
+
+  it('should not call a wait stalled while it is making progress', () => {
+    const world: World = {
+      written: [newCa.fingerprint, oldCa.fingerprint],
+      onOld: 30,
+      onNew: 0,
+      synced: true,
+    };
+    let status = statusAfter(decideRotation(input(steady(oldCa), newCa, world, T0)));
+    status = statusAfter(decideRotation(input(status, newCa, world, new Date(T0.getTime() + 3 * MINUTE))));
+    expect(status.rotation?.phase).toBe('Activate');
+    for (let m = 4; m < 30; m++) {
+      world.onOld--;
+      const d = decideRotation(input(status, newCa, world, new Date(T0.getTime() + m * MINUTE)));
+      expect(d.events.filter((e) => e.reason === 'RotationStalled')).toEqual([]);
+      status = statusAfter(d);
+    }
+  });
+
+  it('should activate the new CA early, with a Warning, when the old one can no longer sign in Prepare', () => {
+    const world: World = { written: [], onOld: 2, onNew: 0, synced: true };
+    const d1 = decideRotation(input(steady(oldCa), newCa, world, T0));
+    const d2 = decideRotation({
+      ...input(statusAfter(d1), newCa, world, new Date(T0.getTime() + 1000)),
+      canSign: (fp) => fp === newCa.fingerprint,
+    });
+    expect(d2.rotation?.phase).toBe('Activate');
+    expect(d2.signing.fingerprint).toBe(newCa.fingerprint);
+    expect(d2.events.map((e) => e.reason)).toEqual(['RotationOldCAGone']);
+  });
+
+  it('should finish Retire at once when retire-now is asked again while bundles are still being rewritten', () => {
+    const world: World = { written: [], onOld: 2, onNew: 0, synced: true };
+    const d1 = decideRotation(input(steady(oldCa), newCa, world, T0));
+    const d2 = decideRotation({
+      ...input(statusAfter(d1), newCa, world, new Date(T0.getTime() + 1000)),
+      retireNow: true,
+    });
+    expect(d2.rotation?.phase).toBe('Retire');
+    const d3 = decideRotation({
+      ...input(statusAfter(d2), newCa, world, new Date(T0.getTime() + 2000)),
+      retireNow: true,
+    });
+    expect(d3.rotation).toBeUndefined();
+    expect(d3.lastRotation?.to).toBe(newCa.fingerprint);
+  });
+});
+
+describe('ReissueSlots', () => {
+  it('should hand out one slot per 1/rate seconds and let each key through at its own slot only', () => {
+    const slots = new ReissueSlots(10);
+    const waits = ['a', 'b', 'c', 'd'].map((k) => slots.claim(k, 1000));
+    expect(waits).toEqual([0, 100, 200, 300]);
+    // Asking again before its slot says how long is left; at the slot it goes, once.
+    expect(slots.claim('c', 1100)).toBe(100);
+    expect(slots.claim('c', 1200)).toBe(0);
+    expect(slots.waiting).toBe(2);
+    expect(slots.claim('e', 1250)).toBe(150);
   });
 });
 

@@ -22,8 +22,8 @@ import { formatDuration, parseDuration } from '../../lib/pki/renewal.ts';
 export interface RotationObservations {
   /** False until the operator has looked at every Certificate once: until then nothing is known to be written. */
   synced: boolean;
-  /** True when every bundle object of the issuer (trust-bundle ConfigMaps, Secrets' ca.crt) holds these anchors. */
-  bundleWritten: (anchors: readonly string[]) => boolean;
+  /** How many bundle objects of the issuer (trust-bundle ConfigMaps, Secrets' ca.crt) do not hold these anchors yet. */
+  bundleRemaining: (anchors: readonly string[]) => number;
   /** Leaves of the issuer signed by the rotation's old CA and by its new one. */
   leaves: (from: CARef, to: CARef) => { onOld: number; onNew: number };
   /** A short account of where the bundle is not written yet, for waitingFor. */
@@ -45,6 +45,13 @@ export interface RotationInput {
   retireNow: boolean;
   /** Why a rotation that starts now starts (Automatic, Requested, SecretChanged). */
   trigger: string;
+  /** Whether the CA with this fingerprint can sign now (its Secret is there, valid). */
+  canSign: (fingerprint: string) => boolean;
+  /**
+   * A wait that makes no progress for this long (nothing more written, no leaf moved) stops holding the
+   * rotation: it goes on, with a Warning naming what is behind. Default: 10 propagation delays, at least 5 minutes.
+   */
+  stallMs?: number | undefined;
   observe: RotationObservations;
 }
 
@@ -141,11 +148,19 @@ export function decideRotation(i: RotationInput): RotationDecision {
       message: `Rotating the CA from ${short(i.current)} to ${short(i.desired)} (${i.trigger}): the new CA joins every trust bundle first; the old one keeps signing until the bundle has reached every pod`,
     });
   } else if (i.retireNow) {
-    if (rotation.phase !== RotationPhase.Retire) {
+    if (rotation.phase === RotationPhase.Retire) {
+      // Asked again while the bundles are still being rewritten: stop waiting for them.
       events.push({
         type: 'Warning',
         reason: 'RotationForced',
-        message: `Retiring CA ${short(rotation.from)} now, as requested by the ${'sigil.dev/retire-now'} annotation, in phase ${rotation.phase}: peers still holding one of its leaves fail their handshakes until they get a new one`,
+        message: `Finishing the retirement of CA ${short(rotation.from)} now, as requested by the sigil.dev/retire-now annotation, without waiting for every bundle to be rewritten`,
+      });
+      rotation = { ...rotation, bundleWrittenAt: rotation.bundleWrittenAt ?? i.now.toISOString() };
+    } else {
+      events.push({
+        type: 'Warning',
+        reason: 'RotationForced',
+        message: `Retiring CA ${short(rotation.from)} now, as requested by the sigil.dev/retire-now annotation, in phase ${rotation.phase}: peers still holding one of its leaves fail their handshakes until they get a new one`,
       });
       rotation = start(
         RotationPhase.Retire,
@@ -173,17 +188,55 @@ export function decideRotation(i: RotationInput): RotationDecision {
   }
 
   // Advance through the phases while their waits are over.
+  // The old CA's Secret went away before it stopped signing: the new one, already in every bundle
+  // written so far, has to sign from now on.
+  if (
+    rotation?.phase === RotationPhase.Prepare &&
+    !i.canSign(rotation.from.fingerprint) &&
+    i.canSign(rotation.to.fingerprint)
+  ) {
+    events.push({
+      type: 'Warning',
+      reason: 'RotationOldCAGone',
+      message: `The old CA ${short(rotation.from)} can no longer sign (its Secret is gone or changed) before the new bundle has reached every pod: activating ${short(rotation.to)} early. Peers that do not hold the new bundle yet refuse the leaves it signs until they do`,
+    });
+    rotation = start(
+      RotationPhase.Activate,
+      rotation.from,
+      rotation.to,
+      i.now,
+      rotation.trigger,
+      rotation.startedAt,
+    );
+  }
+
+  // One step per look: each phase's bundle and signing CA are published before the next phase begins.
   let recheckMs: number | undefined;
   if (!i.observe.synced) recheckMs = 1000;
-  for (let step = 0; step < 4 && rotation && i.observe.synced; step++) {
+  const stallMs = i.stallMs ?? Math.max(10 * i.propagationMs, 5 * 60_000);
+  for (let step = 0; step < 1 && rotation && i.observe.synced; step++) {
     const r: RotationStatus = rotation;
     const bundle = phaseBundle(r.phase, r.from, r.to);
     const anchors = bundleAnchors(bundle);
-    const written = i.observe.bundleWritten(anchors);
-    if (written && !r.bundleWrittenAt) r.bundleWrittenAt = i.now.toISOString();
+    const remaining = i.observe.bundleRemaining(anchors);
+    if (remaining === 0 && !r.bundleWrittenAt) r.bundleWrittenAt = i.now.toISOString();
     const leaves = i.observe.leaves(r.from, r.to);
     r.leavesOnOld = leaves.onOld;
     r.leavesOnNew = leaves.onNew;
+    /** Whether a wait on `count` things has made no progress for stallMs; progress resets the clock. */
+    const stalled = (count: number): boolean => {
+      if (r.remaining !== count || !r.progressAt) {
+        r.remaining = count;
+        r.progressAt = i.now.toISOString();
+      }
+      return nowMs - Date.parse(r.progressAt) >= stallMs;
+    };
+    const stallWarning = (what: string) =>
+      events.push({
+        type: 'Warning',
+        reason: 'RotationStalled',
+        message: `No progress for ${formatDuration(stallMs)} waiting for ${what}; going on without them. Pods using what is behind may fail their handshakes: fix what keeps Sigil from writing there (an immutable Secret or ConfigMap, a quota, a Certificate that cannot be issued)`,
+      });
     const later =
       i.desired.fingerprint !== r.to.fingerprint && i.desired.fingerprint !== r.from.fingerprint
         ? `; then rotates to ${short(i.desired)}, which spec.ca.secretName names now`
@@ -192,7 +245,9 @@ export function decideRotation(i: RotationInput): RotationDecision {
       if (!r.bundleWrittenAt) {
         r.waitingFor = `the bundle with both CAs to be written: ${i.observe.bundleProgress(anchors)}${later}`;
         recheckMs = 2000;
-        break;
+        if (!stalled(remaining)) break;
+        stallWarning(r.waitingFor);
+        r.bundleWrittenAt = i.now.toISOString();
       }
       const due = Date.parse(r.bundleWrittenAt) + i.propagationMs;
       if (nowMs < due) {
@@ -203,19 +258,25 @@ export function decideRotation(i: RotationInput): RotationDecision {
       rotation = start(RotationPhase.Activate, r.from, r.to, i.now, r.trigger, r.startedAt);
       // Activate keeps Prepare's bundle: it is written already.
       rotation.bundleWrittenAt = r.bundleWrittenAt;
+      rotation.leavesOnOld = leaves.onOld;
+      rotation.leavesOnNew = leaves.onNew;
+      rotation.waitingFor = `${leaves.onOld} leaves signed by the old CA to be re-issued`;
       events.push({
         type: 'Normal',
         reason: 'RotationActivated',
         message: `CA ${short(r.to)} signs from now on; leaves of ${short(r.from)} are re-issued early, at a bounded rate`,
       });
-      continue;
+      recheckMs = 0;
+      break;
     }
     if (r.phase === RotationPhase.Activate) {
       if (leaves.onOld > 0) {
         r.leavesMovedAt = undefined;
         r.waitingFor = `${leaves.onOld} leaves still signed by the old CA to be re-issued (${leaves.onNew} on the new one)${later}`;
         recheckMs = 2000;
-        break;
+        if (!stalled(leaves.onOld)) break;
+        stallWarning(r.waitingFor);
+        r.leavesMovedAt = new Date(nowMs - i.propagationMs).toISOString();
       }
       if (!r.leavesMovedAt) r.leavesMovedAt = i.now.toISOString();
       const due = Date.parse(r.leavesMovedAt) + i.propagationMs;
@@ -225,18 +286,23 @@ export function decideRotation(i: RotationInput): RotationDecision {
         break;
       }
       rotation = start(RotationPhase.Retire, r.from, r.to, i.now, r.trigger, r.startedAt);
+      rotation.leavesOnOld = leaves.onOld;
+      rotation.leavesOnNew = leaves.onNew;
+      rotation.waitingFor = 'the bundle without the old CA to be written';
       events.push({
         type: 'Normal',
         reason: 'RotationRetiring',
         message: `No leaf of ${short(r.from)} is left: it leaves every trust bundle`,
       });
-      continue;
+      recheckMs = 0;
+      break;
     }
     // Retire.
     if (!r.bundleWrittenAt) {
       r.waitingFor = `the bundle without the old CA to be written: ${i.observe.bundleProgress(anchors)}${later}`;
       recheckMs = 2000;
-      break;
+      if (!stalled(remaining)) break;
+      stallWarning(r.waitingFor);
     }
     events.push({
       type: 'Normal',
@@ -295,4 +361,37 @@ export function caRef(secretName: string, ca: CertificateAuthority): CARef {
     certificate: ca.certificate.pem,
     trustAnchor: ca.trustAnchorPem,
   };
+}
+
+/**
+ * Spreads the early re-issues of a rotation at `perSecond`: each leaf that asks gets the next free
+ * time slot and is looked at again only then, so N leaves cost N looks, not N looks a second.
+ */
+export class ReissueSlots {
+  readonly perSecond: number;
+  private next = 0;
+  private readonly held = new Map<string, number>();
+
+  constructor(perSecond: number) {
+    this.perSecond = perSecond;
+  }
+
+  /** 0 when `key` may re-issue now; otherwise how long until its slot. */
+  claim(key: string, nowMs: number): number {
+    const mine = this.held.get(key);
+    if (mine !== undefined) {
+      if (mine > nowMs) return mine - nowMs;
+      this.held.delete(key);
+      return 0;
+    }
+    const slot = Math.max(nowMs, this.next);
+    this.next = slot + 1000 / this.perSecond;
+    if (slot <= nowMs) return 0;
+    this.held.set(key, slot);
+    return slot - nowMs;
+  }
+
+  get waiting(): number {
+    return this.held.size;
+  }
 }

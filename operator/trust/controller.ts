@@ -8,7 +8,7 @@ import type { V1ConfigMap } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
 import { TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_LABEL } from '../../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
-import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
+import { describeApiError, isConflict, isNotFound, statusCode } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
@@ -16,6 +16,8 @@ import type { OperatorMetrics } from '../metrics.ts';
 import { reconcileKey } from '../reconcile.ts';
 
 export interface TrustSource {
+  /** False until every Certificate has been looked at once: until then nothing is known to be unused. */
+  ready(): boolean;
   /** The bundle keys and PEM the namespace's ConfigMap should hold (empty: none). */
   desired(namespace: string): Map<string, string>;
 }
@@ -33,7 +35,10 @@ export class TrustController {
   private readonly queue: WorkQueue;
   private readonly kube: Kube;
   private readonly o: TrustControllerOptions;
-  /** Namespaces where a ConfigMap of that name exists without Sigil's label. */
+  /**
+   * Namespaces where Sigil cannot write the bundle: a ConfigMap of that name without Sigil's label, or
+   * one that refuses writes (immutable, a quota, an admission policy). Rotations do not wait on them.
+   */
   private readonly foreign = new Set<string>();
 
   constructor(o: TrustControllerOptions) {
@@ -109,6 +114,11 @@ export class TrustController {
   }
 
   private async sync(namespace: string): Promise<void> {
+    // Before the Certificates are all known, an empty wish means "not known yet", not "delete it".
+    if (!this.o.source.ready()) {
+      this.queue.addAfter(namespace, 1000);
+      return;
+    }
     const desired = Object.fromEntries(
       [...this.o.source.desired(namespace)].sort(([a], [b]) => a.localeCompare(b)),
     );
@@ -176,6 +186,15 @@ export class TrustController {
     } catch (err) {
       if (isConflict(err) || isNotFound(err)) {
         this.queue.addAfter(namespace, 200);
+        return;
+      }
+      const code = statusCode(err);
+      if (code !== undefined && code >= 400 && code < 500 && code !== 429) {
+        this.foreign.add(namespace);
+        log.warn(
+          `ConfigMap ${namespace}/${TRUST_BUNDLE_CONFIGMAP} refuses the trust bundle (${describeApiError(err)}); pods there do not get it and CA rotations do not wait on it. Delete the ConfigMap so Sigil can write it again`,
+        );
+        this.queue.addAfter(namespace, 60_000);
         return;
       }
       log.warn('could not write the trust bundle; retrying', { error: describeApiError(err) });
