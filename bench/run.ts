@@ -1,6 +1,6 @@
 // make bench: issuance latency and throughput, the API server's own ceiling,
 // webhook latency, a tenant flooding the webhook, memory with unrelated Secrets,
-// restart, renewal storm, and on a real node (bench/node.ts) pod start with an
+// restart, a CA rotation (API writes and wall time), renewal storm, and on a real node (bench/node.ts) pod start with an
 // identity, Secret to file, and the components' RSS as pods. Prints a table, writes bench/results/<timestamp>.json
 // and .svg. Asserts nothing. SECTIONS=webhook,flood (say) runs only those.
 
@@ -14,8 +14,10 @@ import { GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { loadKubeConfig } from '../lib/kube/config.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
 import { webhookConfiguration } from '../lib/kube/webhookconfig.ts';
+import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { freePort, removeDir, startControlPlane, stopControlPlane } from '../lib/testing/controlplane.ts';
 import { nodeBlockers } from '../lib/testing/node/cluster.ts';
+import { createIssuer, createSecret } from '../test/support/sigil.ts';
 import {
   apiServerText,
   cdfSvg,
@@ -51,8 +53,12 @@ const FLOOD_IDENTITIES = Number(env('FLOOD_IDENTITIES', '200'));
 /** The webhook's log level; above error, its log goes to bench/results/webhook.log. */
 const WEBHOOK_LOG_LEVEL = env('WEBHOOK_LOG_LEVEL', 'error');
 const webhookLog = () => openSync(join(dirname(logFile()), 'webhook.log'), 'a');
+const ROTATION_CERTS = Number(env('ROTATION_CERTS', '1000'));
+const ROTATION_NAMESPACES = Number(env('ROTATION_NAMESPACES', '10'));
+/** The issuer's propagationDelay: 2m, the default, sized for the kubelet's default 1m sync. */
+const ROTATION_DELAY = env('ROTATION_DELAY', '2m');
 const SECTIONS = new Set(
-  env('SECTIONS', 'ttr,bulk,ceiling,restart,memory,webhook,flood,storm,node').split(','),
+  env('SECTIONS', 'ttr,bulk,ceiling,restart,rotation,memory,webhook,flood,storm,node').split(','),
 );
 const want = (section: string) => SECTIONS.has(section);
 
@@ -241,6 +247,116 @@ try {
     row(
       `restart with ${total} Ready certificates`,
       `steady in ${(steady / 1000).toFixed(1)} s, ${reissued} re-issued, RSS ${stats.rssMiB.toFixed(0)} MiB`,
+    );
+  }
+
+  // 4b. A CA rotation: N Certificates of one ClusterIssuer spread over M namespaces, rotated to a new CA
+  // Secret with the default knobs. Counts the operator's API writes from trigger to done.
+  if (want('rotation')) {
+    const base64 = (pem: string) => Buffer.from(pem).toString('base64');
+    const newCa = async (name: string) => {
+      const g = await createSelfSignedCA({
+        commonName: name,
+        notBefore: new Date(Date.now() - 60_000),
+        notAfter: new Date(Date.now() + 365 * 86_400_000),
+      });
+      await createSecret(kc, 'sigil-system', name, {
+        'tls.crt': base64(g.certPem),
+        'tls.key': base64(g.keyPem),
+      });
+    };
+    await newCa('rotation-ca-1');
+    await createIssuer(kc, 'ClusterIssuer', 'bench-rotation', {
+      ca: { secretName: 'rotation-ca-1' },
+      policy: { allowedDNSNames: ['**.example.com'] },
+      rotation: { propagationDelay: ROTATION_DELAY },
+    });
+    const namespaces = Array.from({ length: ROTATION_NAMESPACES }, (_, i) => `rotation-${i}`);
+    const trackers = [];
+    for (const ns of namespaces) {
+      await core.createNamespace({ body: { metadata: { name: ns } } });
+      trackers.push(await readyTracker(kc, ns));
+    }
+    await pool(ROTATION_CERTS, 32, (i) =>
+      createCertificate(custom, namespaces[i % ROTATION_NAMESPACES]!, `r${i}`, {
+        issuerRef: { name: 'bench-rotation', kind: 'ClusterIssuer' },
+      }),
+    );
+    const perNamespace = Math.ceil(ROTATION_CERTS / ROTATION_NAMESPACES);
+    for (const t of trackers) await t.waitFor(() => t.readyAt.size >= perNamespace - 1, 30 * 60_000);
+    for (const t of trackers) t.stop();
+    // Settled: every bundle written once.
+    await new Promise((r) => setTimeout(r, 10_000));
+    const writes = async () => {
+      let n = 0;
+      for (const verb of ['create', 'update', 'patch', 'delete'])
+        n += await operator.metric('sigil_controller_api_requests_total', `verb="${verb}"`);
+      return n;
+    };
+    const byResource = async () => {
+      const out: Record<string, number> = {};
+      for (const resource of ['secrets', 'configmaps', 'certificates', 'clusterissuers'])
+        for (const verb of ['create', 'update', 'patch', 'delete'])
+          out[resource] =
+            (out[resource] ?? 0) +
+            (await operator.metric(
+              'sigil_controller_api_requests_total',
+              `verb="${verb}",resource="${resource}"`,
+            ));
+      return out;
+    };
+    const writesBefore = await writes();
+    const resourcesBefore = await byResource();
+    const before = processStats(operator.child.pid!);
+    await newCa('rotation-ca-2');
+    const started = performance.now();
+    await custom.patchClusterCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: Plural.ClusterIssuer,
+        name: 'bench-rotation',
+        body: { spec: { ca: { secretName: 'rotation-ca-2' } } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const phases: Record<string, number> = {};
+    for (;;) {
+      const issuer = (await custom.getClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: Plural.ClusterIssuer,
+        name: 'bench-rotation',
+      })) as { status?: { rotation?: { phase: string }; lastRotation?: { completedAt: string } } };
+      const phase = issuer.status?.rotation?.phase;
+      if (phase && phases[phase] === undefined) phases[phase] = (performance.now() - started) / 1000;
+      if (!phase && issuer.status?.lastRotation) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const wall = (performance.now() - started) / 1000;
+    const after = processStats(operator.child.pid!);
+    const total = (await writes()) - writesBefore;
+    const resourcesAfter = await byResource();
+    const perResource = Object.fromEntries(
+      Object.entries(resourcesAfter).map(([k, v]) => [k, v - (resourcesBefore[k] ?? 0)]),
+    );
+    results.rotation = {
+      certificates: ROTATION_CERTS,
+      namespaces: ROTATION_NAMESPACES,
+      propagationDelay: ROTATION_DELAY,
+      apiWrites: total,
+      writesByResource: perResource,
+      wallSeconds: wall,
+      phaseStartedAtSeconds: phases,
+      operatorCpuSeconds: after.cpuSeconds - before.cpuSeconds,
+    };
+    row(
+      `CA rotation, ${ROTATION_CERTS} certs in ${ROTATION_NAMESPACES} namespaces`,
+      `${total} API writes (${(total / ROTATION_CERTS).toFixed(2)}/cert: ${Object.entries(perResource)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(
+          ', ',
+        )}), ${wall.toFixed(0)} s with propagationDelay ${ROTATION_DELAY}, CPU ${(after.cpuSeconds - before.cpuSeconds).toFixed(1)} s`,
     );
   }
 

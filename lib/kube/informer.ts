@@ -316,3 +316,15 @@ export class Informer<T extends KubernetesObject> {
     else controller.abort();
   }
 }
+
+/**
+ * True when resourceVersion `a` is newer than `b`. Kubernetes calls them opaque, but every
+ * etcd-backed API server issues increasing integers; what is not one is never newer.
+ */
+export function resourceVersionNewer(a: string | undefined, b: string | undefined): boolean {
+  try {
+    return BigInt(a ?? '0') > BigInt(b ?? '0');
+  } catch {
+    return false;
+  }
+}

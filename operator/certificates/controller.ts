@@ -24,7 +24,7 @@ import {
 } from '../../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
 import { describeApiError, isConflict, isNotFound, statusCode } from '../../lib/kube/errors.ts';
-import { Informer } from '../../lib/kube/informer.ts';
+import { Informer, resourceVersionNewer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
 import { displaySerial, isSignedBy } from '../../lib/pki/certificate.ts';
@@ -137,14 +137,6 @@ export function canonicalJson(value: unknown): string {
         )
       : v,
   );
-}
-
-function resourceVersionNewer(a: string | undefined, b: string | undefined): boolean {
-  try {
-    return BigInt(a ?? '0') > BigInt(b ?? '0');
-  } catch {
-    return false;
-  }
 }
 
 type MetricLabels = { name: string; namespace: string; issuer_name: string; issuer_kind: string };

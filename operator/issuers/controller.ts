@@ -20,7 +20,7 @@ import {
 } from '../../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
 import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.ts';
-import { Informer } from '../../lib/kube/informer.ts';
+import { Informer, resourceVersionNewer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
 import { type CertificateAuthority, createSelfSignedCA, loadCertificateAuthority } from '../../lib/pki/ca.ts';
@@ -151,6 +151,11 @@ export class IssuerController {
   private readonly caCache = new Map<string, CertificateAuthority>();
   private readonly events: EventRecorder;
   private readonly reissueLimits = new Map<string, { id: string; slots: ReissueSlots }>();
+  /**
+   * The issuer as this controller's last status write returned it, until the cache has it: a look
+   * that ran ahead of the cache would otherwise decide from an older rotation state and write it back.
+   */
+  private readonly statusWritten = new Map<string, Issuer>();
 
   constructor(o: IssuerControllerOptions) {
     this.o = o;
@@ -322,9 +327,15 @@ export class IssuerController {
     const namespace = kind === 'Issuer' ? rest[0] : undefined;
     const name = kind === 'Issuer' ? rest[1]! : rest[0]!;
     const informer = kind === 'Issuer' ? this.issuers : this.clusterIssuers;
-    const issuer = informer.get(namespace ? `${namespace}/${name}` : name);
+    let issuer = informer.get(namespace ? `${namespace}/${name}` : name);
     const log = this.o.logger.child({ controller: 'issuers', key, namespace });
+    const written = this.statusWritten.get(key);
+    if (issuer && written && written.metadata.uid === issuer.metadata.uid) {
+      if (resourceVersionNewer(written.metadata.resourceVersion, issuer.metadata.resourceVersion)) issuer = written;
+      else this.statusWritten.delete(key);
+    }
     if (!issuer) {
+      this.statusWritten.delete(key);
       this.releaseCaSecrets(key);
       this.reissueLimits.delete(key);
       if (this.states.delete(key)) this.o.onIssuerChanged(key);
@@ -588,12 +599,13 @@ export class IssuerController {
       return;
     }
     try {
-      await this.kube.mergePatch(
+      const result = await this.kube.mergePatch<Issuer>(
         kind === 'Issuer'
           ? sigilPath(Plural.Issuer, namespace!, name, 'status')
           : sigilPath(Plural.ClusterIssuer, undefined, name, 'status'),
         { apiVersion: API_VERSION, kind, status: next },
       );
+      if (result?.metadata) this.statusWritten.set(key, result);
       this.o.metrics.apiRequests.inc({
         verb: 'patch',
         resource: kind === 'Issuer' ? Plural.Issuer : Plural.ClusterIssuer,

@@ -264,33 +264,51 @@ describeNode('CA rotation between running pods on a real one-node cluster', () =
   }, 360_000);
 
   it('should fail handshakes when the old CA is retired before the pods have the new bundle: the test above can fail', async () => {
-    const before = await failures();
-    const from = issuer().status!.fingerprint!;
-    opensslCa('shop-ca-2028');
-    kubectl(
-      'patch',
-      'clusterissuers.sigil.dev',
-      ISSUER,
-      '--type=merge',
-      '-p',
-      JSON.stringify({ spec: { ca: { secretName: 'shop-ca-2028' } } }),
-    );
-    // Retired as soon as the new CA is written to the bundles, before any pod can have synced them.
-    for (let i = 0; i < 60 && !issuer().status?.rotation?.bundleWrittenAt; i++) await sleep(250);
-    kubectl(
-      'annotate',
-      'clusterissuers.sigil.dev',
-      ISSUER,
-      `${Annotation.RetireNow}=${new Date().toISOString()}`,
-      '--overwrite',
-    );
-    await waitForRotation('forced early retire', from);
-    let after = await failures();
-    for (let i = 0; i < 4 && after.failed + after.refused === before.failed + before.refused; i++)
-      after = await failures();
-    expect(after.failed - before.failed + (after.refused - before.refused)).toBeGreaterThan(0);
-    timings['failures with the early retire'] =
-      `${after.failed - before.failed} failed calls, ${after.refused - before.refused} refusals`;
+    // Whether a call falls between the two pods' kubelet syncs depends on how far apart they sync; nudging
+    // one pod to sync at once keeps them apart, and a second try covers syncs that happen to coincide.
+    let seen = 0;
+    for (let attempt = 1; attempt <= 3 && seen === 0; attempt++) {
+      const before = await failures();
+      const from = issuer().status!.fingerprint!;
+      const secret = `shop-ca-forced-${attempt}`;
+      opensslCa(secret);
+      kubectl(
+        'patch',
+        'clusterissuers.sigil.dev',
+        ISSUER,
+        '--type=merge',
+        '-p',
+        JSON.stringify({ spec: { ca: { secretName: secret } } }),
+      );
+      // Retired as soon as the new CA is written to the bundles, before the pods have synced them.
+      for (let i = 0; i < 60 && !issuer().status?.rotation?.bundleWrittenAt; i++) await sleep(250);
+      kubectl(
+        'annotate',
+        'clusterissuers.sigil.dev',
+        ISSUER,
+        `${Annotation.RetireNow}=${new Date().toISOString()}`,
+        '--overwrite',
+      );
+      await waitForRotation(`forced early retire ${attempt}`, from);
+      // The frontend's kubelet sync now; the backend's whenever its own comes.
+      kubectl(
+        'annotate',
+        'pods',
+        '-n',
+        APP,
+        '-l',
+        'app=frontend',
+        `sigil.dev/nudge=${attempt}`,
+        '--overwrite',
+      );
+      let after = await failures();
+      for (let i = 0; i < 2 && after.failed + after.refused === before.failed + before.refused; i++)
+        after = await failures();
+      seen = after.failed - before.failed + (after.refused - before.refused);
+      timings[`failures with the early retire, try ${attempt}`] =
+        `${after.failed - before.failed} failed calls, ${after.refused - before.refused} refusals`;
+    }
+    expect(seen).toBeGreaterThan(0);
     const events = kubectl(
       'get',
       'events',
@@ -302,5 +320,5 @@ describeNode('CA rotation between running pods on a real one-node cluster', () =
       'name',
     );
     expect(events.trim()).not.toBe('');
-  }, 360_000);
+  }, 600_000);
 });
