@@ -4,7 +4,7 @@
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import type { Logger } from 'winston';
-import { API_VERSION, type Issuer, type IssuerKind, Plural, sigilPath } from '../lib/api/types.ts';
+import { API_VERSION, bundleKey, type Issuer, type IssuerKind, Plural, sigilPath } from '../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../lib/kube/client.ts';
 import { isConflict, isNotFound } from '../lib/kube/errors.ts';
 import { LeaderElector } from '../lib/kube/leader.ts';
@@ -100,7 +100,11 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       logger,
       metrics,
       now,
-      onIssuerChanged: (key) => certificates?.onIssuerChanged(key),
+      onIssuerChanged: (key) => {
+        certificates?.onIssuerChanged(key);
+        // A selector, or the bundle of an issuer published by selector, may have changed.
+        if (key.startsWith('ClusterIssuer/')) trust?.touchAll();
+      },
       eventRepeatIntervalMs: o.eventRepeatIntervalMs,
     });
     trust = new TrustController({
@@ -109,6 +113,14 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       source: {
         ready: () => certificates?.rotationObserver.synced() ?? false,
         desired: (ns) => certificates?.trustBundlesFor(ns) ?? new Map(),
+        selected: () =>
+          [...(issuers?.all() ?? [])].flatMap((st) => {
+            const selector =
+              st.kind === 'ClusterIssuer' ? st.issuer.spec.trustBundle?.namespaceSelector : undefined;
+            return selector && st.bundlePem
+              ? [{ key: bundleKey(st.kind, st.name), pem: st.bundlePem, selector }]
+              : [];
+          }),
       },
       logger,
       metrics,
@@ -130,6 +142,11 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       now,
       onTrustChanged: (ns) => trust?.touch(ns),
       trustBundleHeld: (ns, key, pem) => trust?.holds(ns, key, pem) ?? false,
+      trustNamespaces: (st) => {
+        const selector =
+          st.kind === 'ClusterIssuer' ? st.issuer.spec.trustBundle?.namespaceSelector : undefined;
+        return selector ? (trust?.selectedNamespaces(selector) ?? []) : [];
+      },
     });
     issuers.setObserver(certificates.rotationObserver);
     const started = Date.now();

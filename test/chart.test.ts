@@ -470,6 +470,30 @@ async function wholeJob(timeoutMs = 15_000): Promise<string | undefined> {
         .catch(() => undefined);
       return cm?.data?.[bundleKey('ClusterIssuer', 'sigil-ca')] ? true : undefined;
     });
+    // A namespace without Certificates gets the bundle too once the ClusterIssuer's selector picks it.
+    await custom().patchClusterCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: Plural.ClusterIssuer,
+        name: 'sigil-ca',
+        body: {
+          spec: { trustBundle: { namespaceSelector: { matchLabels: { 'trust.example.com/sigil': 'yes' } } } },
+        },
+      },
+      merge,
+    );
+    await core().createNamespace({
+      body: { metadata: { name: `${ns}-trust`, labels: { 'trust.example.com/sigil': 'yes' } } },
+    });
+    await step('the trust bundle in a namespace picked by selector', async () => {
+      const cm = await core()
+        .readNamespacedConfigMap({ name: TRUST_BUNDLE_CONFIGMAP, namespace: `${ns}-trust` })
+        .catch(() => undefined);
+      return cm?.data?.[bundleKey('ClusterIssuer', 'sigil-ca')]?.includes('BEGIN CERTIFICATE')
+        ? true
+        : undefined;
+    });
     return undefined;
   } catch (err) {
     return (err as Error).message;

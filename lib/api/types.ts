@@ -1,6 +1,7 @@
 // The sigil.dev/v1alpha1 API as TypeScript types, and the names every
 // component agrees on (labels, annotations, condition types).
 import type { V1ObjectMeta } from '@kubernetes/client-node';
+import type { LabelSelector } from '../kube/selector.ts';
 
 export const GROUP = 'sigil.dev';
 export const VERSION = 'v1alpha1';
@@ -218,6 +219,11 @@ export interface IssuerSpec {
   policy?: IssuerPolicy;
   trustDomain?: string;
   rotation?: RotationSpec;
+  /**
+   * ClusterIssuers only: also publish the trust bundle in the namespaces this selects (an empty
+   * selector selects all), for pods that trust the issuer without an identity of their own.
+   */
+  trustBundle?: { namespaceSelector?: LabelSelector };
 }
 
 /** A CA of a rotation: where it came from and its trust anchor. */

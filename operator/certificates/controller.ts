@@ -123,6 +123,8 @@ export interface CertificateControllerOptions {
   onTrustChanged?: ((namespace: string) => void) | undefined;
   /** Whether the namespace's trust-bundle ConfigMap holds `pem` under `key`; without it, assumed so. */
   trustBundleHeld?: ((namespace: string, key: string, pem: string) => boolean) | undefined;
+  /** Namespaces an issuer's bundle goes to by its namespace selector, besides those of its Certificates. */
+  trustNamespaces?: ((issuer: IssuerState) => string[]) | undefined;
   /** Retry backoff after a failed issuance. */
   baseBackoffMs?: number;
   maxBackoffMs?: number;
@@ -513,13 +515,12 @@ export class CertificateController {
       secrets++;
       if (e.bundle !== state.bundleB64) behind.push(`Certificate ${k}`);
     }
-    let namespaces = 0;
     const key = bundleKey(state.kind, state.name);
-    for (const [ns, counts] of this.issuersByNamespace) {
-      if (!counts.has(issuer)) continue;
-      namespaces++;
+    const bundleNamespaces = new Set(this.o.trustNamespaces?.(state) ?? []);
+    for (const [ns, counts] of this.issuersByNamespace) if (counts.has(issuer)) bundleNamespaces.add(ns);
+    const namespaces = bundleNamespaces.size;
+    for (const ns of bundleNamespaces)
       if (!(this.o.trustBundleHeld?.(ns, key, state.bundlePem) ?? true)) behind.push(`namespace ${ns}`);
-    }
     const secretsBehind = behind.filter((b) => b.startsWith('Certificate')).length;
     const namespacesBehind = behind.length - secretsBehind;
     return {

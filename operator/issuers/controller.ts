@@ -223,6 +223,11 @@ export class IssuerController {
     this.o = { ...this.o, observer };
   }
 
+  /** Every issuer as last looked at. */
+  all(): IterableIterator<IssuerState> {
+    return this.states.values();
+  }
+
   get(kind: IssuerKind, namespace: string | undefined, name: string): IssuerState | undefined {
     return this.states.get(issuerKey(kind, namespace, name));
   }
@@ -331,7 +336,8 @@ export class IssuerController {
     const log = this.o.logger.child({ controller: 'issuers', key, namespace });
     const written = this.statusWritten.get(key);
     if (issuer && written && written.metadata.uid === issuer.metadata.uid) {
-      if (resourceVersionNewer(written.metadata.resourceVersion, issuer.metadata.resourceVersion)) issuer = written;
+      if (resourceVersionNewer(written.metadata.resourceVersion, issuer.metadata.resourceVersion))
+        issuer = written;
       else this.statusWritten.delete(key);
     }
     if (!issuer) {
@@ -503,7 +509,8 @@ export class IssuerController {
       previous.bundlePem !== state.bundlePem ||
       previous.rotation?.phase !== state.rotation?.phase ||
       previous.trustDomain !== state.trustDomain ||
-      JSON.stringify(previous.issuer.spec.policy) !== JSON.stringify(issuer.spec.policy);
+      JSON.stringify(previous.issuer.spec.policy) !== JSON.stringify(issuer.spec.policy) ||
+      JSON.stringify(previous.issuer.spec.trustBundle) !== JSON.stringify(issuer.spec.trustBundle);
     if (changed) {
       log.info(ready ? 'issuer ready' : 'issuer not ready', {
         reason,

@@ -4,7 +4,7 @@
 // A bundle change is one write per namespace, whatever the number of Secrets.
 // Only ConfigMaps with the trust-bundle label are watched; one without it under
 // the same name belongs to someone else and is never written.
-import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Namespace } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
 import { TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_LABEL } from '../../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
@@ -12,14 +12,17 @@ import { describeApiError, isConflict, isNotFound, statusCode } from '../../lib/
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
+import { type LabelSelector, labelSelectorMatches } from '../../lib/kube/selector.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { reconcileKey } from '../reconcile.ts';
 
 export interface TrustSource {
   /** False until every Certificate has been looked at once: until then nothing is known to be unused. */
   ready(): boolean;
-  /** The bundle keys and PEM the namespace's ConfigMap should hold (empty: none). */
+  /** The bundle keys and PEM the namespace's Certificates need (empty: none). */
   desired(namespace: string): Map<string, string>;
+  /** Bundles published by namespace selector (ClusterIssuers' spec.trustBundle.namespaceSelector). */
+  selected(): { key: string; pem: string; selector: LabelSelector }[];
 }
 
 export interface TrustControllerOptions {
@@ -32,6 +35,8 @@ export interface TrustControllerOptions {
 
 export class TrustController {
   readonly configMaps: Informer<V1ConfigMap>;
+  /** Namespaces and their labels, for namespace selectors; not watched with a watch namespace. */
+  readonly namespaces: Informer<V1Namespace> | undefined;
   private readonly queue: WorkQueue;
   private readonly kube: Kube;
   private readonly o: TrustControllerOptions;
@@ -75,6 +80,18 @@ export class TrustController {
       if (cm.metadata?.name === TRUST_BUNDLE_CONFIGMAP) this.queue.add(cm.metadata.namespace!);
     };
     this.configMaps.on('add', enqueue).on('update', enqueue).on('delete', enqueue);
+    if (!o.watchNamespace) {
+      this.namespaces = new Informer<V1Namespace>(o.kc, {
+        name: 'namespaces',
+        path: paths.namespaces(),
+        list: (page) => listPage<V1Namespace>(o.kc, paths.namespaces(), {}, page),
+        logger: o.logger,
+        onRequest: (verb) => o.metrics.apiRequests.inc({ verb, resource: 'namespaces' }),
+        transform: (n) => ({ metadata: { name: n.metadata?.name, labels: n.metadata?.labels } }),
+      });
+      const touch = (n: V1Namespace) => this.queue.add(n.metadata!.name!);
+      this.namespaces.on('add', touch).on('update', touch);
+    }
     this.queue = new WorkQueue((key) => this.run(key), {
       concurrency: 4,
       baseDelayMs: 500,
@@ -85,12 +102,25 @@ export class TrustController {
   }
 
   async start(): Promise<void> {
-    await this.configMaps.start();
+    await Promise.all([this.configMaps.start(), this.namespaces?.start()]);
   }
 
   stop(): void {
     this.queue.shutdown();
     this.configMaps.stop();
+    this.namespaces?.stop();
+  }
+
+  /** Every namespace the selector picks (none with a watch namespace). */
+  selectedNamespaces(selector: LabelSelector): string[] {
+    return (this.namespaces?.list() ?? [])
+      .filter((n) => labelSelectorMatches(selector, n.metadata?.labels))
+      .map((n) => n.metadata!.name!);
+  }
+
+  /** Writes every namespace's bundle again: a selector or a selected issuer's bundle changed. */
+  touchAll(): void {
+    for (const n of this.namespaces?.list() ?? []) this.queue.add(n.metadata!.name!);
   }
 
   /** Writes the namespace's bundle again (an issuer's bundle changed, or a namespace started using one). */
@@ -119,9 +149,12 @@ export class TrustController {
       this.queue.addAfter(namespace, 1000);
       return;
     }
-    const desired = Object.fromEntries(
-      [...this.o.source.desired(namespace)].sort(([a], [b]) => a.localeCompare(b)),
-    );
+    const wanted = this.o.source.desired(namespace);
+    const ns = this.namespaces?.get(namespace);
+    if (ns)
+      for (const s of this.o.source.selected())
+        if (labelSelectorMatches(s.selector, ns.metadata?.labels)) wanted.set(s.key, s.pem);
+    const desired = Object.fromEntries([...wanted].sort(([a], [b]) => a.localeCompare(b)));
     const path = paths.configMaps(namespace, TRUST_BUNDLE_CONFIGMAP);
     const cached = this.configMaps.get(`${namespace}/${TRUST_BUNDLE_CONFIGMAP}`);
     const log = this.o.logger.child({ controller: 'trust', namespace });
