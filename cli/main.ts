@@ -14,11 +14,13 @@ webhookCommand(program);
 // The long-running processes never load the commands that use @kubernetes/client-node's generated
 // API: loaded, it holds about 80 MiB for the life of the process (see lib/kube/client.ts).
 if (!['operator', 'webhook'].includes(process.argv[2] ?? '')) {
-  const [{ certificateCommands }, { doctorCommand }] = await Promise.all([
+  const [{ certificateCommands }, { doctorCommand }, { caCommands }] = await Promise.all([
     import('./certificates.ts'),
     import('./doctor.ts'),
+    import('./ca.ts'),
   ]);
   certificateCommands(program);
+  caCommands(program);
   doctorCommand(program);
 }
 try {
