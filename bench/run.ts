@@ -295,7 +295,7 @@ try {
     };
     const byResource = async () => {
       const out: Record<string, number> = {};
-      for (const resource of ['secrets', 'configmaps', 'certificates', 'clusterissuers'])
+      for (const resource of ['secrets', 'configmaps', 'certificates/status', 'events', 'clusterissuers'])
         for (const verb of ['create', 'update', 'patch', 'delete'])
           out[resource] =
             (out[resource] ?? 0) +

@@ -156,6 +156,7 @@ export class IssuerController {
    * that ran ahead of the cache would otherwise decide from an older rotation state and write it back.
    */
   private readonly statusWritten = new Map<string, Issuer>();
+  private readonly lastStatusWrite = new Map<string, number>();
 
   constructor(o: IssuerControllerOptions) {
     this.o = o;
@@ -342,6 +343,7 @@ export class IssuerController {
     }
     if (!issuer) {
       this.statusWritten.delete(key);
+      this.lastStatusWrite.delete(key);
       this.releaseCaSecrets(key);
       this.reissueLimits.delete(key);
       if (this.states.delete(key)) this.o.onIssuerChanged(key);
@@ -605,6 +607,29 @@ export class IssuerController {
     ) {
       return;
     }
+    // During a rotation the counters move with every leaf: within one phase, they are written at most
+    // every ROTATION_STATUS_INTERVAL_MS (a thousand leaves re-issued would otherwise be a status write
+    // every look). A new phase, a new rotation or anything else is written at once.
+    const progressOnly = (x: { rotation: object | null } & Record<string, unknown>) =>
+      canonical({
+        ...x,
+        conditions: undefined,
+        rotation: x.rotation
+          ? { ...x.rotation, waitingFor: 0, leavesOnOld: 0, leavesOnNew: 0, remaining: 0, progressAt: 0 }
+          : null,
+      });
+    const lastWrite = this.lastStatusWrite.get(key) ?? 0;
+    if (
+      next.rotation &&
+      before.rotation &&
+      current0?.status === condition.status &&
+      current0.reason === condition.reason &&
+      progressOnly(next) === progressOnly(before) &&
+      Date.now() - lastWrite < ROTATION_STATUS_INTERVAL_MS
+    ) {
+      this.queue.addAfter(key, ROTATION_STATUS_INTERVAL_MS - (Date.now() - lastWrite));
+      return;
+    }
     try {
       const result = await this.kube.mergePatch<Issuer>(
         kind === 'Issuer'
@@ -613,6 +638,7 @@ export class IssuerController {
         { apiVersion: API_VERSION, kind, status: next },
       );
       if (result?.metadata) this.statusWritten.set(key, result);
+      this.lastStatusWrite.set(key, Date.now());
       this.o.metrics.apiRequests.inc({
         verb: 'patch',
         resource: kind === 'Issuer' ? Plural.Issuer : Plural.ClusterIssuer,
@@ -690,6 +716,9 @@ export class IssuerController {
     log.info('generated the next CA; rotating to it', { secret: `${secretNamespace}/${nextName}` });
   }
 }
+
+/** How often a rotation's progress counters (leaves, waitingFor) are written within one phase, at most. */
+const ROTATION_STATUS_INTERVAL_MS = 10_000;
 
 function loadedOrParsed(
   loaded: Map<string, CertificateAuthority>,
