@@ -350,8 +350,7 @@ async function ensureDefaultIssuer(
       })
     ).items[0];
     if (
-      !existing ||
-      existing.metadata.labels?.['app.kubernetes.io/managed-by'] !== 'sigil-operator' ||
+      existing?.metadata.labels?.['app.kubernetes.io/managed-by'] !== 'sigil-operator' ||
       existing.spec.ca.secretName === spec.secretName
     )
       return;

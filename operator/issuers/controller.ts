@@ -26,7 +26,6 @@ import { listPage } from '../../lib/kube/rest.ts';
 import { type CertificateAuthority, createSelfSignedCA, loadCertificateAuthority } from '../../lib/pki/ca.ts';
 import { type ParsedCertificate, parseCertificateChain } from '../../lib/pki/certificate.ts';
 import { isPkiError, PkiErrorCode } from '../../lib/pki/errors.ts';
-import { parseDuration } from '../../lib/pki/renewal.ts';
 import { EventRecorder } from '../events.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { reconcileKey } from '../reconcile.ts';

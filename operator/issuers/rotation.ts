@@ -77,7 +77,7 @@ const short = (ref: CARef) => `${ref.secretName} (${ref.fingerprint.slice(0, 16)
 
 /** The anchors a bundle holds: the trust anchors' PEM, without repeats (two CAs under one root share it). */
 export function bundlePem(bundle: readonly CARef[]): string {
-  return [...new Set(bundle.map((r) => r.trustAnchor.trim()))].join('\n') + '\n';
+  return `${[...new Set(bundle.map((r) => r.trustAnchor.trim()))].join('\n')}\n`;
 }
 
 /** The fingerprints naming a bundle (as status.bundle lists them). */
@@ -214,7 +214,8 @@ export function decideRotation(i: RotationInput): RotationDecision {
   let recheckMs: number | undefined;
   if (!i.observe.synced) recheckMs = 1000;
   const stallMs = i.stallMs ?? Math.max(10 * i.propagationMs, 5 * 60_000);
-  for (let step = 0; step < 1 && rotation && i.observe.synced; step++) {
+  const advance = (): RotationDecision | undefined => {
+    if (!rotation || !i.observe.synced) return undefined;
     const r: RotationStatus = rotation;
     const bundle = phaseBundle(r.phase, r.from, r.to);
     const anchors = bundleAnchors(bundle);
@@ -245,7 +246,7 @@ export function decideRotation(i: RotationInput): RotationDecision {
       if (!r.bundleWrittenAt) {
         r.waitingFor = `the bundle with both CAs to be written: ${i.observe.bundleProgress(anchors)}${later}`;
         recheckMs = 2000;
-        if (!stalled(remaining)) break;
+        if (!stalled(remaining)) return undefined;
         stallWarning(r.waitingFor);
         r.bundleWrittenAt = i.now.toISOString();
       }
@@ -253,7 +254,7 @@ export function decideRotation(i: RotationInput): RotationDecision {
       if (nowMs < due) {
         r.waitingFor = `the bundle with both CAs to reach every pod: ${formatDuration(due - nowMs)} left of the ${formatDuration(i.propagationMs)} propagation delay${later}`;
         recheckMs = due - nowMs;
-        break;
+        return undefined;
       }
       rotation = start(RotationPhase.Activate, r.from, r.to, i.now, r.trigger, r.startedAt);
       // Activate keeps Prepare's bundle: it is written already.
@@ -267,14 +268,14 @@ export function decideRotation(i: RotationInput): RotationDecision {
         message: `CA ${short(r.to)} signs from now on; leaves of ${short(r.from)} are re-issued early, at a bounded rate`,
       });
       recheckMs = 0;
-      break;
+      return undefined;
     }
     if (r.phase === RotationPhase.Activate) {
       if (leaves.onOld > 0) {
         r.leavesMovedAt = undefined;
         r.waitingFor = `${leaves.onOld} leaves still signed by the old CA to be re-issued (${leaves.onNew} on the new one)${later}`;
         recheckMs = 2000;
-        if (!stalled(leaves.onOld)) break;
+        if (!stalled(leaves.onOld)) return undefined;
         stallWarning(r.waitingFor);
         r.leavesMovedAt = new Date(nowMs - i.propagationMs).toISOString();
       }
@@ -283,7 +284,7 @@ export function decideRotation(i: RotationInput): RotationDecision {
       if (nowMs < due) {
         r.waitingFor = `the new leaves to reach every pod: ${formatDuration(due - nowMs)} left of the ${formatDuration(i.propagationMs)} propagation delay${later}`;
         recheckMs = due - nowMs;
-        break;
+        return undefined;
       }
       rotation = start(RotationPhase.Retire, r.from, r.to, i.now, r.trigger, r.startedAt);
       rotation.leavesOnOld = leaves.onOld;
@@ -295,13 +296,13 @@ export function decideRotation(i: RotationInput): RotationDecision {
         message: `No leaf of ${short(r.from)} is left: it leaves every trust bundle`,
       });
       recheckMs = 0;
-      break;
+      return undefined;
     }
     // Retire.
     if (!r.bundleWrittenAt) {
       r.waitingFor = `the bundle without the old CA to be written: ${i.observe.bundleProgress(anchors)}${later}`;
       recheckMs = 2000;
-      if (!stalled(remaining)) break;
+      if (!stalled(remaining)) return undefined;
       stallWarning(r.waitingFor);
     }
     events.push({
@@ -324,7 +325,9 @@ export function decideRotation(i: RotationInput): RotationDecision {
       events,
       recheckMs: undefined,
     };
-  }
+  };
+  const finished = advance();
+  if (finished) return finished;
   const r = rotation!;
   return {
     signing: r.phase === RotationPhase.Prepare ? r.from : r.to,
