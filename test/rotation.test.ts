@@ -3,7 +3,15 @@
 // a peer could hold (each Secret's ca.crt and the namespace's trust-bundle ConfigMap). Rollback, the
 // forced retire (which breaks that, as it must), and a ConfigMap squatted by a tenant.
 import { X509Certificate } from 'node:crypto';
-import { CoreV1Api, CustomObjectsApi, type KubeConfig, setHeaderOptions } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  setHeaderOptions,
+  type V1ConfigMap,
+  type V1Secret,
+  Watch,
+} from '@kubernetes/client-node';
 import {
   Annotation,
   bundleKey,
@@ -64,6 +72,11 @@ async function world() {
   const cm = await core
     .readNamespacedConfigMap({ name: TRUST_BUNDLE_CONFIGMAP, namespace: ns })
     .catch(() => undefined);
+  return trustIn(secrets, cm);
+}
+
+/** Which leaf each bundle would refuse, for these Secrets and this ConfigMap. */
+function trustIn(secrets: V1Secret[], cm: V1ConfigMap | undefined) {
   const bundles: [string, X509Certificate[]][] = secrets.map((s) => [
     `${s.metadata!.name} ca.crt`,
     splitPemBlocks(pemOf(s.data, 'ca.crt')).map((b) => new X509Certificate(b)),
@@ -83,6 +96,54 @@ async function world() {
     bundles,
     configMap: cm?.data?.[KEY],
     untrusted,
+  };
+}
+
+/**
+ * Records every version of the namespace's Secrets and ConfigMaps from now on, in etcd's order
+ * (resourceVersion is its global revision). `breaches` replays them and lists, for each state peers
+ * could have read however briefly, the leaves a bundle would have refused.
+ */
+async function recordVersions() {
+  const secretList = await core.listNamespacedSecret({
+    namespace: ns,
+    labelSelector: 'sigil.dev/managed=true',
+  });
+  const cmList = await core.listNamespacedConfigMap({ namespace: ns });
+  const versions: { rv: bigint; kind: string; type: string; obj: V1Secret & V1ConfigMap }[] = [];
+  const watches = await Promise.all(
+    [
+      [`/api/v1/namespaces/${ns}/secrets`, 'Secret', secretList.metadata!.resourceVersion!],
+      [`/api/v1/namespaces/${ns}/configmaps`, 'ConfigMap', cmList.metadata!.resourceVersion!],
+    ].map(([path, kind, rv]) =>
+      new Watch(kc).watch(
+        path!,
+        { resourceVersion: rv },
+        (type: string, obj: V1Secret & V1ConfigMap) =>
+          versions.push({ rv: BigInt(obj.metadata!.resourceVersion!), kind: kind!, type, obj }),
+        () => undefined,
+      ),
+    ),
+  );
+  return {
+    breaches: async () => {
+      await new Promise((r) => setTimeout(r, 1000));
+      for (const w of watches) w.abort();
+      const secretsNow = new Map(secretList.items.map((x) => [x.metadata!.name!, x]));
+      let cmNow = cmList.items.find((c) => c.metadata?.name === TRUST_BUNDLE_CONFIGMAP);
+      const out: string[] = [];
+      for (const v of versions.sort((a, b) => (a.rv < b.rv ? -1 : a.rv > b.rv ? 1 : 0))) {
+        if (v.kind === 'ConfigMap') {
+          if (v.obj.metadata?.name === TRUST_BUNDLE_CONFIGMAP)
+            cmNow = v.type === 'DELETED' ? undefined : v.obj;
+        } else if (v.obj.metadata?.labels?.['sigil.dev/managed'] === 'true') {
+          if (v.type === 'DELETED') secretsNow.delete(v.obj.metadata.name!);
+          else secretsNow.set(v.obj.metadata.name!, v.obj);
+        }
+        out.push(...trustIn([...secretsNow.values()], cmNow).untrusted.map((u) => `at ${v.rv}: ${u}`));
+      }
+      return { breaches: out, versions: versions.length };
+    },
   };
 }
 
@@ -168,6 +229,7 @@ describe('CA rotation', () => {
     const before = await getIssuer(kc, 'Issuer', 'ca', ns);
     const oldFp = before.status!.fingerprint!;
     await createSecret(kc, ns, 'ca-two', await caSecretData('Rotation CA two'));
+    const record = await recordVersions();
     await patchIssuer({ spec: { ca: { secretName: 'ca-two' } } });
     const newFp = await eventually('the rotation to start', async () => {
       const i = await getIssuer(kc, 'Issuer', 'ca', ns);
@@ -175,6 +237,10 @@ describe('CA rotation', () => {
     });
     const { phases, breaches } = await watchRotation(newFp);
     expect(breaches).toEqual([]);
+    // Not only the samples: every state the Secrets and the ConfigMap went through.
+    const replayed = await record.breaches();
+    expect(replayed.breaches).toEqual([]);
+    expect(replayed.versions).toBeGreaterThanOrEqual(3 * CERTS);
     // Retire lasts only until the bundles are rewritten, often less than a sample: the Events show it.
     expect(phases.filter((p) => p !== 'none' && p !== 'Retire')).toEqual(['Prepare', 'Activate', 'Done']);
     const issuer = await getIssuer(kc, 'Issuer', 'ca', ns);
@@ -244,12 +310,14 @@ describe('CA rotation', () => {
       const i = await getIssuer(kc, 'Issuer', 'ca', ns);
       return i.status?.rotation?.phase === 'Prepare' && i.status.rotation.bundleWrittenAt ? i : undefined;
     });
+    const record = await recordVersions();
     await patchIssuer({ metadata: { annotations: { [Annotation.RetireNow]: new Date().toISOString() } } });
-    // The bundles drop the old CA while leaves still carry it: some peer now refuses another.
-    const broken = await eventually('a leaf no bundle trusts', async () => {
-      const w = await world();
-      return w.untrusted.length > 0 ? w.untrusted : undefined;
+    await eventually('the forced rotation done', async () => {
+      const i = await getIssuer(kc, 'Issuer', 'ca', ns);
+      return !i.status?.rotation && i.status?.secretName === 'ca-four' ? true : undefined;
     });
+    const { breaches: broken } = await record.breaches();
+    // The bundles dropped the old CA while leaves still carried it: some peer refused another.
     expect(broken.length).toBeGreaterThan(0);
     const events = await core.listNamespacedEvent({ namespace: ns, fieldSelector: 'reason=RotationForced' });
     expect(events.items[0]?.message).toContain('fail their handshakes');
