@@ -31,6 +31,7 @@ import {
 } from '../lib/api/types.ts';
 import { describeApiError, statusCode } from '../lib/kube/errors.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
+import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import {
   type ControlPlaneState,
   freePort,
@@ -951,6 +952,97 @@ describe('namespace-scoped install (scope.mode=Namespace)', () => {
   it('should uninstall', async () => {
     expect((await helm('uninstall', release, '-n', namespace)).code).toBe(0);
   });
+});
+
+describe('helm upgrade with a new ca.existingSecret', () => {
+  const release = 'own-ca-sigil';
+  const namespace = 'sigil-own-ca';
+  const issuerName = 'own-ca';
+  const clusterIssuer = async () =>
+    (await custom().getClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: Plural.ClusterIssuer,
+      name: issuerName,
+    })) as Issuer;
+  const caSecret = async (name: string) => {
+    const ca = await createSelfSignedCA({
+      commonName: name,
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 365 * 86_400_000),
+    });
+    await core().createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name },
+        type: 'kubernetes.io/tls',
+        data: {
+          'tls.crt': Buffer.from(ca.certPem).toString('base64'),
+          'tls.key': Buffer.from(ca.keyPem).toString('base64'),
+        },
+      },
+    });
+  };
+
+  it("should rotate the chart's ClusterIssuer to the new Secret: one value changed, the rotation run to its end", async () => {
+    await core().createNamespace({ body: { metadata: { name: namespace } } });
+    await caSecret('ca-2026');
+    const install = await helm(
+      'install',
+      release,
+      CHART,
+      '-n',
+      namespace,
+      '--set',
+      'ca.existingSecret=ca-2026',
+      '--set',
+      `issuer.name=${issuerName}`,
+      '--set-json',
+      'issuer.rotation={"propagationDelay":"1s"}',
+    );
+    expect(install.code).toBe(0);
+    let running = await runComponents(release, namespace);
+    try {
+      await until('the ClusterIssuer on ca-2026', async () => {
+        const i = await clusterIssuer().catch(() => undefined);
+        return i?.status?.secretName === 'ca-2026' ? true : undefined;
+      });
+    } finally {
+      await running.stop();
+    }
+    await caSecret('ca-2027');
+    const upgrade = await helm(
+      'upgrade',
+      release,
+      CHART,
+      '-n',
+      namespace,
+      '--reuse-values',
+      '--set',
+      'ca.existingSecret=ca-2027',
+    );
+    expect(upgrade.code).toBe(0);
+    running = await runComponents(release, namespace);
+    try {
+      const done = await until(
+        'the rotation to ca-2027 done',
+        async () => {
+          const i = await clusterIssuer();
+          return i.spec.ca.secretName === 'ca-2027' &&
+            i.status?.secretName === 'ca-2027' &&
+            !i.status.rotation
+            ? i
+            : undefined;
+        },
+        30_000,
+      );
+      expect(done.status?.lastRotation?.trigger).toBe('SecretChanged');
+      expect(running.logs.filter((l) => /forbidden/i.test(l))).toEqual([]);
+    } finally {
+      await running.stop();
+    }
+    expect((await helm('uninstall', release, '-n', namespace)).code).toBe(0);
+  }, 120_000);
 });
 
 /** POSTs an AdmissionReview to the webhook without a client certificate; the HTTP status. */
