@@ -6,13 +6,15 @@
 // rotation with the old CA retired early (sigil.dev/retire-now) does fail handshakes: the test can fail.
 //
 // The kubelet syncs pods every 5 s here (syncFrequency, against 1 m by default) and the issuer's
-// propagationDelay is 15 s to match; with the defaults (1 m, 2m) a rotation takes about 4–5 minutes.
+// propagationDelay is 15 s to match; with the defaults (1 m, 2m) a rotation takes about 4–5 minutes
+// (SIGIL_E2E_KUBELET_SYNC and SIGIL_E2E_PROPAGATION set them).
 // Skipped, saying why, on a machine that cannot run a node.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Annotation, bundleKey, type Issuer, TRUST_BUNDLE_CONFIGMAP } from '../../lib/api/types.ts';
+import { parseDuration } from '../../lib/pki/renewal.ts';
 import {
   type Cluster,
   nodeBinaryDir,
@@ -32,8 +34,13 @@ const RELEASE = 'sigil';
 const RELEASE_NAMESPACE = 'sigil-system';
 const APP = 'shop';
 const ISSUER = 'sigil-ca';
-const SYNC_FREQUENCY = '5s';
-const PROPAGATION = '15s';
+/** SIGIL_E2E_KUBELET_SYNC=1m SIGIL_E2E_PROPAGATION=2m measures a rotation with the defaults (about 5 minutes). */
+const SYNC_FREQUENCY = process.env.SIGIL_E2E_KUBELET_SYNC ?? '5s';
+const PROPAGATION = process.env.SIGIL_E2E_PROPAGATION ?? '15s';
+const SYNC_MS = parseDuration(SYNC_FREQUENCY) ?? 5_000;
+/** A rotation waits two propagation delays; each test also waits out two kubelet syncs. */
+const ROTATION_TIMEOUT_MS = 240_000 + 4 * (parseDuration(PROPAGATION) ?? 15_000);
+const TEST_TIMEOUT_MS = ROTATION_TIMEOUT_MS + 4 * SYNC_MS + 120_000;
 const KEY = bundleKey('ClusterIssuer', ISSUER);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -105,7 +112,7 @@ describeNode('CA rotation between running pods on a real one-node cluster', () =
   const pemCount = (pem: string) => (pem.match(/BEGIN CERTIFICATE/g) ?? []).length;
 
   /** Waits until the issuer's last rotation ends on `to` (a fingerprint, or undefined for any new one). */
-  const waitForRotation = async (what: string, from: string, timeoutMs = 240_000) => {
+  const waitForRotation = async (what: string, from: string, timeoutMs = ROTATION_TIMEOUT_MS) => {
     const started = Date.now();
     const phases: string[] = [];
     while (Date.now() - started < timeoutMs) {
@@ -207,61 +214,71 @@ describeNode('CA rotation between running pods on a real one-node cluster', () =
     });
   }, 120_000);
 
-  it('should rotate the generated CA on request with zero failed handshakes, both pods ending on the new CA', async () => {
-    const before = await failures();
-    const from = issuer().status!.fingerprint!;
-    expectAllOn(from);
-    kubectl(
-      'annotate',
-      'clusterissuers.sigil.dev',
-      ISSUER,
-      `${Annotation.RotateRequestedAt}=${new Date().toISOString()}`,
-      '--overwrite',
-    );
-    const done = await waitForRotation('generated CA rotation', from);
-    expect(done.lastRotation).toMatchObject({ from, trigger: 'Requested' });
-    const to = done.lastRotation!.to;
-    expect(to).not.toBe(from);
-    // The bundle without the old CA reaches the pods on their next sync.
-    await sleep(2 * 5_000 + 1_000);
-    const after = await failures();
-    expect(after.ok).toBeGreaterThan(before.ok);
-    expect({ failed: after.failed - before.failed, refused: after.refused - before.refused }).toEqual({
-      failed: 0,
-      refused: 0,
-    });
-    expectAllOn(to);
-  }, 360_000);
+  it(
+    'should rotate the generated CA on request with zero failed handshakes, both pods ending on the new CA',
+    async () => {
+      const before = await failures();
+      const from = issuer().status!.fingerprint!;
+      expectAllOn(from);
+      kubectl(
+        'annotate',
+        'clusterissuers.sigil.dev',
+        ISSUER,
+        `${Annotation.RotateRequestedAt}=${new Date().toISOString()}`,
+        '--overwrite',
+      );
+      const done = await waitForRotation('generated CA rotation', from);
+      expect(done.lastRotation).toMatchObject({ from, trigger: 'Requested' });
+      const to = done.lastRotation!.to;
+      expect(to).not.toBe(from);
+      // The bundle without the old CA reaches the pods on their next sync.
+      await sleep(2 * SYNC_MS + 1_000);
+      const after = await failures();
+      expect(after.ok).toBeGreaterThan(before.ok);
+      expect({ failed: after.failed - before.failed, refused: after.refused - before.refused }).toEqual({
+        failed: 0,
+        refused: 0,
+      });
+      expectAllOn(to);
+    },
+    TEST_TIMEOUT_MS,
+  );
 
-  it("should rotate to a user's CA made with OpenSSL through spec.ca.secretName with zero failed handshakes", async () => {
-    const before = await failures();
-    const from = issuer().status!.fingerprint!;
-    const to = opensslCa('shop-ca-2027');
-    kubectl(
-      'patch',
-      'clusterissuers.sigil.dev',
-      ISSUER,
-      '--type=merge',
-      '-p',
-      JSON.stringify({ spec: { ca: { secretName: 'shop-ca-2027' } } }),
-    );
-    const done = await waitForRotation('user CA rotation', from);
-    expect(done.lastRotation).toMatchObject({ from, to, trigger: 'SecretChanged' });
-    expect(done.secretName).toBe('shop-ca-2027');
-    await sleep(2 * 5_000 + 1_000);
-    const after = await failures();
-    expect(after.ok).toBeGreaterThan(before.ok);
-    expect({ failed: after.failed - before.failed, refused: after.refused - before.refused }).toEqual({
-      failed: 0,
-      refused: 0,
-    });
-    expectAllOn(to);
-    const pods = JSON.parse(kubectl('get', 'pods', '-n', APP, '-o', 'json')) as {
-      items: { status: { containerStatuses: { restartCount: number }[] } }[];
-    };
-    // The same pods all along: no restart hid a failure from the counters.
-    expect(pods.items.flatMap((p) => p.status.containerStatuses.map((c) => c.restartCount))).toEqual([0, 0]);
-  }, 360_000);
+  it(
+    "should rotate to a user's CA made with OpenSSL through spec.ca.secretName with zero failed handshakes",
+    async () => {
+      const before = await failures();
+      const from = issuer().status!.fingerprint!;
+      const to = opensslCa('shop-ca-2027');
+      kubectl(
+        'patch',
+        'clusterissuers.sigil.dev',
+        ISSUER,
+        '--type=merge',
+        '-p',
+        JSON.stringify({ spec: { ca: { secretName: 'shop-ca-2027' } } }),
+      );
+      const done = await waitForRotation('user CA rotation', from);
+      expect(done.lastRotation).toMatchObject({ from, to, trigger: 'SecretChanged' });
+      expect(done.secretName).toBe('shop-ca-2027');
+      await sleep(2 * SYNC_MS + 1_000);
+      const after = await failures();
+      expect(after.ok).toBeGreaterThan(before.ok);
+      expect({ failed: after.failed - before.failed, refused: after.refused - before.refused }).toEqual({
+        failed: 0,
+        refused: 0,
+      });
+      expectAllOn(to);
+      const pods = JSON.parse(kubectl('get', 'pods', '-n', APP, '-o', 'json')) as {
+        items: { status: { containerStatuses: { restartCount: number }[] } }[];
+      };
+      // The same pods all along: no restart hid a failure from the counters.
+      expect(pods.items.flatMap((p) => p.status.containerStatuses.map((c) => c.restartCount))).toEqual([
+        0, 0,
+      ]);
+    },
+    TEST_TIMEOUT_MS,
+  );
 
   it('should fail handshakes when the old CA is retired before the pods have the new bundle: the test above can fail', async () => {
     // Whether a call falls between the two pods' kubelet syncs depends on how far apart they sync; nudging
