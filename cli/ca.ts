@@ -24,7 +24,7 @@ import { describeApiError, isConflict, isNotFound } from '../lib/kube/errors.ts'
 import { loadCertificateAuthority } from '../lib/pki/ca.ts';
 import { isPkiError } from '../lib/pki/errors.ts';
 import { CliError, Exit } from './errors.ts';
-import { cliKubeConfig, relative, table } from './kube.ts';
+import { cliKubeConfig, namespaceOf, relative, table } from './kube.ts';
 
 /** Where a ClusterIssuer's CA Secrets live unless --ca-namespace says otherwise: the operator's namespace. */
 const OPERATOR_NAMESPACE = process.env.SIGIL_NAMESPACE ?? 'sigil-system';
@@ -33,11 +33,6 @@ const WAITING_WIDTH = 48;
 
 const kindOption = () =>
   new Option('--kind <kind>', 'Issuer or ClusterIssuer').choices(['Issuer', 'ClusterIssuer'] as const);
-
-function namespaceOf(kc: KubeConfig, opts: { namespace?: string; allNamespaces?: boolean }) {
-  if (opts.allNamespaces) return undefined;
-  return opts.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
-}
 
 /** "ClusterIssuer name" or "Issuer ns/name", as messages name it. */
 function labelOf(i: Issuer): string {

@@ -13,17 +13,9 @@ import { isNotFound } from '../lib/kube/errors.ts';
 import { displaySerial, isSignedBy, parseCertificateChain } from '../lib/pki/certificate.ts';
 import { readKeyPair } from '../lib/pki/inspect.ts';
 import { CliError, describeCliError, Exit } from './errors.ts';
-import { cliKubeConfig, lastKubeConfig, listCertificates, relative, table } from './kube.ts';
+import { cliKubeConfig, lastKubeConfig, listCertificates, namespaceOf, relative, table } from './kube.ts';
 
 export { Exit } from './errors.ts';
-
-function namespaceOf(
-  kc: ReturnType<typeof cliKubeConfig>,
-  opts: { namespace?: string; allNamespaces?: boolean },
-) {
-  if (opts.allNamespaces) return undefined;
-  return opts.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
-}
 
 export function certificateCommands(program: Command) {
   program

@@ -69,6 +69,12 @@ export async function listIssuers(kc: KubeConfig): Promise<Issuer[]> {
 }
 
 /** "3h", "12d", "45s" from now, or "-2m" for the past. */
+/** The namespace a command works in: -A for all (undefined), else -n, else the context's, else default. */
+export function namespaceOf(kc: KubeConfig, opts: { namespace?: string; allNamespaces?: boolean }) {
+  if (opts.allNamespaces) return undefined;
+  return opts.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
+}
+
 export function relative(iso: string | undefined, now = Date.now()): string {
   if (!iso) return '-';
   const ms = new Date(iso).getTime() - now;
