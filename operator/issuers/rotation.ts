@@ -106,19 +106,21 @@ export function decideRotation(i: RotationInput): RotationDecision {
   const prev = i.status?.rotation;
   const last = i.status?.lastRotation;
   let rotation: RotationStatus | undefined = prev ? { ...prev } : undefined;
+  /** No rotation in progress: `ref` signs and is the whole bundle. */
+  const settled = (ref: CARef, lastRotation: IssuerStatus['lastRotation']): RotationDecision => ({
+    signing: ref,
+    bundle: [ref],
+    rotation: undefined,
+    lastRotation,
+    events,
+    recheckMs: undefined,
+  });
 
   // No rotation in progress: steady, or one starts.
   if (!rotation) {
     const signingFp = i.status?.fingerprint;
     if (!signingFp || signingFp === i.desired.fingerprint) {
-      return {
-        signing: i.desired,
-        bundle: [i.desired],
-        rotation: undefined,
-        lastRotation: last,
-        events,
-        recheckMs: undefined,
-      };
+      return settled(i.desired, last);
     }
     if (!i.current || i.current.fingerprint !== signingFp || i.current.secretName === i.desired.secretName) {
       // The old CA is gone (its Secret replaced in place, deleted, or expired): nothing can keep signing
@@ -132,14 +134,7 @@ export function decideRotation(i: RotationInput): RotationDecision {
             : 'the old CA Secret is gone or expired'
         }, so leaves are re-issued from the new CA at once and peers that trust only the old CA refuse them until their bundle updates. To rotate without failed handshakes, put the new CA in a new Secret and point spec.ca.secretName at it`,
       });
-      return {
-        signing: i.desired,
-        bundle: [i.desired],
-        rotation: undefined,
-        lastRotation: last,
-        events,
-        recheckMs: undefined,
-      };
+      return settled(i.desired, last);
     }
     rotation = start(RotationPhase.Prepare, i.current, i.desired, i.now, i.trigger);
     events.push({
@@ -317,14 +312,7 @@ export function decideRotation(i: RotationInput): RotationDecision {
       completedAt: i.now.toISOString(),
       trigger: r.trigger,
     };
-    return {
-      signing: r.to,
-      bundle: [r.to],
-      rotation: undefined,
-      lastRotation: done,
-      events,
-      recheckMs: undefined,
-    };
+    return settled(r.to, done);
   };
   const finished = advance();
   if (finished) return finished;
