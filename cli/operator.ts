@@ -48,6 +48,11 @@ export function operatorCommand(program: Command) {
       process.env.SIGIL_OWNER_REFERENCES === 'true',
     )
     .option(
+      '--pod-certificates',
+      "sign PodCertificateRequests for clusterissuers.sigil.dev/<name> and issuers.sigil.dev/<namespace>.<name>, and publish each issuer's trust bundle as a ClusterTrustBundle (Kubernetes 1.37+, or 1.35-1.36 with the beta APIs on)",
+      process.env.SIGIL_POD_CERTIFICATES === 'true',
+    )
+    .option(
       '--watch-namespace <ns>',
       'limit Certificates and Issuers to this namespace (default: all)',
       process.env.SIGIL_WATCH_NAMESPACE,
@@ -200,6 +205,7 @@ export function operatorCommand(program: Command) {
         watchNamespace: opts.watchNamespace,
         clusterDomain: opts.clusterDomain,
         identityGracePeriodMs,
+        podCertificates: Boolean(opts.podCertificates),
         bootstrapCaSecret: opts.bootstrapCaSecret,
         createDefaultIssuer: opts.createDefaultIssuer
           ? {

@@ -37,6 +37,18 @@ export function createOperatorMetrics() {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     }),
+    podCertificateRequests: new Counter({
+      name: 'sigil_pod_certificate_requests_total',
+      help: 'PodCertificateRequests answered, by signer name and result (issued, denied, failed).',
+      labelNames: ['signer', 'result'],
+      registers: [registry],
+    }),
+    podCertificateLatency: new Histogram({
+      name: 'sigil_pod_certificate_request_duration_seconds',
+      help: 'From a PodCertificateRequest first seen to its Issued status written.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
     caExpiration: new Gauge({
       name: 'sigil_ca_expiration_timestamp_seconds',
       help: 'The notAfter of the CA certificate an Issuer or ClusterIssuer signs with.',

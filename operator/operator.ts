@@ -14,6 +14,7 @@ import { CertificateController } from './certificates/controller.ts';
 import { IdentityGarbageCollector } from './identitygc/controller.ts';
 import { IssuerController } from './issuers/controller.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './metrics.ts';
+import { discoverPodCertificateApis, PodCertificateController } from './podcerts/controller.ts';
 import { startHealthServer } from './server.ts';
 import { TrustController } from './trust/controller.ts';
 import { WebhookTlsController, type WebhookTlsOptions } from './webhooktls/controller.ts';
@@ -61,6 +62,11 @@ export interface OperatorOptions {
   bootstrapCaSecret?: string | undefined;
   /** Delete webhook-created identity Certificates no pod has used for this long; 0 disables. */
   identityGracePeriodMs?: number;
+  /**
+   * Sign PodCertificateRequests for Sigil's signer names and publish ClusterTrustBundles, where the
+   * API server serves them (certificates.k8s.io v1 or v1beta1).
+   */
+  podCertificates?: boolean | undefined;
   /** Called when leadership is lost; the CLI exits so a fresh process campaigns again. */
   onLostLeadership?: () => void;
 }
@@ -86,6 +92,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
   let trust: TrustController | undefined;
   let webhookTls: WebhookTlsController | undefined;
   let identityGc: IdentityGarbageCollector | undefined;
+  let podCertificates: PodCertificateController | undefined;
   let running = false;
   let stopping = false;
   const runningWaiters: (() => void)[] = [];
@@ -102,6 +109,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
       now,
       onIssuerChanged: (key) => {
         certificates?.onIssuerChanged(key);
+        podCertificates?.onIssuerKey(key);
         // A selector, or the bundle of an issuer published by selector, may have changed.
         if (key.startsWith('ClusterIssuer/')) trust?.touchAll();
       },
@@ -148,7 +156,45 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
         return selector ? (trust?.selectedNamespaces(selector) ?? []) : [];
       },
     });
-    issuers.setObserver(certificates.rotationObserver);
+    if (o.podCertificates) {
+      const apis = await discoverPodCertificateApis(o.kc);
+      if (!apis.podCertificateRequests && !apis.clusterTrustBundles)
+        logger.warn(
+          'pod certificates are on, but the API server serves neither PodCertificateRequests nor ClusterTrustBundles (certificates.k8s.io v1 from Kubernetes 1.37; v1beta1 in 1.35-1.36 with the PodCertificateRequest and ClusterTrustBundle feature gates and --runtime-config=certificates.k8s.io/v1beta1=true); only Secrets are issued',
+        );
+      else {
+        podCertificates = new PodCertificateController({
+          kc: o.kc,
+          apis,
+          issuers,
+          clusterDomain: o.clusterDomain,
+          watchNamespace: o.watchNamespace,
+          logger,
+          metrics,
+          now,
+          normalEventsPerSecond: o.eventQps,
+          eventRepeatIntervalMs: o.eventRepeatIntervalMs,
+        });
+        logger.info('signing pod certificates', {
+          podCertificateRequests: apis.podCertificateRequests ?? 'not served',
+          clusterTrustBundles: apis.clusterTrustBundles ?? 'not served',
+        });
+      }
+    }
+    const certificateObserver = certificates.rotationObserver;
+    const pcc = podCertificates;
+    issuers.setObserver(
+      pcc
+        ? {
+            ...certificateObserver,
+            // A rotation also waits for the issuer's ClusterTrustBundle.
+            bundleRemaining: (key, anchors) =>
+              certificateObserver.bundleRemaining(key, anchors) + pcc.bundleRemaining(key, anchors),
+            bundleProgress: (key, anchors) =>
+              `${certificateObserver.bundleProgress(key, anchors)}${pcc.bundleRemaining(key, anchors) ? '; ClusterTrustBundle not written yet' : ''}`,
+          }
+        : certificateObserver,
+    );
     const started = Date.now();
     if (o.bootstrapCaSecret) await bootstrapCa(kube, o.namespace, o.bootstrapCaSecret, logger, now());
     if (o.createDefaultIssuer)
@@ -174,6 +220,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
     await issuers.start();
     await issuers.waitForInitialSync();
     await certificates.start();
+    await podCertificates?.start();
     if ((o.identityGracePeriodMs ?? 0) > 0) {
       identityGc = new IdentityGarbageCollector({
         kc: o.kc,
@@ -195,6 +242,7 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
   };
   const stopControllers = () => {
     identityGc?.stop();
+    podCertificates?.stop();
     webhookTls?.stop();
     certificates?.stop();
     issuers?.stop();

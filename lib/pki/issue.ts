@@ -211,8 +211,47 @@ export async function issueCertificate(
     reuse && reuse.description.algorithm === spec.algorithm && reuse.description.size === spec.size
       ? reuse
       : await generatePrivateKey(spec);
-  const spki = publicKeySpki(keyObject);
+  const signed = await signLeaf(ca, req, publicKeySpki(keyObject), now);
+  return {
+    ...signed,
+    privateKeyPem: exportPrivateKeyPem(keyObject, req.key?.encoding ?? KeyEncoding.PKCS8),
+    key: description,
+  };
+}
 
+/** A certificate signed for a public key whose private key Sigil never sees (a PodCertificateRequest's). */
+export interface SignedCertificate {
+  /** Leaf, then the CA chain. */
+  certificatePem: string;
+  /** The trust anchor (ca.crt). */
+  caPem: string;
+  serialNumber: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/**
+ * Signs `req` for the public key `spki` (DER SubjectPublicKeyInfo): the
+ * requester holds the private key. The key itself must already be one the
+ * caller accepts; `req.key` describes it for the request checks.
+ */
+export async function signPublicKey(
+  ca: CertificateAuthority,
+  req: IssueRequest,
+  spki: Buffer,
+  now: Date,
+): Promise<SignedCertificate> {
+  const problems = requestProblems(req);
+  if (problems.length > 0) throw new PkiError(PkiErrorCode.InvalidRequest, `${problems.join('; ')}`);
+  return signLeaf(ca, req, spki, now);
+}
+
+async function signLeaf(
+  ca: CertificateAuthority,
+  req: IssueRequest,
+  spki: Buffer,
+  now: Date,
+): Promise<SignedCertificate> {
   const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000);
   const notAfter = new Date(
     Math.floor(Math.min(notBefore.getTime() + req.durationMs, ca.facts.notAfter.getTime()) / 1000) * 1000,
@@ -288,13 +327,11 @@ export async function issueCertificate(
   const leafPem = encodePem('CERTIFICATE', der.sequence(tbs, algorithm.id, der.bitString(signature)));
   return {
     certificatePem: `${leafPem}${ca.chainPem}`,
-    privateKeyPem: exportPrivateKeyPem(keyObject, req.key?.encoding ?? KeyEncoding.PKCS8),
     caPem: ca.trustAnchorPem,
     // As certificates print it: hex without leading zeros.
     serialNumber: serialNumber.replace(/^0+/, ''),
     notBefore,
     notAfter,
-    key: description,
   };
 }
 
