@@ -18,6 +18,8 @@ export const PodAnnotation = {
   /** Written by the webhook. */
   Status: 'sigil.dev/status',
   CertificateName: 'sigil.dev/certificate',
+  /** Written by the webhook when the kubelet delivers the identity (PodCertificate). */
+  Delivery: 'sigil.dev/delivery',
 } as const;
 
 export const DEFAULT_MOUNT_PATH = '/var/run/secrets/sigil.dev';
@@ -48,7 +50,9 @@ function distance(a: string, b: string): number {
  */
 export function podWarnings(pod: V1Pod): string[] {
   const known: string[] = Object.values(PodAnnotation);
-  const read = known.filter((k) => k !== PodAnnotation.Status && k !== PodAnnotation.CertificateName);
+  const read = known.filter(
+    (k) => k !== PodAnnotation.Status && k !== PodAnnotation.CertificateName && k !== PodAnnotation.Delivery,
+  );
   const unknown = Object.keys(pod.metadata?.annotations ?? {})
     .filter((key) => key.startsWith('sigil.dev/') && !known.includes(key))
     .sort();

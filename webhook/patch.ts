@@ -1,6 +1,7 @@
 // The JSONPatch that mounts an identity into a pod. Pure.
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { bundleKey, TRUST_BUNDLE_CONFIGMAP } from '../lib/api/types.ts';
+import { bundleKey, Delivery, TRUST_BUNDLE_CONFIGMAP } from '../lib/api/types.ts';
+import { parseDuration } from '../lib/pki/renewal.ts';
 import { type Identity, PodAnnotation } from './identity.ts';
 
 /** The operator's default ClusterIssuer when the webhook is not told another. */
@@ -27,6 +28,58 @@ export function envFor(identity: Identity) {
   ];
 }
 
+/**
+ * How a pod's identity is delivered: the namespace's sigil.dev/delivery label, else the issuer's
+ * spec.delivery, else Secret. An unknown label value is an error for the caller to report.
+ */
+export function deliveryFor(
+  namespaceLabel: string | undefined,
+  issuerDelivery: string | undefined,
+): Delivery | { problem: string } {
+  const values: string[] = Object.values(Delivery);
+  if (namespaceLabel !== undefined) {
+    if (values.includes(namespaceLabel)) return namespaceLabel as Delivery;
+    return {
+      problem: `the namespace's label sigil.dev/delivery=${namespaceLabel.slice(0, 63)} is neither ${values.join(' nor ')}; fix or remove the label`,
+    };
+  }
+  return issuerDelivery === Delivery.PodCertificate ? Delivery.PodCertificate : Delivery.Secret;
+}
+
+/** The signer name of the issuer a pod's identity comes from (operator/podcerts/signer.ts names them alike). */
+export function identitySignerName(identity: Identity, defaultIssuer: string): string {
+  const ref = identity.issuerRef ?? { kind: 'ClusterIssuer', name: defaultIssuer };
+  return ref.kind === 'Issuer'
+    ? `issuers.sigil.dev/${identity.namespace}.${ref.name}`
+    : `clusterissuers.sigil.dev/${ref.name}`;
+}
+
+/**
+ * The projected sources of the kubelet path: the key is generated on the node and the chain
+ * comes from the signer, into the same tls.key and tls.crt files a Secret gives (the kubelet
+ * writes the volume atomically, so the two never disagree); ca.crt is every ClusterTrustBundle of
+ * the signer, deduplicated, so a rotation's overlapping CAs arrive together.
+ */
+function podCertificateSources(identity: Identity, defaultIssuer: string) {
+  const signerName = identitySignerName(identity, defaultIssuer);
+  const durationMs = identity.duration ? parseDuration(identity.duration) : undefined;
+  return [
+    {
+      podCertificate: {
+        signerName,
+        keyType: 'ECDSAP256',
+        keyPath: 'tls.key',
+        certificateChainPath: 'tls.crt',
+        ...(durationMs ? { maxExpirationSeconds: Math.round(durationMs / 1000) } : {}),
+        ...(identity.dnsNames.length > 0
+          ? { userAnnotations: { 'sigil.dev/dns-names': identity.dnsNames.join(',') } }
+          : {}),
+      },
+    },
+    { clusterTrustBundle: { signerName, labelSelector: {}, path: 'ca.crt' } },
+  ];
+}
+
 /** True when the pod already went through the webhook. */
 export function alreadyInjected(pod: V1Pod): boolean {
   return pod.metadata?.annotations?.[PodAnnotation.Status] === 'injected';
@@ -36,7 +89,12 @@ export function alreadyInjected(pod: V1Pod): boolean {
  * Builds the patch. Throws PatchConflict when the pod already uses the volume
  * name, the mount path or one of the environment variables for something else.
  */
-export function buildPatch(pod: V1Pod, identity: Identity, defaultIssuer = DEFAULT_ISSUER): PatchOp[] {
+export function buildPatch(
+  pod: V1Pod,
+  identity: Identity,
+  defaultIssuer = DEFAULT_ISSUER,
+  delivery: Delivery = Delivery.Secret,
+): PatchOp[] {
   const ops: PatchOp[] = [];
   const spec = pod.spec ?? { containers: [] };
   if ((spec.volumes ?? []).some((v) => v.name === VOLUME_NAME)) {
@@ -61,33 +119,36 @@ export function buildPatch(pod: V1Pod, identity: Identity, defaultIssuer = DEFAU
     projected: {
       // Readable by any user the containers run as; the volume is private to the pod.
       defaultMode: 0o444,
-      sources: [
-        {
-          secret: {
-            name: identity.certificateName,
-            items: [
-              { key: 'tls.crt', path: 'tls.crt' },
-              { key: 'tls.key', path: 'tls.key' },
-            ],
-          },
-        },
-        // ca.crt is the issuer's trust bundle from the namespace's ConfigMap: a rotation rewrites one
-        // object per namespace, and every pod of the namespace sees it on the kubelet's next sync.
-        {
-          configMap: {
-            name: TRUST_BUNDLE_CONFIGMAP,
-            items: [
+      sources:
+        delivery === Delivery.PodCertificate
+          ? podCertificateSources(identity, defaultIssuer)
+          : [
               {
-                key: bundleKey(
-                  identity.issuerRef?.kind ?? 'ClusterIssuer',
-                  identity.issuerRef?.name ?? defaultIssuer,
-                ),
-                path: 'ca.crt',
+                secret: {
+                  name: identity.certificateName,
+                  items: [
+                    { key: 'tls.crt', path: 'tls.crt' },
+                    { key: 'tls.key', path: 'tls.key' },
+                  ],
+                },
+              },
+              // ca.crt is the issuer's trust bundle from the namespace's ConfigMap: a rotation rewrites one
+              // object per namespace, and every pod of the namespace sees it on the kubelet's next sync.
+              {
+                configMap: {
+                  name: TRUST_BUNDLE_CONFIGMAP,
+                  items: [
+                    {
+                      key: bundleKey(
+                        identity.issuerRef?.kind ?? 'ClusterIssuer',
+                        identity.issuerRef?.name ?? defaultIssuer,
+                      ),
+                      path: 'ca.crt',
+                    },
+                  ],
+                },
               },
             ],
-          },
-        },
-      ],
     },
   };
   ops.push(
@@ -129,14 +190,18 @@ export function buildPatch(pod: V1Pod, identity: Identity, defaultIssuer = DEFAU
       else ops.push({ op: 'add', path: `${base}/env`, value: missing });
     });
   }
+  // With the kubelet path there is no Certificate: nothing names one, and identity GC has none to keep.
+  const podCertificate = delivery === Delivery.PodCertificate;
   const annotations = {
     [PodAnnotation.Status]: 'injected',
-    [PodAnnotation.CertificateName]: identity.certificateName,
+    ...(podCertificate ? { [PodAnnotation.Delivery]: Delivery.PodCertificate } : {}),
+    ...(podCertificate ? {} : { [PodAnnotation.CertificateName]: identity.certificateName }),
   };
   if (!pod.metadata?.annotations) ops.push({ op: 'add', path: '/metadata/annotations', value: annotations });
   else
     for (const [k, v] of Object.entries(annotations))
       ops.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
+  if (podCertificate) return ops;
   const labels = { 'sigil.dev/identity': identity.certificateName };
   if (!pod.metadata?.labels) ops.push({ op: 'add', path: '/metadata/labels', value: labels });
   else

@@ -11,6 +11,7 @@ import { resolveSpec } from '../lib/api/request.ts';
 import {
   API_VERSION,
   type Certificate,
+  Delivery,
   InjectValue,
   type Issuer,
   Label,
@@ -23,6 +24,7 @@ import { describeApiError, isConflict, isNotFound } from '../lib/kube/errors.ts'
 import { Informer } from '../lib/kube/informer.ts';
 import { listPage } from '../lib/kube/rest.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
+import { parseDuration } from '../lib/pki/renewal.ts';
 import { type TenancyContext, TenancyReason, tenancyViolation } from '../lib/tenancy/index.ts';
 import { readBody } from './body.ts';
 import { type ClientAuthOptions, clientAuthProblem, readClientCa } from './clientauth.ts';
@@ -31,7 +33,11 @@ import { type Identity, identityCertificateSpec, labelValueFor, PodAnnotation } 
 import { InFlight, type InFlightLimits, type Ticket } from './inflight.ts';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.ts';
 import { squatProblem } from './ownership.ts';
+import { buildPatch, deliveryFor } from './patch.ts';
 import { allowWithPatch, optInProblem, type Plan, parseReview, peekReview, planRequest } from './review.ts';
+
+/** The longest pod certificate Kubernetes allows (spec.maxExpirationSeconds: 91 days). */
+const MAX_POD_CERTIFICATE_SECONDS = 7_862_400;
 
 export interface WebhookOptions {
   kc: KubeAccess;
@@ -159,7 +165,11 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
    * create Issuers with large policies). Concurrent reads of one issuer share one request. A
    * missing issuer is never remembered.
    */
-  type IssuerFacts = { trustDomain: string | undefined; policy: Issuer['spec']['policy'] };
+  type IssuerFacts = {
+    trustDomain: string | undefined;
+    policy: Issuer['spec']['policy'];
+    delivery: Issuer['spec']['delivery'];
+  };
   const issuerCache = new Map<string, { facts: IssuerFacts; at: number }>();
   const issuerReads = new Map<string, Promise<IssuerFacts>>();
   const ISSUER_TTL_MS = 10_000;
@@ -178,7 +188,11 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
           ? sigilPath(Plural.Issuer, namespace, ref.name)
           : sigilPath(Plural.ClusterIssuer, undefined, ref.name),
       );
-      const facts: IssuerFacts = { trustDomain: issuer.spec.trustDomain, policy: issuer.spec.policy };
+      const facts: IssuerFacts = {
+        trustDomain: issuer.spec.trustDomain,
+        policy: issuer.spec.policy,
+        delivery: issuer.spec.delivery,
+      };
       if (JSON.stringify(facts.policy ?? {}).length <= ISSUER_CACHE_MAX_BYTES) {
         issuerCache.set(key, { facts, at: Date.now() });
         while (issuerCache.size > ISSUER_CACHE_MAX) issuerCache.delete(issuerCache.keys().next().value!);
@@ -389,12 +403,40 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     return readNamespaceLabels(name);
   };
 
+  /** Secret or PodCertificate for this pod: its namespace's label, else its issuer's spec.delivery. */
+  const deliveryOf = async (identity: Identity): Promise<Delivery> => {
+    const labels = await namespaceLabels(identity.namespace);
+    const facts = await readIssuer(identity.issuerRef ?? o.defaultIssuer, identity.namespace);
+    const delivery = deliveryFor(labels?.[Label.Delivery], facts.delivery);
+    if (typeof delivery !== 'string')
+      throw new ReviewError(ReviewErrorCode.InvalidAnnotation, delivery.problem);
+    if (delivery === Delivery.PodCertificate && identity.duration) {
+      const ms = parseDuration(identity.duration) ?? 0;
+      if (ms < 3_600_000 || ms > MAX_POD_CERTIFICATE_SECONDS * 1000)
+        throw new ReviewError(
+          ReviewErrorCode.InvalidAnnotation,
+          `annotation ${PodAnnotation.Duration}: "${identity.duration}" is outside what Kubernetes allows a pod certificate (1h to 2184h); set it within, or remove it for the default 24h`,
+        );
+    }
+    return delivery;
+  };
+
   const carryOut = async (plan: Plan): Promise<AdmissionResponse> => {
     if (plan.kind === 'respond') return plan.response;
-    const { request, identity, patch, warnings } = plan;
+    const { request, identity, warnings } = plan;
+    let { patch } = plan;
     const refused = await issuerRefusal(identity);
     if (refused) throw Object.assign(refused, { uid: request.uid });
-    if (!request.dryRun) {
+    let delivery: Delivery;
+    try {
+      delivery = await deliveryOf(identity);
+    } catch (err) {
+      throw Object.assign(err as Error, { uid: request.uid });
+    }
+    if (delivery === Delivery.PodCertificate) {
+      // The kubelet asks the operator for the certificate: no Certificate, no Secret.
+      patch = buildPatch(request.pod, identity, o.defaultIssuer.name, delivery);
+    } else if (!request.dryRun) {
       try {
         await ensureKnown(identity);
       } catch (err) {

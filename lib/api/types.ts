@@ -38,6 +38,8 @@ export const Label = {
   Identity: 'sigil.dev/identity',
   /** Namespace or pod opt-in to injection (InjectValue). */
   Inject: 'sigil.dev/inject',
+  /** Namespace label: Secret or PodCertificate, overriding the issuer's spec.delivery for its pods. */
+  Delivery: 'sigil.dev/delivery',
 } as const;
 
 /**
@@ -214,8 +216,14 @@ export interface RotationSpec {
   reissuePerSecond?: number;
 }
 
+/** How the webhook delivers an injected identity (see README "Pod certificates"). */
+export const Delivery = { Secret: 'Secret', PodCertificate: 'PodCertificate' } as const;
+export type Delivery = (typeof Delivery)[keyof typeof Delivery];
+
 export interface IssuerSpec {
   ca: { secretName: string };
+  /** Secret (default) or PodCertificate: the kubelet generates the key and the operator signs its request. */
+  delivery?: Delivery;
   policy?: IssuerPolicy;
   trustDomain?: string;
   rotation?: RotationSpec;
