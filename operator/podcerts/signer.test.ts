@@ -162,7 +162,7 @@ describe('decidePodCertificate', () => {
     );
     expect(d.reason).toBe('InvalidUnverifiedUserAnnotations');
     expect(d.message).toContain('"sigil.dev/dns-name"');
-    expect(d.message).toContain('sigil.dev/dns-names and sigil.dev/service');
+    expect(d.message).toContain('sigil.dev/dns-names, sigil.dev/service, sigil.dev/renew-before');
   });
 
   it("denies another namespace's service name claimed through user annotations, under the tenancy rules", () => {
@@ -317,6 +317,30 @@ describe('refreshTime', () => {
   it("starts refresh at Sigil's renewal point, two thirds into the lifetime", () => {
     const nb = new Date('2026-11-27T12:00:00Z');
     expect(refreshTime(nb, new Date(nb.getTime() + DAY)).toISOString()).toBe('2026-11-28T04:00:00.000Z');
+  });
+
+  it('starts refresh renewBefore ahead of notAfter when the pod asks, still within the bounds', () => {
+    const nb = new Date('2026-11-27T12:00:00Z');
+    const na = new Date(nb.getTime() + HOUR);
+    expect(refreshTime(nb, na, 20 * 60_000).toISOString()).toBe('2026-11-27T12:40:00.000Z');
+    // Asking for more than the lifetime allows gives the earliest Kubernetes accepts.
+    expect(refreshTime(nb, na, 55 * 60_000).toISOString()).toBe('2026-11-27T12:10:00.000Z');
+    const d = expectKind(
+      decidePodCertificate(
+        spec({ maxExpirationSeconds: 3600, unverifiedUserAnnotations: { 'sigil.dev/renew-before': '50m' } }),
+        context(issuer()),
+      ),
+      'issue',
+    );
+    expect(d.refreshAt(nb, na).toISOString()).toBe('2026-11-27T12:10:00.000Z');
+    const bad = expectKind(
+      decidePodCertificate(
+        spec({ unverifiedUserAnnotations: { 'sigil.dev/renew-before': 'soon' } }),
+        context(issuer()),
+      ),
+      'deny',
+    );
+    expect(bad.reason).toBe('InvalidUnverifiedUserAnnotations');
   });
 
   it('keeps within [notBefore + 10 min, notAfter - 10 min] for the shortest lifetimes', () => {

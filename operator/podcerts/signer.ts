@@ -68,6 +68,11 @@ export const UserAnnotation = {
   DnsNames: 'sigil.dev/dns-names',
   /** Comma-separated Service names of the pod's namespace: each gives <svc>.<ns>, <svc>.<ns>.svc and <svc>.<ns>.svc.<cluster domain>. */
   Service: 'sigil.dev/service',
+  /**
+   * A Go duration: the kubelet starts refreshing this long before notAfter instead of at two
+   * thirds of the lifetime (kept within the 10 minutes Kubernetes leaves at either end).
+   */
+  RenewBefore: 'sigil.dev/renew-before',
 } as const;
 
 /** Reasons Sigil denies or fails a request with: the first three are Kubernetes' own. */
@@ -164,13 +169,17 @@ export function annotatedDnsNames(
         .map((k) => `"${k.slice(0, 80)}"`)
         .join(
           ', ',
-        )}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ''} ${unknown.length === 1 ? 'is' : 'are'} not read by Sigil; it reads only ${known.join(' and ')}. Remove the others from the podCertificate volume's userAnnotations`,
+        )}${unknown.length > 5 ? ` and ${unknown.length - 5} more` : ''} ${unknown.length === 1 ? 'is' : 'are'} not read by Sigil; it reads only ${known.join(', ')}. Remove the others from the podCertificate volume's userAnnotations`,
     };
   }
   const names = new Set<string>();
   for (const [key, value] of entries) {
     if (typeof value !== 'string') return { problem: `unverifiedUserAnnotations "${key}" must be a string` };
-    if (key === UserAnnotation.Service) {
+    if (key === UserAnnotation.RenewBefore) {
+      const ms = parseDuration(value);
+      if (ms === undefined || ms <= 0)
+        return { problem: `${key}: "${value.slice(0, 80)}" is not a positive Go duration such as 20m` };
+    } else if (key === UserAnnotation.Service) {
       for (const service of list(value)) {
         if (dnsNameProblem(service) || service.includes('.'))
           return { problem: `${key}: "${service.slice(0, 80)}" is not a Service name (one DNS label)` };
@@ -300,16 +309,25 @@ export function decidePodCertificate(spec: PodCertificateRequestSpec, ctx: Decid
       message: `${where} refuses to sign: ${violation.message}`,
     };
   }
-  return { kind: 'issue', issuer: ref, request, key, refreshAt: refreshTime };
+  const renewBefore = spec.unverifiedUserAnnotations?.[UserAnnotation.RenewBefore];
+  const renewBeforeMs = renewBefore ? parseDuration(renewBefore) : undefined;
+  return {
+    kind: 'issue',
+    issuer: ref,
+    request,
+    key,
+    refreshAt: (notBefore, notAfter) => refreshTime(notBefore, notAfter, renewBeforeMs),
+  };
 }
 
 /**
- * beginRefreshAt: Sigil's renewal point (two thirds of the lifetime), kept
+ * beginRefreshAt: Sigil's renewal point (two thirds of the lifetime, or renewBefore ahead of
+ * notAfter when the pod's sigil.dev/renew-before annotation asks), kept
  * inside the window Kubernetes accepts ([notBefore + 10 min, notAfter - 10 min]).
  * The kubelet adds up to 5 minutes of jitter of its own.
  */
-export function refreshTime(notBefore: Date, notAfter: Date): Date {
-  const at = renewalTime(notBefore, notAfter).getTime();
+export function refreshTime(notBefore: Date, notAfter: Date, renewBeforeMs?: number): Date {
+  const at = renewalTime(notBefore, notAfter, { renewBeforeMs }).getTime();
   const earliest = notBefore.getTime() + REFRESH_MARGIN_MS;
   const latest = notAfter.getTime() - REFRESH_MARGIN_MS;
   // Whole seconds, as the status fields are written.
