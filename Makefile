@@ -118,14 +118,14 @@ chart-lint:
 	$$(hack/build-tools.sh --print-dir)/helm lint charts/sigil
 	@# No --kube-version: helm assumes the version its build was stamped with, as a user's helm does.
 	$$(hack/build-tools.sh --print-dir)/helm template sigil charts/sigil -n sigil-system >/dev/null
-	$$(hack/build-tools.sh --print-dir)/helm template sigil charts/sigil -n sigil-system --kube-version 1.34.4 \
+	$$(hack/build-tools.sh --print-dir)/helm template sigil charts/sigil -n sigil-system --kube-version 1.37.2 \
 	  --set prometheus.serviceMonitor.enabled=true --set prometheus.prometheusRule.enabled=true \
-	  --set networkPolicy.enabled=true --set operator.ownerReferences=true --set ca.existingSecret=my-ca \
+	  --set networkPolicy.enabled=true --set operator.ownerReferences=true --set ca.existingSecret=my-ca --set podCertificates.enabled=true \
 	  --set-json 'issuer.policy={"maxDuration":"720h","allowedDNSNames":["*.example.com"]}' \
 	  --set webhook.clientAuth.enabled=true --set webhook.clientAuth.existingConfigMap=apiserver-webhook-client-ca \
 	  --set 'webhook.clientAuth.allowedNames={kube-apiserver-webhook-client}' \
 	  --set-json 'networkPolicy.metricsPodSelector={"matchLabels":{"app.kubernetes.io/name":"prometheus"}}' >/dev/null
-	$$(hack/build-tools.sh --print-dir)/helm template sigil charts/sigil -n sigil-system --kube-version 1.34.4 \
+	$$(hack/build-tools.sh --print-dir)/helm template sigil charts/sigil -n sigil-system --kube-version 1.37.2 \
 	  --set scope.mode=Namespace --set scope.namespace=apps --set networkPolicy.enabled=true >/dev/null
 	@echo "chart renders with default values, with every option on, and namespace-scoped"
 

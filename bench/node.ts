@@ -4,19 +4,25 @@
 // whose identity must be issued first), how long a renewed Secret takes to reach
 // the file in a running container at the test's kubelet sync and at the
 // kubelet's default, and the operator's and webhook's RSS as pods.
-// Counts: NODE_PODS=10 per kind, NODE_RENEWALS=5 per kubelet setting.
+// the kubelet's default, the operator's and webhook's RSS as pods, and for pods whose key the kubelet
+// makes (podCertificate volumes): PodCertificateRequest created to Issued, and pod created to Running.
+// Counts: NODE_PODS=10 per kind, NODE_RENEWALS=5 per kubelet setting, NODE_POD_CERTIFICATES=50 at once.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../lib/kube/config.ts';
-import { rawRequest } from '../lib/kube/rest.ts';
+import { Informer } from '../lib/kube/informer.ts';
+import { listPage, rawRequest } from '../lib/kube/rest.ts';
+import { silentLogger } from '../lib/log.ts';
 import { nodeBinaryDir, startCluster, stopCluster } from '../lib/testing/node/cluster.ts';
 import { clusterTools, ensureHelm, importChartImage } from '../lib/testing/node/tools.ts';
 import { summary } from './lib.ts';
 
 const NODE_PODS = Number(process.env.NODE_PODS ?? '10');
 const NODE_RENEWALS = Number(process.env.NODE_RENEWALS ?? '5');
+const NODE_POD_CERTIFICATES = Number(process.env.NODE_POD_CERTIFICATES ?? '50');
+const PODCERT = 'bench-podcert';
 const RELEASE_NS = 'sigil-system';
 const INJECTED = 'bench-injected';
 const PLAIN = 'bench-plain';
@@ -150,6 +156,94 @@ async function secretToFile(
   return pods.map((_, i) => (seenAt[i] && changedAt[i] ? seenAt[i]! - changedAt[i]! : Number.NaN));
 }
 
+interface Request {
+  metadata: { name: string; namespace: string; uid: string };
+  spec: { podName: string };
+  status?: { conditions?: { type: string }[] };
+}
+
+/**
+ * Pods with a podCertificate volume for the default ClusterIssuer's signer, one by one and then
+ * NODE_POD_CERTIFICATES at once: each request's time from its ADDED event to the MODIFIED event
+ * carrying Issued (one watch sees both, so its delay cancels out), and each pod's creation to Running.
+ */
+async function podCertificateBench(
+  kc: KubeConfig,
+  core: CoreV1Api,
+  image: string,
+): Promise<{
+  oneByOne: { issued: number[]; running: number[] };
+  atOnce: { issued: number[]; running: number[] };
+}> {
+  await core.createNamespace({ body: { metadata: { name: PODCERT } } });
+  await core.createNamespacedServiceAccount({ namespace: PODCERT, body: { metadata: { name: 'app' } } });
+  const path = `/apis/certificates.k8s.io/v1/namespaces/${PODCERT}/podcertificaterequests`;
+  const added = new Map<string, number>();
+  const issued = new Map<string, number>();
+  const requests = new Informer<Request>(kc, {
+    name: 'bench-podcertificaterequests',
+    path,
+    list: (page) => listPage<Request>(kc, path, {}, page),
+    logger: silentLogger(),
+  });
+  const seen = (r: Request) => {
+    if (!added.has(r.metadata.uid)) added.set(r.metadata.uid, Date.now());
+    if (!issued.has(r.metadata.uid) && r.status?.conditions?.some((c) => c.type === 'Issued'))
+      issued.set(r.metadata.uid, Date.now());
+  };
+  requests.on('add', seen).on('update', seen);
+  await requests.start();
+  const podOf = (name: string): V1Pod => {
+    const p = pod(name, PODCERT, image, 'app');
+    p.spec!.volumes = [
+      {
+        name: 'identity',
+        projected: {
+          sources: [
+            {
+              podCertificate: {
+                signerName: 'clusterissuers.sigil.dev/sigil-ca',
+                keyType: 'ECDSAP256',
+                credentialBundlePath: 'credentials.pem',
+              },
+            },
+            {
+              clusterTrustBundle: {
+                signerName: 'clusterissuers.sigil.dev/sigil-ca',
+                labelSelector: {},
+                path: 'ca.crt',
+              },
+            },
+          ],
+        },
+      } as never,
+    ];
+    p.spec!.containers[0]!.volumeMounts = [{ name: 'identity', mountPath: '/var/run/sigil', readOnly: true }];
+    return p;
+  };
+  const issuedTimes = (names: string[]) =>
+    requests
+      .list()
+      .filter((r) => names.includes(r.spec.podName))
+      .map((r) => (issued.get(r.metadata.uid) ?? Number.NaN) - (added.get(r.metadata.uid) ?? Number.NaN));
+  try {
+    const one: string[] = [];
+    const oneRunning: number[] = [];
+    for (let i = 0; i < NODE_PODS; i++) {
+      one.push(`one-${i}`);
+      oneRunning.push(await createToRunning(core, podOf(`one-${i}`)));
+    }
+    const many = Array.from({ length: NODE_POD_CERTIFICATES }, (_, i) => `burst-${i}`);
+    const manyRunning = await Promise.all(many.map((n) => createToRunning(core, podOf(n))));
+    return {
+      oneByOne: { issued: issuedTimes(one), running: oneRunning },
+      atOnce: { issued: issuedTimes(many), running: manyRunning },
+    };
+  } finally {
+    requests.stop();
+  }
+}
+
 export async function nodeBench(row: (name: string, text: string) => void): Promise<Record<string, unknown>> {
   const results: Record<string, unknown> = {};
   const binDir = nodeBinaryDir();
@@ -163,7 +257,7 @@ export async function nodeBench(row: (name: string, text: string) => void): Prom
       const kc = loadKubeConfig(cluster.controlPlane.kubeconfig);
       const core = kc.makeApiClient(CoreV1Api);
       const image = importChartImage(cluster.node!);
-      tools.installChart('sigil', RELEASE_NS);
+      tools.installChart('sigil', RELEASE_NS, ['--set', 'podCertificates.enabled=true']);
       await core.createNamespace({ body: { metadata: { name: PLAIN } } });
       await core.createNamespace({
         body: { metadata: { name: INJECTED, labels: { 'sigil.dev/inject': 'enabled' } } },
@@ -214,6 +308,23 @@ export async function nodeBench(row: (name: string, text: string) => void): Prom
         const webhook = componentRss(tools.kubectl, 'webhook');
         results.rssMiB = { operator, webhook };
         row('RSS as pods (MiB), operator / webhook', `${operator.join(', ')} / ${webhook.join(', ')}`);
+        const pc = await podCertificateBench(kc, core, image);
+        results.podCertificates = pc;
+        for (const [what, r] of [
+          [`${NODE_PODS} one by one`, pc.oneByOne],
+          [`${NODE_POD_CERTIFICATES} at once`, pc.atOnce],
+        ] as const) {
+          const issuedMs = summary(r.issued.filter((x) => !Number.isNaN(x)));
+          const running = summary(r.running);
+          row(
+            `PodCertificateRequest created to Issued, ${what}`,
+            `p50 ${issuedMs.p50} ms p99 ${issuedMs.p99} ms max ${issuedMs.max} ms (${issuedMs.count} requests)`,
+          );
+          row(
+            `pod with a podCertificate volume created to Running, ${what}`,
+            `p50 ${ms(running.p50)} p99 ${ms(running.p99)}`,
+          );
+        }
       } else {
         for (let i = 0; i < NODE_RENEWALS; i++) await newIdentity(i);
       }

@@ -8,7 +8,7 @@ describe('the local control plane', () => {
 
   it('should answer with the pinned kube-apiserver version', async () => {
     const version = await kc.makeApiClient(VersionApi).getCode();
-    expect(version.gitVersion).toBe(process.env.SIGIL_KUBE_VERSION ?? 'v1.34.4');
+    expect(version.gitVersion).toBe(process.env.SIGIL_KUBE_VERSION ?? 'v1.37.2');
   });
 
   it('should store a Secret in a new namespace and read it back', async () => {

@@ -121,6 +121,8 @@ authorization:
 containerRuntimeEndpoint: unix://${socket}
 imageServiceEndpoint: unix://${socket}
 cgroupDriver: cgroupfs
+# From 1.35 the kubelet refuses cgroup v1 unless told otherwise; these machines have only v1.
+failCgroupV1: false
 cgroupRoot: ${CGROUP_ROOT}
 cgroupsPerQOS: true
 enforceNodeAllocatable: [pods]
