@@ -53,6 +53,11 @@ export function webhookCommand(program: Command) {
       "the operator's --min-duration: pods asking for a shorter sigil.dev/duration are refused",
       env('SIGIL_MIN_DURATION', '1h'),
     )
+    .option(
+      '--pod-certificates',
+      "the operator signs pod certificates (its --pod-certificates): only then may an issuer's spec.delivery or a namespace's sigil.dev/delivery label choose PodCertificate",
+      process.env.SIGIL_POD_CERTIFICATES === 'true',
+    )
     .option('--log-level <level>', 'error, warn, info or debug', env('SIGIL_LOG_LEVEL', 'info'))
     .action(async (opts) => {
       const logger = createLogger(opts.logLevel, 'webhook');
@@ -86,6 +91,7 @@ export function webhookCommand(program: Command) {
         clusterDomain: opts.clusterDomain,
         defaultIssuer: { kind: 'ClusterIssuer', name: opts.defaultIssuer },
         minDurationMs,
+        podCertificates: Boolean(opts.podCertificates),
         logger,
         clientAuth: opts.clientCaFile ? { caFile: opts.clientCaFile, names } : undefined,
       });

@@ -190,6 +190,16 @@ export async function startOperator(o: OperatorOptions): Promise<Operator> {
             // A rotation also waits for the issuer's ClusterTrustBundle.
             bundleRemaining: (key, anchors) =>
               certificateObserver.bundleRemaining(key, anchors) + pcc.bundleRemaining(key, anchors),
+            leaves: (key, from, to) => {
+              const secrets = certificateObserver.leaves(key, from, to);
+              const pods = pcc.leaves(key, from, to);
+              return {
+                onOld: secrets.onOld,
+                onNew: secrets.onNew + pods.onNew,
+                refreshing: pods.refreshing,
+                refreshedBy: pods.refreshedBy,
+              };
+            },
             bundleProgress: (key, anchors) =>
               `${certificateObserver.bundleProgress(key, anchors)}${pcc.bundleRemaining(key, anchors) ? '; ClusterTrustBundle not written yet' : ''}`,
           }

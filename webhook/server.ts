@@ -51,6 +51,8 @@ export interface WebhookOptions {
   defaultIssuer: { kind: 'ClusterIssuer'; name: string };
   /** The operator's --min-duration: pods asking for less are refused, as it would never issue them. */
   minDurationMs?: number | undefined;
+  /** The operator signs PodCertificateRequests: PodCertificate delivery may be chosen. */
+  podCertificates?: boolean | undefined;
   logger: Logger;
   /** Largest AdmissionReview accepted (default 7 MiB, see MAX_BODY). */
   maxBodyBytes?: number;

@@ -212,8 +212,9 @@ export async function issueCertificate(
       ? reuse
       : await generatePrivateKey(spec);
   const signed = await signLeaf(ca, req, publicKeySpki(keyObject), now);
+  const { leafPem: _, ...rest } = signed;
   return {
-    ...signed,
+    ...rest,
     privateKeyPem: exportPrivateKeyPem(keyObject, req.key?.encoding ?? KeyEncoding.PKCS8),
     key: description,
   };
@@ -223,6 +224,8 @@ export async function issueCertificate(
 export interface SignedCertificate {
   /** Leaf, then the CA chain. */
   certificatePem: string;
+  /** The leaf alone. */
+  leafPem: string;
   /** The trust anchor (ca.crt). */
   caPem: string;
   serialNumber: string;
@@ -327,6 +330,7 @@ async function signLeaf(
   const leafPem = encodePem('CERTIFICATE', der.sequence(tbs, algorithm.id, der.bitString(signature)));
   return {
     certificatePem: `${leafPem}${ca.chainPem}`,
+    leafPem,
     caPem: ca.trustAnchorPem,
     // As certificates print it: hex without leading zeros.
     serialNumber: serialNumber.replace(/^0+/, ''),

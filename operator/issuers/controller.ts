@@ -111,7 +111,11 @@ export interface RotationObserver {
   /** Bundle objects (Secrets' ca.crt, trust-bundle ConfigMaps) of the issuer not holding these anchors yet. */
   bundleRemaining(issuerKey: string, anchors: readonly string[]): number;
   bundleProgress(issuerKey: string, anchors: readonly string[]): string;
-  leaves(issuerKey: string, fromFingerprint: string, toFingerprint: string): { onOld: number; onNew: number };
+  leaves(
+    issuerKey: string,
+    fromFingerprint: string,
+    toFingerprint: string,
+  ): { onOld: number; onNew: number; refreshing?: number; refreshedBy?: Date | undefined };
   /** The longest lifetime among the issuer's leaves (ms), 0 when it has none. */
   longestLeafMs(issuerKey: string): number;
 }

@@ -37,6 +37,9 @@ interface World {
   onOld: number;
   onNew: number;
   synced: boolean;
+  /** Pod certificates (kubelet path) on the old CA, refreshed by their kubelets by `refreshedBy`. */
+  refreshing?: number;
+  refreshedBy?: Date;
 }
 
 function input(status: IssuerStatus | undefined, desired: CARef, world: World, now: Date): RotationInput {
@@ -60,7 +63,12 @@ function input(status: IssuerStatus | undefined, desired: CARef, world: World, n
       bundleProgress: () => 'progress',
       leaves: (from) =>
         from.fingerprint === oldCa.fingerprint
-          ? { onOld: world.onOld, onNew: world.onNew }
+          ? {
+              onOld: world.onOld,
+              onNew: world.onNew,
+              refreshing: world.refreshing,
+              refreshedBy: world.refreshedBy,
+            }
           : { onOld: world.onNew, onNew: world.onOld },
     },
   };
@@ -309,6 +317,38 @@ describe('decideRotation when something is stuck', () => {
     for (let i = 1; i < seen.length; i++)
       expect(seen[i]![0] !== seen[i - 1]![0] && seen[i]![1] !== seen[i - 1]![1]).toBe(false);
     expect(seen[seen.length - 1]).toEqual(['ca-new', 'ca-new']);
+  });
+
+  it('should keep the old CA trusted until every pod certificate on it is refreshed by its kubelet, for as long as that takes', () => {
+    const refreshedBy = new Date(T0.getTime() + 16 * 60 * MINUTE);
+    const world: World = {
+      written: [newCa.fingerprint, oldCa.fingerprint],
+      onOld: 0,
+      onNew: 2,
+      synced: true,
+      refreshing: 3,
+      refreshedBy,
+    };
+    let status = statusAfter(decideRotation(input(steady(oldCa), newCa, world, T0)));
+    status = statusAfter(decideRotation(input(status, newCa, world, new Date(T0.getTime() + 3 * MINUTE))));
+    expect(status.rotation?.phase).toBe('Activate');
+    // Hours without a change: no leaf can be re-issued early, and their refresh time bounds the wait,
+    // so it is not a stall.
+    for (let h = 1; h < 16; h++) {
+      const d = decideRotation(input(status, newCa, world, new Date(T0.getTime() + h * 60 * MINUTE)));
+      expect(d.events).toEqual([]);
+      expect(d.rotation).toMatchObject({
+        phase: 'Activate',
+        waitingFor: `3 pod certificates signed by the old CA to be refreshed by their kubelets (the last by ${refreshedBy.toISOString()})`,
+      });
+      status = statusAfter(d);
+    }
+    world.refreshing = 0;
+    const t = T0.getTime() + 16 * 60 * MINUTE;
+    let d = decideRotation(input(status, newCa, world, new Date(t)));
+    expect(d.rotation?.phase).toBe('Activate');
+    d = decideRotation(input(statusAfter(d), newCa, world, new Date(t + 2 * MINUTE)));
+    expect(d.rotation?.phase).toBe('Retire');
   });
 
   it('should go on with a Warning naming what is behind when a wait makes no progress for the stall time', () => {

@@ -24,8 +24,16 @@ export interface RotationObservations {
   synced: boolean;
   /** How many bundle objects of the issuer (trust-bundle ConfigMaps, Secrets' ca.crt) do not hold these anchors yet. */
   bundleRemaining: (anchors: readonly string[]) => number;
-  /** Leaves of the issuer signed by the rotation's old CA and by its new one. */
-  leaves: (from: CARef, to: CARef) => { onOld: number; onNew: number };
+  /**
+   * Leaves of the issuer signed by the rotation's old CA and by its new one. `refreshing` counts
+   * pod certificates (PodCertificateRequests) still on the old CA: nothing can re-issue them early,
+   * the kubelet replaces them at the refresh time they carry, the latest of which is `refreshedBy`.
+   * Their wait is bounded by that time, so it does not stall.
+   */
+  leaves: (
+    from: CARef,
+    to: CARef,
+  ) => { onOld: number; onNew: number; refreshing?: number; refreshedBy?: Date | undefined };
   /** A short account of where the bundle is not written yet, for waitingFor. */
   bundleProgress: (anchors: readonly string[]) => string;
 }
@@ -273,6 +281,12 @@ export function decideRotation(i: RotationInput): RotationDecision {
         if (!stalled(leaves.onOld)) return undefined;
         stallWarning(r.waitingFor);
         r.leavesMovedAt = new Date(nowMs - i.propagationMs).toISOString();
+      }
+      if ((leaves.refreshing ?? 0) > 0) {
+        r.leavesMovedAt = undefined;
+        r.waitingFor = `${leaves.refreshing} pod certificates signed by the old CA to be refreshed by their kubelets${leaves.refreshedBy ? ` (the last by ${leaves.refreshedBy.toISOString()})` : ''}${later}`;
+        recheckMs = 2000;
+        return undefined;
       }
       if (!r.leavesMovedAt) r.leavesMovedAt = i.now.toISOString();
       const due = Date.parse(r.leavesMovedAt) + i.propagationMs;

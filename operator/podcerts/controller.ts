@@ -10,6 +10,7 @@ import { describeApiError, isConflict, isNotFound, statusCode } from '../../lib/
 import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
+import { toPemBundle } from '../../lib/pki/certificate.ts';
 import { signPublicKey } from '../../lib/pki/issue.ts';
 import { EventRecorder, type InvolvedObject } from '../events.ts';
 import type { IssuerController, IssuerState } from '../issuers/controller.ts';
@@ -72,9 +73,18 @@ interface ClusterTrustBundle extends KubernetesObject {
   spec: { signerName?: string; trustBundle: string };
 }
 
+/** A decision that is written into the request. */
+type Answer = Exclude<Decision, { kind: 'ignore' } | { kind: 'wait' }>;
+
 const FINAL = new Set(['Issued', 'Denied', 'Failed']);
 const finished = (r: PodCertificateRequest) =>
   (r.status?.conditions ?? []).some((c) => FINAL.has(c.type) && c.status === 'True');
+
+/** A request naming an issuer that does not exist waits this long (an install in progress), then is denied. */
+const MISSING_ISSUER_GRACE_MS = 2 * 60_000;
+
+/** The kubelet starts a refresh up to this long after beginRefreshAt. */
+const KUBELET_REFRESH_JITTER_MS = 5 * 60_000;
 
 /** RFC 3339 in whole seconds, as the API server stores times. */
 const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -104,6 +114,13 @@ export class PodCertificateController {
   private readonly events: EventRecorder;
   /** When each pending request was first seen, for the request→Issued histogram. */
   private readonly firstSeen = new Map<string, number>();
+  /**
+   * The certificate each pod holds now, by pod UID: which issuer and CA signed it and until when the
+   * kubelet keeps it (its refresh time plus the kubelet's jitter, or its end). A CA rotation waits for
+   * those of the old CA: they cannot be re-issued early. Kept in memory only: requests are deleted
+   * 15 minutes after creation, so a new leader knows only what it signs itself.
+   */
+  private readonly podLeaves = new Map<string, { issuer: string; signer: string; until: number }>();
   /** Bundle objects whose writes are refused (someone else's name, no attest right): rotations do not wait on them. */
   private readonly unwritable = new Set<string>();
 
@@ -190,7 +207,11 @@ export class PodCertificateController {
         this.queue.add(key);
       };
       this.requests.on('add', enqueue).on('update', enqueue);
-      this.requests.on('delete', (r) => this.firstSeen.delete(`${r.metadata.namespace}/${r.metadata.name}`));
+      this.requests.on('delete', (r) => {
+        const key = `${r.metadata.namespace}/${r.metadata.name}`;
+        this.firstSeen.delete(key);
+        this.queue.cancel(key);
+      });
     }
     const ctbVersion = o.apis.clusterTrustBundles;
     if (ctbVersion) {
@@ -258,6 +279,30 @@ export class PodCertificateController {
     return this.bundles.get(objectName)?.spec.trustBundle === st.bundlePem ? 0 : 1;
   }
 
+  /** Pod certificates of the issuer on the rotation's old CA (still held) and on its new one. */
+  leaves(
+    issuerKey: string,
+    fromFingerprint: string,
+    toFingerprint: string,
+  ): { onOld: number; onNew: number; refreshing: number; refreshedBy: Date | undefined } {
+    const now = this.o.now().getTime();
+    let refreshing = 0;
+    let onNew = 0;
+    let last = 0;
+    for (const [uid, leaf] of this.podLeaves) {
+      if (leaf.until <= now) {
+        this.podLeaves.delete(uid);
+        continue;
+      }
+      if (leaf.issuer !== issuerKey) continue;
+      if (leaf.signer === fromFingerprint) {
+        refreshing++;
+        last = Math.max(last, leaf.until);
+      } else if (leaf.signer === toFingerprint) onNew++;
+    }
+    return { onOld: 0, onNew, refreshing, refreshedBy: last ? new Date(last) : undefined };
+  }
+
   private issuerFor(
     namespace: string | undefined,
     kind: IssuerKind,
@@ -279,17 +324,18 @@ export class PodCertificateController {
     const request = this.requests?.get(key);
     if (!request || finished(request)) {
       this.firstSeen.delete(key);
+      this.queue.forget(key);
       return;
     }
     const namespace = request.metadata.namespace!;
     const now = this.o.now();
-    const decision = decidePodCertificate(request.spec, {
+    const decided = decidePodCertificate(request.spec, {
       namespace,
       clusterDomain: this.o.clusterDomain ?? 'cluster.local',
       issuer: (ref) => this.issuerFor(ref.namespace, ref.kind, ref.name),
       now,
     });
-    if (decision.kind === 'ignore') return;
+    if (decided.kind === 'ignore') return;
     const signer = request.spec.signerName;
     const pod: InvolvedObject = {
       apiVersion: 'v1',
@@ -299,17 +345,25 @@ export class PodCertificateController {
       uid: request.spec.podUID,
     };
     const log = this.o.logger.child({ controller: 'podcertificates', key, signer });
-    if (decision.kind === 'wait') {
-      this.events.record(
-        pod,
-        'Warning',
-        decision.reason,
-        `PodCertificateRequest ${request.metadata.name}: ${decision.message}`,
-      );
-      log.info('request waits', { reason: decision.reason, message: decision.message });
-      // Issuer changes enqueue it again; this is the backstop.
-      this.queue.addAfter(key, 30_000);
-      return;
+    let decision: Answer;
+    if (decided.kind !== 'wait') decision = decided;
+    else {
+      const age = now.getTime() - new Date(request.metadata.creationTimestamp ?? now).getTime();
+      if (decided.reason === 'IssuerNotFound' && age > MISSING_ISSUER_GRACE_MS) {
+        // Not a moment of install order any more: a signer name nobody serves. Denied, so the pod says why.
+        decision = {
+          kind: 'deny',
+          reason: 'IssuerNotFound',
+          message: `${decided.message}; the pod must be created again once it exists`,
+        };
+      } else {
+        // One Event per pod and reason, whatever the number of its requests.
+        this.events.record(pod, 'Warning', decided.reason, decided.message);
+        log.debug('request waits', { reason: decided.reason, message: decided.message });
+        // Issuer changes enqueue it again; this is the backstop.
+        this.queue.addAfter(key, decided.reason === 'IssuerNotFound' ? MISSING_ISSUER_GRACE_MS : 30_000);
+        return;
+      }
     }
     const answer = await this.answer(request, decision, now);
     if (answer === 'conflict') {
@@ -318,10 +372,12 @@ export class PodCertificateController {
     }
     if (answer === 'gone') return;
     const result = decision.kind === 'issue' ? 'issued' : decision.kind === 'deny' ? 'denied' : 'failed';
-    // Any pod can name any signer: only existing issuers' names become label values.
+    // Any pod can name any signer and any namespace can hold Issuers: only existing ClusterIssuers'
+    // signer names become label values.
     const ref = parseSignerName(signer);
     const known = ref && ref !== 'malformed' && this.o.issuers.get(ref.kind, ref.namespace, ref.name);
-    this.o.metrics.podCertificateRequests.inc({ signer: known ? signer : 'unknown', result });
+    const label = !known ? 'unknown' : ref.kind === 'ClusterIssuer' ? signer : 'issuers.sigil.dev/*';
+    this.o.metrics.podCertificateRequests.inc({ signer: label, result });
     const seen = this.firstSeen.get(key);
     this.firstSeen.delete(key);
     if (decision.kind === 'issue') {
@@ -348,11 +404,7 @@ export class PodCertificateController {
   }
 
   /** Writes the answer into the request's status; 'conflict' when the request changed underneath. */
-  private async answer(
-    request: PodCertificateRequest,
-    decision: Exclude<Decision, { kind: 'ignore' } | { kind: 'wait' }>,
-    now: Date,
-  ): Promise<string> {
+  private async answer(request: PodCertificateRequest, decision: Answer, now: Date): Promise<string> {
     const path = resourcePath({
       group: CERTIFICATES_GROUP,
       version: this.o.apis.podCertificateRequests!,
@@ -363,11 +415,18 @@ export class PodCertificateController {
     });
     let status: Record<string, unknown>;
     let detail: string;
+    let leaf: { issuer: string; signer: string; until: number } | undefined;
     if (decision.kind === 'issue') {
       const st = this.o.issuers.get(decision.issuer.kind, decision.issuer.namespace, decision.issuer.name);
       if (!st?.ca) return 'conflict';
       const signed = await signPublicKey(st.ca, decision.request, decision.key.spki, now);
       const refresh = decision.refreshAt(signed.notBefore, signed.notAfter);
+      leaf = {
+        issuer: st.kind === 'Issuer' ? `Issuer/${st.namespace}/${st.name}` : `ClusterIssuer/${st.name}`,
+        signer: st.ca.facts.fingerprint,
+        // The kubelet refreshes at beginRefreshAt plus up to 5 minutes of jitter; a minute more for the new request.
+        until: Math.min(refresh.getTime() + KUBELET_REFRESH_JITTER_MS + 60_000, signed.notAfter.getTime()),
+      };
       status = {
         conditions: [
           {
@@ -379,7 +438,7 @@ export class PodCertificateController {
           },
         ],
         // The chain up to, not including, the trust anchor: peers have that from the ClusterTrustBundle.
-        certificateChain: signed.certificatePem,
+        certificateChain: `${signed.leafPem}${toPemBundle(st.ca.chain.slice(0, -1))}`,
         notBefore: rfc3339(signed.notBefore),
         notAfter: rfc3339(signed.notAfter),
         beginRefreshAt: rfc3339(refresh),
@@ -399,15 +458,35 @@ export class PodCertificateController {
       };
       detail = decision.reason;
     }
-    try {
-      await this.kube.mergePatch(path, {
+    const write = (body: Record<string, unknown>) =>
+      this.kube.mergePatch(path, {
         metadata: { resourceVersion: request.metadata.resourceVersion },
-        status,
+        status: body,
       });
+    try {
+      await write(status);
       this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'podcertificaterequests' });
+      if (leaf) this.podLeaves.set(request.spec.podUID, leaf);
     } catch (err) {
       if (isConflict(err)) return 'conflict';
       if (isNotFound(err)) return 'gone';
+      if (statusCode(err) === 422 && decision.kind === 'issue') {
+        // The API server refuses what Sigil signed (say, a CA chain over its 100 KiB): asking again
+        // would be refused again. The pod learns why.
+        const message = `the API server refused the certificate ${decision.issuer.kind} ${decision.issuer.name} signed: ${describeApiError(err).slice(0, 2000)}. Fix the issuer's CA Secret`;
+        await write({
+          conditions: [
+            {
+              type: 'Failed',
+              status: 'True',
+              reason: 'SignedCertificateRefused',
+              message,
+              lastTransitionTime: rfc3339(now),
+            },
+          ],
+        });
+        return 'SignedCertificateRefused';
+      }
       if (statusCode(err) === 403)
         throw new Error(
           `the API server refused the answer to PodCertificateRequest ${request.metadata.namespace}/${request.metadata.name} (${describeApiError(err)}): the operator needs the sign verb on signers ${request.spec.signerName.split('/')[0]}/* and patch on podcertificaterequests/status (the chart's podCertificates.enabled grants both)`,
@@ -420,6 +499,8 @@ export class PodCertificateController {
   private async syncBundle(signer: string): Promise<void> {
     const ref = parseSignerName(signer);
     if (!ref || ref === 'malformed' || !this.bundles) return;
+    // An operator limited to one namespace does not know the Issuers of others: their bundles are not its.
+    if (ref.kind === 'Issuer' && this.o.watchNamespace && ref.namespace !== this.o.watchNamespace) return;
     const name = trustBundleObjectName(signer);
     const st = this.o.issuers.get(ref.kind, ref.namespace, ref.name);
     const cached = this.bundles.get(name);

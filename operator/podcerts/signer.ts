@@ -207,7 +207,7 @@ export function requestKey(spec: PodCertificateRequestSpec): RequestedKey {
   return readPublicKey(Buffer.from(spec.pkixPublicKey ?? '', 'base64'), 'spec.pkixPublicKey');
 }
 
-/** Whether Sigil signs this key: what Sigil issues itself, less RSA 2048 (the kubelet never sends it). */
+/** Whether Sigil signs this key: the key types Sigil issues itself (the kubelet sends RSA as 3072 or 4096 only). */
 function keyTypeProblem(key: RequestedKey): string | undefined {
   const { algorithm, size } = key.key;
   if (algorithm === 'Ed25519') return undefined;
