@@ -59,15 +59,12 @@ test-integration: $(NODE_STAMP)
 	hack/build-tools.sh control-plane
 	npm run test:integration
 
-## test: what CI runs: typecheck, lint, unit, integration and fault tests against real control planes, then e2e on a real node
-test: $(NODE_STAMP)
+## test: what CI runs: typecheck, lint, unit, integration and fault tests against real control planes, and e2e on a
+## real node (the e2e test that waits for a kubelet's refresh runs beside the others: hack/test-all.sh)
+test: image
 	hack/build-tools.sh all
-	npm run typecheck
-	npm run lint
-	npm run test:unit
-	npm run test:integration
-	npm run test:faults
-	$(MAKE) test-e2e
+	$(NODE_TOOLS_WHERE_A_NODE_RUNS)
+	hack/test-all.sh
 
 ## test-faults: break things on purpose: component restarts, operator kills, bad input, fuzzing (also run by make test)
 test-faults: $(NODE_STAMP)

@@ -96,7 +96,12 @@ export function doctorCommand(program: Command) {
     .option('--lease <name>', 'leader election Lease', 'sigil-operator')
     .option(
       '--only-namespace <ns>',
-      'look at Issuers, Certificates and pods of this namespace only (ClusterIssuers always)',
+      'look at Issuers, Certificates and pods of this namespace only, and at the ClusterIssuers its Certificates use',
+    )
+    .option(
+      '--default-issuer <name>',
+      "the operator's default ClusterIssuer, which Certificates without issuerRef use",
+      process.env.SIGIL_DEFAULT_ISSUER ?? 'sigil-ca',
     )
     .action(async (opts) => {
       const kc = cliKubeConfig(opts.kubeconfig);
@@ -133,12 +138,29 @@ export function doctorCommand(program: Command) {
       if (findings.some((f) => f.level === 'fail')) return report(findings);
 
       // Issuers and CA expiry
-      const issuers = (await listIssuers(kc)).filter(
-        (i) =>
-          !opts.onlyNamespace || i.kind === 'ClusterIssuer' || i.metadata.namespace === opts.onlyNamespace,
+      // With one namespace: its Issuers and the ClusterIssuers its Certificates use, not every other team's.
+      const used = opts.onlyNamespace
+        ? new Set(
+            (await listCertificates(kc, opts.onlyNamespace))
+              .filter((c) => (c.spec.issuerRef?.kind ?? 'ClusterIssuer') === 'ClusterIssuer')
+              .map((c) => c.spec.issuerRef?.name ?? opts.defaultIssuer),
+          )
+        : undefined;
+      const issuers = (await listIssuers(kc)).filter((i) =>
+        !used
+          ? true
+          : i.kind === 'ClusterIssuer'
+            ? used.has(i.metadata.name!)
+            : i.metadata.namespace === opts.onlyNamespace,
       );
       if (issuers.length === 0)
-        add('warn', 'issuers', 'no Issuer or ClusterIssuer exists: Certificates cannot be issued');
+        add(
+          'warn',
+          'issuers',
+          used
+            ? `no Issuer exists in ${opts.onlyNamespace} and its Certificates use no ClusterIssuer that exists`
+            : 'no Issuer or ClusterIssuer exists: Certificates cannot be issued',
+        );
       for (const i of issuers) {
         const where = `${i.kind} ${i.metadata.namespace ? `${i.metadata.namespace}/` : ''}${i.metadata.name}`;
         const ready = findCondition(i.status?.conditions, 'Ready');

@@ -27,6 +27,7 @@ async function sigil(...args: string[]): Promise<{ code: number; out: string }> 
   return { code: res.code, out: `${res.out}${res.err}` };
 }
 
+/** Doctor scoped to this file's namespace and ClusterIssuer: other files running now make broken ClusterIssuers on purpose. */
 const doctor = () =>
   sigil(
     'doctor',
@@ -36,6 +37,8 @@ const doctor = () =>
     setup.configName,
     '--only-namespace',
     ns,
+    '--default-issuer',
+    setup.issuer,
   );
 
 beforeAll(async () => {

@@ -7,6 +7,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
+import { rawRequest } from '../lib/kube/rest.ts';
 import type { Operator } from '../operator/operator.ts';
 import { createTestNamespace, eventually, testKubeConfig } from './support/kube.ts';
 import {
@@ -136,6 +137,8 @@ it('should record a ClusterIssuer that is not ready as a Warning Event in the de
     reason: 'SecretNotFound',
     involvedObject: { kind: 'ClusterIssuer', name },
   });
+  // Cluster-scoped: other test files see it.
+  await rawRequest(kc, 'DELETE', `/apis/sigil.dev/v1alpha1/clusterissuers/${name}`);
 });
 
 it('should count a repeated failure on one Event instead of recording it again and again', async () => {
