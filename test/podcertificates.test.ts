@@ -1,18 +1,9 @@
-// The PodCertificateRequest signer and the ClusterTrustBundle publisher against the real API server
-// (certificates.k8s.io/v1, Kubernetes 1.37). Requests are written here as the kubelet writes them (a
-// stub PKCS#10 request made with OpenSSL from a key the test keeps); the API server checks what Sigil
-// answers: the chain is for the requested key, the times match the leaf and sit in Kubernetes' bounds.
-// The e2e test (test/e2e/podcertificates.test.ts) does the same with a real kubelet and pods.
-import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { CustomObjectsApi, type KubeConfig, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { isNotFound } from '../lib/kube/errors.ts';
 import { rawRequest } from '../lib/kube/rest.ts';
-import { opensslVerify } from '../lib/testing/pki.ts';
+import { opensslVerify, stubCsr } from '../lib/testing/pki.ts';
 import type { Operator } from '../operator/operator.ts';
 import { createTestNamespace, eventually, testKubeConfig } from './support/kube.ts';
 import {
@@ -46,20 +37,6 @@ let operatorNs: string;
 let operator: Operator;
 const key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 
-/** The stub PKCS#10 request a 1.36+ kubelet sends: an empty subject, signed by the pod's key. */
-function stubCsr(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sigil-csr-'));
-  try {
-    writeFileSync(join(dir, 'key.pem'), key.privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    return execFileSync('openssl', ['req', '-new', '-key', 'key.pem', '-subj', '/', '-outform', 'DER'], {
-      cwd: dir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }).toString('base64');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 async function createRequest(
   signerName: string,
   overrides: {
@@ -82,7 +59,7 @@ async function createRequest(
       nodeName: 'node-1',
       nodeUID: 'node-uid',
       maxExpirationSeconds: overrides.maxExpirationSeconds ?? 86_400,
-      stubPKCS10Request: stubCsr(),
+      stubPKCS10Request: stubCsr(key.privateKey),
       ...(overrides.userAnnotations ? { unverifiedUserAnnotations: overrides.userAnnotations } : {}),
     },
   });

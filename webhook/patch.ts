@@ -1,6 +1,6 @@
 // The JSONPatch that mounts an identity into a pod. Pure.
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { bundleKey, Delivery, TRUST_BUNDLE_CONFIGMAP } from '../lib/api/types.ts';
+import { bundleKey, Delivery, signerNameFor, TRUST_BUNDLE_CONFIGMAP } from '../lib/api/types.ts';
 import { parseDuration } from '../lib/pki/renewal.ts';
 import { type Identity, PodAnnotation } from './identity.ts';
 
@@ -46,12 +46,10 @@ export function deliveryFor(
   return issuerDelivery === Delivery.PodCertificate ? Delivery.PodCertificate : Delivery.Secret;
 }
 
-/** The signer name of the issuer a pod's identity comes from (operator/podcerts/signer.ts names them alike). */
+/** The signer name of the issuer a pod's identity comes from. */
 export function identitySignerName(identity: Identity, defaultIssuer: string): string {
-  const ref = identity.issuerRef ?? { kind: 'ClusterIssuer', name: defaultIssuer };
-  return ref.kind === 'Issuer'
-    ? `issuers.sigil.dev/${identity.namespace}.${ref.name}`
-    : `clusterissuers.sigil.dev/${ref.name}`;
+  const ref = identity.issuerRef ?? { kind: 'ClusterIssuer' as const, name: defaultIssuer };
+  return signerNameFor(ref.kind, identity.namespace, ref.name);
 }
 
 /**

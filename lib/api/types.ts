@@ -102,6 +102,19 @@ export function bundleKey(kind: IssuerKind, name: string): string {
   return `${kind.toLowerCase()}.${name.slice(0, 200)}-${h.toString(16).padStart(8, '0')}.crt`;
 }
 
+/** cert-manager's convention for CSR signers: one Kubernetes signer name per issuer (pod certificates). */
+export const SignerDomain = {
+  ClusterIssuer: 'clusterissuers.sigil.dev',
+  Issuer: 'issuers.sigil.dev',
+} as const;
+
+/** The signer name of an issuer: clusterissuers.sigil.dev/<name> or issuers.sigil.dev/<namespace>.<name>. */
+export function signerNameFor(kind: IssuerKind, namespace: string | undefined, name: string): string {
+  return kind === 'ClusterIssuer'
+    ? `${SignerDomain.ClusterIssuer}/${name}`
+    : `${SignerDomain.Issuer}/${namespace}.${name}`;
+}
+
 export const ConditionType = { Ready: 'Ready', Issuing: 'Issuing' } as const;
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 

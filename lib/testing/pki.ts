@@ -1,5 +1,6 @@
 // Builders for PKI tests: real keys, real certificates.
 import { execFileSync } from 'node:child_process';
+import type { KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +48,20 @@ export function opensslVerify(caPem: string, chainPem: string, purpose: 'sslserv
       ['verify', '-CAfile', 'ca.pem', '-untrusted', 'untrusted.pem', '-purpose', purpose, 'leaf.pem'],
       { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A stub PKCS#10 request as a 1.36+ kubelet sends one (empty subject, signed by `privateKey`), base64 DER, made by OpenSSL. */
+export function stubCsr(privateKey: KeyObject): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sigil-csr-'));
+  try {
+    writeFileSync(join(dir, 'key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    return execFileSync('openssl', ['req', '-new', '-key', 'key.pem', '-subj', '/', '-outform', 'DER'], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).toString('base64');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

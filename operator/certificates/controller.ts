@@ -476,11 +476,9 @@ export class CertificateController {
   }
 
   private issuerState(key: string): IssuerState | undefined {
-    const [kind, ...rest] = key.split('/') as [IssuerKind, ...string[]];
-    return kind === 'Issuer'
-      ? this.o.issuers.get(kind, rest[0], rest[1]!)
-      : this.o.issuers.get(kind, undefined, rest[0]!);
+    return this.o.issuers.byKey(key);
   }
+
 
   /** The rotation's view of this controller's Certificates: see RotationObserver. */
   readonly rotationObserver: RotationObserver = {

@@ -124,6 +124,16 @@ export function issuerKey(kind: IssuerKind, namespace: string | undefined, name:
   return kind === 'ClusterIssuer' ? `ClusterIssuer/${name}` : `Issuer/${namespace}/${name}`;
 }
 
+/** The issuer an issuerKey names; undefined for anything else. */
+export function parseIssuerKey(
+  key: string,
+): { kind: IssuerKind; namespace: string | undefined; name: string } | undefined {
+  const [kind, a, b] = key.split('/');
+  if (kind === 'ClusterIssuer' && a) return { kind, namespace: undefined, name: a };
+  if (kind === 'Issuer' && a && b) return { kind, namespace: a, name: b };
+  return undefined;
+}
+
 export interface IssuerControllerOptions {
   kc: KubeAccess;
   operatorNamespace: string;
@@ -230,6 +240,11 @@ export class IssuerController {
   /** Every issuer as last looked at. */
   all(): IterableIterator<IssuerState> {
     return this.states.values();
+  }
+
+  /** The issuer of an issuerKey (ClusterIssuer/<name> or Issuer/<ns>/<name>). */
+  byKey(key: string): IssuerState | undefined {
+    return this.states.get(key);
   }
 
   get(kind: IssuerKind, namespace: string | undefined, name: string): IssuerState | undefined {

@@ -13,7 +13,7 @@ import { listPage } from '../../lib/kube/rest.ts';
 import { toPemBundle } from '../../lib/pki/certificate.ts';
 import { signPublicKey } from '../../lib/pki/issue.ts';
 import { EventRecorder, type InvolvedObject } from '../events.ts';
-import type { IssuerController, IssuerState } from '../issuers/controller.ts';
+import { type IssuerController, type IssuerState, issuerKey, parseIssuerKey } from '../issuers/controller.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { reconcileKey } from '../reconcile.ts';
 import {
@@ -259,19 +259,14 @@ export class PodCertificateController {
 
   /** An issuer's key: Issuer/<ns>/<name> or ClusterIssuer/<name>, as the issuer controller names them. */
   onIssuerKey(key: string): void {
-    const [kind, a, b] = key.split('/');
-    if (kind === 'ClusterIssuer') this.onIssuerChanged({ kind, namespace: undefined, name: a! });
-    else if (kind === 'Issuer') this.onIssuerChanged({ kind, namespace: a, name: b! });
+    const ref = parseIssuerKey(key);
+    if (ref) this.onIssuerChanged(ref);
   }
 
   /** 1 while the issuer's ClusterTrustBundle does not hold these anchors yet (0 without the API, or when it is not Sigil's to write). */
-  bundleRemaining(issuerKey: string, anchors: readonly string[]): number {
+  bundleRemaining(key: string, anchors: readonly string[]): number {
     if (!this.bundles) return 0;
-    const [kind, a, b] = issuerKey.split('/');
-    const st =
-      kind === 'ClusterIssuer'
-        ? this.o.issuers.get(kind, undefined, a!)
-        : this.o.issuers.get('Issuer', a, b ?? '');
+    const st = this.o.issuers.byKey(key);
     if (!st) return 0;
     const objectName = trustBundleObjectName(signerNameFor(st.kind, st.namespace, st.name));
     if (this.unwritable.has(objectName)) return 0;
@@ -281,7 +276,7 @@ export class PodCertificateController {
 
   /** Pod certificates of the issuer on the rotation's old CA (still held) and on its new one. */
   leaves(
-    issuerKey: string,
+    key: string,
     fromFingerprint: string,
     toFingerprint: string,
   ): { onOld: number; onNew: number; refreshing: number; refreshedBy: Date | undefined } {
@@ -294,7 +289,7 @@ export class PodCertificateController {
         this.podLeaves.delete(uid);
         continue;
       }
-      if (leaf.issuer !== issuerKey) continue;
+      if (leaf.issuer !== key) continue;
       if (leaf.signer === fromFingerprint) {
         refreshing++;
         last = Math.max(last, leaf.until);
@@ -422,7 +417,7 @@ export class PodCertificateController {
       const signed = await signPublicKey(st.ca, decision.request, decision.key.spki, now);
       const refresh = decision.refreshAt(signed.notBefore, signed.notAfter);
       leaf = {
-        issuer: st.kind === 'Issuer' ? `Issuer/${st.namespace}/${st.name}` : `ClusterIssuer/${st.name}`,
+        issuer: issuerKey(st.kind, st.namespace, st.name),
         signer: st.ca.facts.fingerprint,
         // The kubelet refreshes at beginRefreshAt plus up to 5 minutes of jitter; a minute more for the new request.
         until: Math.min(refresh.getTime() + KUBELET_REFRESH_JITTER_MS + 60_000, signed.notAfter.getTime()),
@@ -532,8 +527,7 @@ export class PodCertificateController {
         name,
         labels: { [TRUST_BUNDLE_OBJECT_LABEL]: 'true', 'app.kubernetes.io/managed-by': 'sigil-operator' },
         annotations: {
-          'sigil.dev/issuer':
-            st.kind === 'Issuer' ? `Issuer/${st.namespace}/${st.name}` : `ClusterIssuer/${st.name}`,
+          'sigil.dev/issuer': issuerKey(st.kind, st.namespace, st.name),
         },
         ...(cached ? { resourceVersion: cached.metadata.resourceVersion } : {}),
       },

@@ -1,12 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { IssuerPolicy } from '../../lib/api/types.ts';
 import { parseCertificateChain } from '../../lib/pki/certificate.ts';
 import { signPublicKey } from '../../lib/pki/issue.ts';
-import { DAY, HOUR, opensslVerify, testCA } from '../../lib/testing/pki.ts';
+import { DAY, HOUR, opensslVerify, stubCsr, testCA } from '../../lib/testing/pki.ts';
 import {
   type DecideContext,
   type Decision,
@@ -21,20 +17,6 @@ import {
 
 const now = new Date('2026-11-27T12:00:00.400Z');
 const spkiOf = (key: KeyObject) => key.export({ type: 'spki', format: 'der' });
-
-/** A stub PKCS#10 request as the kubelet sends it: empty subject, signed by the pod's key (OpenSSL writes it). */
-function stubCsr(privateKey: KeyObject): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sigil-csr-'));
-  try {
-    writeFileSync(join(dir, 'key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    return execFileSync('openssl', ['req', '-new', '-key', 'key.pem', '-subj', '/', '-outform', 'DER'], {
-      cwd: dir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }).toString('base64');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 const p256 = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 

@@ -5,7 +5,7 @@
 // for the pod's namespace, service account and node and has checked the proof
 // of possession. Everything else in the request is the pod author's word and
 // goes through the same tenancy rules as a Certificate (lib/tenancy).
-import type { IssuerKind, IssuerPolicy } from '../../lib/api/types.ts';
+import { type IssuerKind, type IssuerPolicy, SignerDomain, signerNameFor } from '../../lib/api/types.ts';
 import { type RequestedKey, readPublicKey, requestPublicKey } from '../../lib/pki/csr.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
 import type { IssueRequest } from '../../lib/pki/issue.ts';
@@ -13,18 +13,7 @@ import { dnsNameProblem } from '../../lib/pki/names.ts';
 import { formatDuration, parseDuration, renewalTime } from '../../lib/pki/renewal.ts';
 import { type TenancyContext, tenancyViolation, workloadSpiffeId } from '../../lib/tenancy/index.ts';
 
-/** cert-manager's convention for CSR signers: one signer name per issuer. */
-export const SignerDomain = {
-  ClusterIssuer: 'clusterissuers.sigil.dev',
-  Issuer: 'issuers.sigil.dev',
-} as const;
-
-/** The signer name of an issuer: clusterissuers.sigil.dev/<name> or issuers.sigil.dev/<namespace>.<name>. */
-export function signerNameFor(kind: IssuerKind, namespace: string | undefined, name: string): string {
-  return kind === 'ClusterIssuer'
-    ? `${SignerDomain.ClusterIssuer}/${name}`
-    : `${SignerDomain.Issuer}/${namespace}.${name}`;
-}
+export { SignerDomain, signerNameFor } from '../../lib/api/types.ts';
 
 export interface SignerRef {
   kind: IssuerKind;
