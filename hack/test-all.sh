@@ -15,7 +15,8 @@ log="$(mktemp -t sigil-e2e-refresh.XXXXXX)"
 
 "${E2E[@]}" --testPathPatterns "$LONG" >"$log" 2>&1 &
 long=$!
-# Interrupted: stop the background run too (its process only), so its node is torn down by its afterAll.
+# Interrupted: stop the background run too (its process only). Jest skips afterAll on an interrupt, so
+# its node may be left running under /tmp/sigil-e2e-podcerts-*: lib/testing/node/cluster.ts stopCluster stops it.
 trap 'kill -INT "$long" 2>/dev/null; wait "$long"; rm -f "$log"; exit 130' INT TERM
 echo "[test] $LONG runs in the background (pid $long; about 15 minutes, mostly waiting for a kubelet refresh)"
 

@@ -479,7 +479,6 @@ export class CertificateController {
     return this.o.issuers.byKey(key);
   }
 
-
   /** The rotation's view of this controller's Certificates: see RotationObserver. */
   readonly rotationObserver: RotationObserver = {
     synced: () => this.initialPass,
