@@ -33,8 +33,16 @@ export async function testCA(
   };
 }
 
-/** Runs `openssl verify` with the machine's OpenSSL; returns its combined output, or throws with it. */
-export function opensslVerify(caPem: string, chainPem: string, purpose: 'sslserver' | 'sslclient'): string {
+/**
+ * Runs `openssl verify` with the machine's OpenSSL; returns its combined output, or throws with it.
+ * `at` checks validity at that time instead of now: a test with a fixed clock must pass it.
+ */
+export function opensslVerify(
+  caPem: string,
+  chainPem: string,
+  purpose: 'sslserver' | 'sslclient',
+  at?: Date,
+): string {
   const dir = mkdtempSync(join(tmpdir(), 'sigil-verify-'));
   try {
     const certs = (chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).map(
@@ -45,7 +53,17 @@ export function opensslVerify(caPem: string, chainPem: string, purpose: 'sslserv
     writeFileSync(join(dir, 'untrusted.pem'), certs.slice(1).join('') || certs[0]!);
     return execFileSync(
       'openssl',
-      ['verify', '-CAfile', 'ca.pem', '-untrusted', 'untrusted.pem', '-purpose', purpose, 'leaf.pem'],
+      [
+        'verify',
+        ...(at ? ['-attime', String(Math.floor(at.getTime() / 1000))] : []),
+        '-CAfile',
+        'ca.pem',
+        '-untrusted',
+        'untrusted.pem',
+        '-purpose',
+        purpose,
+        'leaf.pem',
+      ],
       { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
     );
   } finally {

@@ -118,8 +118,8 @@ describe('decidePodCertificate', () => {
     expect(leaf!.facts.uris).toEqual(['spiffe://cluster.local/ns/shop/sa/api']);
     expect(signed.notBefore.getTime() % 1000).toBe(0);
     expect(signed.notAfter.getTime() - signed.notBefore.getTime()).toBe(DAY);
-    expect(opensslVerify(certPem, signed.certificatePem, 'sslclient')).toContain('OK');
-    expect(opensslVerify(certPem, signed.certificatePem, 'sslserver')).toContain('OK');
+    expect(opensslVerify(certPem, signed.certificatePem, 'sslclient', now)).toContain('OK');
+    expect(opensslVerify(certPem, signed.certificatePem, 'sslserver', now)).toContain('OK');
   });
 
   it('reads the key from pkixPublicKey, as 1.34-1.35 kubelets send it, Ed25519 included', () => {
