@@ -1,5 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { http } from '../lib/builtins.ts';
 import { type Probes, sendText, serveProbes } from '../lib/http.ts';
 
 /** Liveness and readiness, as the probes answer them. */
@@ -11,7 +12,7 @@ export function startHealthServer(
   registry: Registry,
   health: HealthSource,
 ): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     if (!serveProbes(req, res, { ...health, registry }))
       sendText(res, 404, 'the operator serves GET /healthz, /readyz and /metrics\n');
   });

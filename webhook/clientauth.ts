@@ -3,8 +3,8 @@
 // configuration's kubeconfig), optionally only one whose subject common name or
 // DNS SAN is listed. Checked before the body is read.
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { TLSSocket } from 'node:tls';
+import { fs } from '../lib/builtins.ts';
 import { ReviewError, ReviewErrorCode } from './errors.ts';
 
 export interface ClientAuthOptions {
@@ -20,7 +20,7 @@ const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE
 export function readClientCa(file: string): string {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     throw new Error(`--client-ca-file ${file} cannot be read: ${(err as Error).message}`);
   }

@@ -1,6 +1,5 @@
 // The webhook process: HTTPS on node:https (see lib/http.ts). It serves with the certificate the
 // operator keeps in a Secret and swaps it in without a restart when it rotates.
-import { unwatchFile, watchFile } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -18,6 +17,7 @@ import {
   Plural,
   sigilPath,
 } from '../lib/api/types.ts';
+import { fs } from '../lib/builtins.ts';
 import { pathOf, sendJson, serveProbes } from '../lib/http.ts';
 import { type KubeAccess, kubeFor, paths } from '../lib/kube/client.ts';
 import { describeApiError, isConflict, isNotFound } from '../lib/kube/errors.ts';
@@ -721,7 +721,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
   // The client CA is mounted from a ConfigMap or Secret that may be rotated: pick up changes.
   const clientCaFile = o.clientAuth?.caFile;
   if (clientCaFile) {
-    watchFile(clientCaFile, { interval: 10_000, persistent: false }, () => {
+    fs.watchFile(clientCaFile, { interval: 10_000, persistent: false }, () => {
       try {
         const next = readClientCa(clientCaFile);
         if (next === clientCa) return;
@@ -750,7 +750,7 @@ export async function startWebhook(o: WebhookOptions): Promise<Webhook> {
     servingOperatorCertificate: () => servingReal,
     stop: async () => {
       tlsSecrets.stop();
-      if (clientCaFile) unwatchFile(clientCaFile);
+      if (clientCaFile) fs.unwatchFile(clientCaFile);
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       await closed;

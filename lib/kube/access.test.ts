@@ -92,6 +92,24 @@ describe('kubeconfigAccess', () => {
     expect(access.getCurrentCluster()?.server).toBe('https://10.0.0.1:6443');
   });
 
+  it('reads a kubeconfig written as JSON, as kubectl does', async () => {
+    const path = join(dir, 'config.json');
+    writeFileSync(
+      path,
+      `  ${JSON.stringify({
+        'current-context': 'here',
+        contexts: [{ name: 'here', context: { cluster: 'main', user: 'me' } }],
+        clusters: [{ name: 'main', cluster: { server: 'https://10.0.0.2:6443' } }],
+        users: [{ name: 'me', user: { token: 'json-token' } }],
+      })}`,
+    );
+    const access = (await kubeconfigAccess(path))!;
+    expect(access.getCurrentCluster().server).toBe('https://10.0.0.2:6443');
+    expect((await applied(access)).headers).toEqual({ authorization: 'Bearer json-token' });
+    writeFileSync(path, '{ "current-context": ');
+    await expect(kubeconfigAccess(path)).rejects.toThrow(/JSON/);
+  });
+
   it('says which context or cluster is missing', async () => {
     const path = join(dir, 'broken');
     writeFileSync(path, 'current-context: gone\ncontexts: []\n');

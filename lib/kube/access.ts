@@ -3,11 +3,11 @@
 // account, or a kubeconfig whose user has a token, a token file, a client
 // certificate or a username and password. A kubeconfig user with an exec
 // plugin or an auth provider is handed to client-node, which implements those.
-import { readFileSync } from 'node:fs';
 import type { RequestOptions } from 'node:https';
 import { isIPv6 } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
+import { fs } from '../builtins.ts';
 import { type KubeAccess, TokenFile } from './client.ts';
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -109,14 +109,14 @@ export function inClusterAccess(dir = SERVICE_ACCOUNT_DIR): StaticAccess {
   const scheme = ['80', '8080', '8001'].includes(port) ? 'http' : 'https';
   return new StaticAccess({
     server: `${scheme}://${isIPv6(host) ? `[${host}]` : host}:${port}`,
-    ca: readFileSync(join(dir, 'ca.crt')),
+    ca: fs.readFileSync(join(dir, 'ca.crt')),
     tokenFile: join(dir, 'token'),
   });
 }
 
 const fileOrData = (base: string, file: string | undefined, data: string | undefined) =>
   file
-    ? readFileSync(isAbsolute(file) ? file : join(base, file))
+    ? fs.readFileSync(isAbsolute(file) ? file : join(base, file))
     : data
       ? Buffer.from(data, 'base64')
       : undefined;
@@ -126,9 +126,12 @@ const fileOrData = (base: string, file: string | undefined, data: string | undef
  * when its user needs client-node (exec plugin, auth provider) or a proxy.
  */
 export async function kubeconfigAccess(path: string): Promise<StaticAccess | undefined> {
-  // Loaded only here: in a cluster there is no kubeconfig to parse.
-  const { parse } = await import('yaml');
-  const doc = (parse(readFileSync(path, 'utf8')) ?? {}) as KubeconfigFile;
+  const text = fs.readFileSync(path, 'utf8');
+  // A kubeconfig may be JSON (kubectl reads both). The YAML parser is loaded only for YAML: it holds
+  // about 2.5 MiB for the life of the process, and in a cluster there is no kubeconfig at all.
+  const doc = (
+    text.trimStart().startsWith('{') ? JSON.parse(text) : ((await import('yaml')).parse(text) ?? {})
+  ) as KubeconfigFile;
   const contextName = doc['current-context'];
   const context = doc.contexts?.find((c) => c.name === contextName)?.context;
   if (!context) throw new Error(`${path}: current-context ${JSON.stringify(contextName ?? '')} not found`);

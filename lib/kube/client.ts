@@ -6,9 +6,9 @@
 // costs 80 MiB of resident memory at start (41 MiB for Node itself, 125 MiB
 // with client-node loaded, measured under Node 24), more than all of Sigil's
 // own code and caches at rest. The CLI, which runs briefly, keeps client-node.
-import { readFileSync, statSync } from 'node:fs';
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
+import { fs, http } from '../builtins.ts';
 
 /**
  * What a client needs of a kubeconfig: the server, and the credentials put on
@@ -159,7 +159,7 @@ export class Kube {
       maxFreeSockets: MAX_IDLE_CONNECTIONS,
       timeout: IDLE_CONNECTION_MS,
     };
-    this.agent = this.server.protocol === 'http:' ? new HttpAgent(agentOptions) : new Agent(agentOptions);
+    this.agent = this.server.protocol === 'http:' ? new http.Agent(agentOptions) : new Agent(agentOptions);
   }
 
   /** Closes idle connections (requests in flight finish). */
@@ -197,7 +197,7 @@ export class Kube {
     timeoutMs: number,
   ): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const req = (opts.protocol === 'http:' ? httpRequest : httpsRequest)(opts, resolve);
+      const req = (opts.protocol === 'http:' ? http.request : httpsRequest)(opts, resolve);
       req.on('error', reject);
       req.setTimeout(timeoutMs, () => req.destroy(new Error(`${opts.method} ${opts.path} timed out`)));
       if (payload !== undefined) req.write(payload);
@@ -298,7 +298,7 @@ export class Kube {
         false,
       );
       if (aborted) return handle;
-      req = (opts.protocol === 'http:' ? httpRequest : httpsRequest)(opts, (response) => {
+      req = (opts.protocol === 'http:' ? http.request : httpsRequest)(opts, (response) => {
         res = response;
         if (aborted) {
           response.destroy();
@@ -420,9 +420,9 @@ export class TokenFile {
     const now = Date.now();
     if (now - this.readAt >= 60_000 || !this.token) {
       this.readAt = now;
-      const mtime = statSync(this.path).mtimeMs;
+      const mtime = fs.statSync(this.path).mtimeMs;
       if (mtime !== this.mtimeMs || !this.token) {
-        this.token = readFileSync(this.path, 'utf8').trim();
+        this.token = fs.readFileSync(this.path, 'utf8').trim();
         this.mtimeMs = mtime;
       }
     }
