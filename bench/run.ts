@@ -24,6 +24,7 @@ import {
   chartNodeOptions,
   children,
   createCertificate,
+  jsonKubeconfig,
   logFile,
   machine,
   type OperatorProcess,
@@ -441,7 +442,7 @@ try {
         join(ROOT, 'dist', 'cli', 'main.js'),
         'webhook',
         '--kubeconfig',
-        cp.kubeconfig,
+        jsonKubeconfig(cp.kubeconfig),
         '--address',
         `127.0.0.1:${port}`,
         // As the chart runs it: only the API server's admission client certificate is answered.

@@ -1,19 +1,56 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from 'commander';
-import { commanderExit, describeCliError, Exit, lastKubeConfig } from './errors.ts';
-import { operatorCommand } from './operator.ts';
-import { webhookCommand } from './webhook.ts';
+import { Exit } from './errors.ts';
+import { type CommandSpec, type FlagValues, helpText, parseFlags, UsageError } from './flags.ts';
+import { operatorSpec, runOperator } from './operator.ts';
+import { runWebhook, webhookSpec } from './webhook.ts';
 
-const program = new Command();
 // bin/kubectl-sigil runs it as a kubectl plugin, so usage lines read `kubectl sigil ...`.
-program.name(process.env.SIGIL_CLI_NAME ?? 'sigil').description('mTLS identities for Kubernetes pods');
-// Usage errors throw (inherited by every command added below) instead of exiting 1, which means "not ready".
-program.exitOverride();
-operatorCommand(program);
-webhookCommand(program);
-// The long-running processes never load the commands that use @kubernetes/client-node's generated
-// API: loaded, it holds about 80 MiB for the life of the process (see lib/kube/client.ts).
-if (!['operator', 'webhook'].includes(process.argv[2] ?? '')) {
+const programName = process.env.SIGIL_CLI_NAME ?? 'sigil';
+const description = 'mTLS identities for Kubernetes pods';
+
+/** The long-running commands: their flags are parsed without commander (see cli/flags.ts). */
+const servers: Record<string, { spec: CommandSpec; run: (values: FlagValues) => Promise<void> }> = {
+  operator: { spec: operatorSpec, run: runOperator },
+  webhook: { spec: webhookSpec, run: runWebhook },
+};
+
+async function runServer(name: string, argv: string[]): Promise<never | undefined> {
+  const { spec, run } = servers[name]!;
+  let parsed: ReturnType<typeof parseFlags>;
+  try {
+    parsed = parseFlags(spec, argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`error: ${err.message}\n(${programName} ${name} --help lists the flags)`);
+    process.exit(Exit.Error);
+  }
+  if ('help' in parsed) {
+    process.stdout.write(helpText(spec, programName));
+    process.exit(Exit.Ok);
+  }
+  await run(parsed.values);
+  return undefined;
+}
+
+const first = process.argv[2] ?? '';
+if (first in servers) await runServer(first, process.argv.slice(3));
+else {
+  // Everything else is short-lived and uses commander, and the commands that use
+  // @kubernetes/client-node's generated API (about 80 MiB held while loaded: see lib/kube/client.ts).
+  const [{ Command, CommanderError }, { commanderExit, describeCliError, lastKubeConfig }] =
+    await Promise.all([import('commander'), import('./errors.ts')]);
+  const program = new Command();
+  program.name(programName).description(description);
+  // Usage errors throw (inherited by every command added below) instead of exiting 1, which means "not ready".
+  program.exitOverride();
+  for (const [name, { spec }] of Object.entries(servers))
+    program
+      .command(name)
+      .description(spec.description)
+      .helpOption(false)
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .action(() => runServer(name, process.argv.slice(process.argv.indexOf(name) + 1)));
   const [{ certificateCommands }, { doctorCommand }, { caCommands }] = await Promise.all([
     import('./certificates.ts'),
     import('./doctor.ts'),
@@ -22,12 +59,12 @@ if (!['operator', 'webhook'].includes(process.argv[2] ?? '')) {
   certificateCommands(program);
   caCommands(program);
   doctorCommand(program);
-}
-try {
-  await program.parseAsync(process.argv);
-} catch (err) {
-  // Commander has printed its own message for usage errors.
-  if (err instanceof CommanderError) process.exit(commanderExit(err));
-  console.error(`${program.name()}: ${describeCliError(err, lastKubeConfig())}`);
-  process.exit(Exit.Error);
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    // Commander has printed its own message for usage errors.
+    if (err instanceof CommanderError) process.exit(commanderExit(err));
+    console.error(`${program.name()}: ${describeCliError(err, lastKubeConfig())}`);
+    process.exit(Exit.Error);
+  }
 }

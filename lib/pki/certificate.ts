@@ -162,14 +162,16 @@ function parseOne(der: Buffer, what: string, index: number): ParsedCertificate {
 }
 
 /**
- * Recently parsed certificates by DER. Parsing with @peculiar/x509 costs about
- * a millisecond, and the same certificates come back again and again: the CA
- * certificate at the end of every issued chain, and a leaf read back right
- * after it was written. Entries are shared: treat a ParsedCertificate as
- * read-only. Bounded, least recently used first out.
+ * Recently parsed certificates by DER. The same certificates come back again
+ * and again: the CA certificate at the end of every issued chain, and a leaf
+ * read back right after it was written. Entries are shared: treat a
+ * ParsedCertificate as read-only. Bounded, least recently used first out: an
+ * entry holds about 8 KiB (a node:crypto X509Certificate, the DER, the PEM and
+ * the facts), and in a burst a leaf is read back only after the rest of the
+ * queue, so a larger cache holds more without hitting more.
  */
 const parsed = new Map<string, ParsedCertificate>();
-const MAX_PARSED = 256;
+const MAX_PARSED = 32;
 
 function parseCached(der: Buffer, what: string, index: number): ParsedCertificate {
   const key = der.toString('base64');

@@ -567,12 +567,10 @@ export class CertificateController {
     const key = `${namespace}/${name}`;
     const cached = this.secrets.get(key);
     const written = this.written.get(key);
-    if (
-      written &&
-      (!cached || resourceVersionNewer(written.metadata?.resourceVersion, cached.metadata?.resourceVersion))
-    ) {
+    if (!written) return cached;
+    if (!cached || resourceVersionNewer(written.metadata?.resourceVersion, cached.metadata?.resourceVersion))
       return written;
-    }
+    this.written.delete(key);
     return cached;
   }
 
@@ -1123,7 +1121,22 @@ export class CertificateController {
         this.foreign.delete(`${namespace}/${name}`);
       }
     }
-    this.written.set(`${namespace}/${name}`, result);
+    this.rememberSecretWrite(result);
+  }
+
+  /**
+   * Keeps what this replica wrote to a Secret until the informer delivers it, so that a look
+   * running ahead of the cache reads it. Only what the cache would keep of it; and nothing when
+   * the cache already has it: the echo can arrive before the write's own answer, and an entry made
+   * after it would stay until the Secret next changed (at 1,000 issuances, about 2 MiB).
+   */
+  private rememberSecretWrite(result: V1Secret) {
+    const key = objectKey(result);
+    const cached = this.secrets.get(key);
+    if (cached && !resourceVersionNewer(result.metadata?.resourceVersion, cached.metadata?.resourceVersion))
+      return;
+    if (result.metadata) delete result.metadata.managedFields;
+    this.written.set(key, cachedSecretView(result, () => true));
   }
 
   private async patchSecretMetadata(
@@ -1147,7 +1160,7 @@ export class CertificateController {
         { fieldManager: FIELD_MANAGER },
       );
       this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'secrets' });
-      this.written.set(objectKey(result), result);
+      this.rememberSecretWrite(result);
       const entry = this.leaves.get(objectKey(certificate));
       if (entry && bundle) entry.bundle = issuer.bundleB64;
       this.unwritable.delete(objectKey(certificate));
@@ -1274,9 +1287,17 @@ export class CertificateController {
         { fieldManager: FIELD_MANAGER },
       );
       this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'certificates/status' });
-      // What reconciles read of it: never the server-side apply bookkeeping.
+      // What reconciles read of it: never the server-side apply bookkeeping. Nothing when the cache
+      // already holds this write or a newer one (its echo came first).
       delete updated.metadata.managedFields;
-      this.statusWritten.set(objectKey(certificate), updated);
+      const key = objectKey(certificate);
+      const cached = this.certificates.get(key);
+      if (
+        !cached ||
+        cached.metadata.uid !== updated.metadata.uid ||
+        resourceVersionNewer(updated.metadata.resourceVersion, cached.metadata.resourceVersion)
+      )
+        this.statusWritten.set(key, updated);
     } catch (err) {
       if (isNotFound(err)) return;
       throw err;
