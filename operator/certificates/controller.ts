@@ -1136,7 +1136,10 @@ export class CertificateController {
     if (cached && !resourceVersionNewer(result.metadata?.resourceVersion, cached.metadata?.resourceVersion))
       return;
     if (result.metadata) delete result.metadata.managedFields;
-    this.written.set(key, cachedSecretView(result, () => true));
+    this.written.set(
+      key,
+      cachedSecretView(result, () => true),
+    );
   }
 
   private async patchSecretMetadata(
