@@ -70,7 +70,8 @@ export function processStats(pid: number): { cpuSeconds: number; peakRssMiB: num
  */
 export function jsonKubeconfig(path: string): string {
   const json = `${path}.json`;
-  if (!existsSync(json)) writeFileSync(json, JSON.stringify(parse(readFileSync(path, 'utf8'))), { mode: 0o600 });
+  if (!existsSync(json))
+    writeFileSync(json, JSON.stringify(parse(readFileSync(path, 'utf8'))), { mode: 0o600 });
   return json;
 }
 
