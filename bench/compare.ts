@@ -248,13 +248,23 @@ async function readyWatch(kc: KubeConfig, p: Product) {
   };
 }
 
-/** The API server's request count so far (apiserver_request_total, every verb and resource). */
-async function apiRequests(kc: KubeConfig): Promise<number> {
+/** The API server's request count so far (apiserver_request_total, every verb and resource, or only writes). */
+async function apiRequests(kc: KubeConfig, writesOnly = false): Promise<number> {
   return (await apiServerText(kc, '/metrics'))
     .split('\n')
-    .filter((l) => l.startsWith('apiserver_request_total{'))
+    .filter(
+      (l) =>
+        l.startsWith('apiserver_request_total{') &&
+        // Writes: not the API server's own Lease renewals, every 10 s whoever runs.
+        (!writesOnly ||
+          (/verb="(POST|PUT|PATCH|DELETE|DELETECOLLECTION|APPLY)"/.test(l) &&
+            !l.includes('resource="leases"'))),
+    )
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
+
+/** How long a restart watches the controller: its lists, its first look at everything, and then quiet. */
+const RESTART_WATCH_MS = Number(env('RESTART_WATCH_SECONDS', '30')) * 1000;
 
 interface Run {
   product: string;
@@ -267,6 +277,11 @@ interface Run {
   peakRssMiB: number;
   rssBeforeUnrelatedMiB: number;
   rssAfterUnrelatedMiB: number;
+  /** A new process with every certificate Ready and the unrelated Secrets present: its peak RSS, RSS at the end, API writes, and the last write's time after its start (0: none). */
+  restartPeakRssMiB: number;
+  restartRssMiB: number;
+  restartWrites: number;
+  restartLastWriteSeconds: number;
 }
 
 async function runOnce(p: Product, round: number): Promise<Run> {
@@ -331,6 +346,22 @@ async function runOnce(p: Product, round: number): Promise<Run> {
     await sleep(10_000);
     const rssAfterUnrelatedMiB = processStats(pid).rssMiB;
     watch.stop();
+
+    // Restart: stopped, then a new process finds everything Ready (and the unrelated Secrets).
+    await running.stop();
+    await sleep(2_000);
+    const writesBefore = await apiRequests(kc, true);
+    const restartedAt = performance.now();
+    running = await p.start(cp.kubeconfig);
+    let lastWriteSeconds = 0;
+    let writesSeen = writesBefore;
+    while (performance.now() - restartedAt < RESTART_WATCH_MS) {
+      await sleep(500);
+      const now = await apiRequests(kc, true);
+      if (now > writesSeen) lastWriteSeconds = (performance.now() - restartedAt) / 1000;
+      writesSeen = now;
+    }
+    const restarted = processStats(running.pid);
     return {
       product: p.name,
       round,
@@ -342,6 +373,10 @@ async function runOnce(p: Product, round: number): Promise<Run> {
       peakRssMiB,
       rssBeforeUnrelatedMiB,
       rssAfterUnrelatedMiB,
+      restartPeakRssMiB: restarted.peakRssMiB,
+      restartRssMiB: restarted.rssMiB,
+      restartWrites: writesSeen - writesBefore,
+      restartLastWriteSeconds: lastWriteSeconds,
     };
   } finally {
     await running?.stop();
@@ -360,6 +395,10 @@ const fields: [keyof Run | string, string, (r: Run) => number][] = [
   ['peak', 'peak RSS (MiB)', (r) => r.peakRssMiB],
   ['before', `RSS holding ${COUNT + SEQUENTIAL + 1} (MiB)`, (r) => r.rssBeforeUnrelatedMiB],
   ['after', `RSS after ${UNRELATED} unrelated Secrets (MiB)`, (r) => r.rssAfterUnrelatedMiB],
+  ['rpeak', 'restart: peak RSS (MiB)', (r) => r.restartPeakRssMiB],
+  ['rrss', `restart: RSS after ${RESTART_WATCH_MS / 1000} s (MiB)`, (r) => r.restartRssMiB],
+  ['rwrites', 'restart: API writes', (r) => r.restartWrites],
+  ['rlast', 'restart: last write after start (s)', (r) => r.restartLastWriteSeconds],
 ];
 
 const median = (xs: number[]) => {
@@ -397,9 +436,11 @@ const medians: Record<string, { sigil: number; certManager: number; ratio: numbe
 for (const [k, label, f] of fields) {
   const a = median(runs.filter((r) => r.product === 'sigil').map(f));
   const b = median(runs.filter((r) => r.product === 'cert-manager').map(f));
-  medians[k] = { sigil: a, certManager: b, ratio: a / b };
+  // A ratio to nothing (no writes at restart, say) is not a ratio.
+  const ratio = b === 0 ? Number.NaN : a / b;
+  medians[k] = { sigil: a, certManager: b, ratio };
   say(
-    `${label.padEnd(48)} ${a.toFixed(1).padStart(10)} ${b.toFixed(1).padStart(13)} ${(a / b).toFixed(2).padStart(8)}`,
+    `${label.padEnd(48)} ${a.toFixed(1).padStart(10)} ${b.toFixed(1).padStart(13)} ${(Number.isNaN(ratio) ? '-' : ratio.toFixed(2)).padStart(8)}`,
   );
 }
 const outDir = join(ROOT, 'bench', 'results');
