@@ -6,6 +6,7 @@ import type { Logger } from 'winston';
 import {
   Annotation,
   API_VERSION,
+  byCodeUnit,
   type CARef,
   type Condition,
   ConditionType,
@@ -758,7 +759,7 @@ function canonical(v: unknown): string {
       ? Object.fromEntries(
           Object.entries(x)
             .filter(([, y]) => y !== undefined && y !== null)
-            .sort(([a], [b]) => a.localeCompare(b)),
+            .sort(([a], [b]) => byCodeUnit(a, b)),
         )
       : x,
   );

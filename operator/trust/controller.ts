@@ -6,7 +6,7 @@
 // the same name belongs to someone else and is never written.
 import type { V1ConfigMap, V1Namespace } from '@kubernetes/client-node';
 import type { Logger } from 'winston';
-import { TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_LABEL } from '../../lib/api/types.ts';
+import { byCodeUnit, TRUST_BUNDLE_CONFIGMAP, TRUST_BUNDLE_LABEL } from '../../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
 import { describeApiError, isConflict, isNotFound, statusCode } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
@@ -154,7 +154,7 @@ export class TrustController {
     if (ns)
       for (const s of this.o.source.selected())
         if (labelSelectorMatches(s.selector, ns.metadata?.labels)) wanted.set(s.key, s.pem);
-    const desired = Object.fromEntries([...wanted].sort(([a], [b]) => a.localeCompare(b)));
+    const desired = Object.fromEntries([...wanted].sort(([a], [b]) => byCodeUnit(a, b)));
     const path = paths.configMaps(namespace, TRUST_BUNDLE_CONFIGMAP);
     const cached = this.configMaps.get(`${namespace}/${TRUST_BUNDLE_CONFIGMAP}`);
     const log = this.o.logger.child({ controller: 'trust', namespace });
