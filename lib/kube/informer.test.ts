@@ -1,6 +1,6 @@
 import { ApiException, KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import { silentLogger } from '../log.ts';
-import { Informer, type ListResult, listInPages, type PageRequest } from './informer.ts';
+import { cached, Informer, type ListResult, listInPages, type PageRequest } from './informer.ts';
 
 function secret(name: string, resourceVersion = '1', bytes = 0): V1Secret {
   return {
@@ -161,5 +161,25 @@ describe('Informer list', () => {
     informer.stop();
     expect(deleted).toEqual(['s3']);
     expect(informer.size).toBe(24);
+  });
+});
+
+describe('cached', () => {
+  it("should keep neither managedFields nor kubectl's last-applied copy, and freeze the object", () => {
+    const applied: V1Secret = {
+      metadata: {
+        name: 's',
+        annotations: {
+          'kubectl.kubernetes.io/last-applied-configuration': JSON.stringify({
+            data: { big: 'x'.repeat(4096) },
+          }),
+          'sigil.dev/certificate-name': 'web',
+        },
+        managedFields: [{ manager: 'kubectl', operation: 'Apply' }],
+      },
+    };
+    const kept = cached(applied);
+    expect(kept.metadata).toEqual({ name: 's', annotations: { 'sigil.dev/certificate-name': 'web' } });
+    expect(Object.isFrozen(kept)).toBe(true);
   });
 });

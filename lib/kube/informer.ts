@@ -89,13 +89,24 @@ export interface InformerOptions<T> {
   transform?: (obj: T) => T;
 }
 
+/** kubectl's copy of the whole object as last applied (client-side apply), on objects users apply. */
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
 /**
  * What the cache keeps of an object: all of it but metadata.managedFields
- * (server-side apply bookkeeping nothing here reads, often the largest part of
- * a small object's metadata), frozen so no handler can change the cache.
+ * (server-side apply bookkeeping) and kubectl's last-applied-configuration
+ * annotation (a second copy of the object as applied): nothing here reads
+ * either, and together they are often most of a small object. Frozen so no
+ * handler can change the cache. Nothing writes a cached object back whole, so
+ * neither is lost on the server.
  */
-function cached<T extends KubernetesObject>(obj: T, transform?: (obj: T) => T): T {
-  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+export function cached<T extends KubernetesObject>(obj: T, transform?: (obj: T) => T): T {
+  const meta = obj.metadata;
+  if (meta?.managedFields) delete meta.managedFields;
+  if (meta?.annotations && LAST_APPLIED in meta.annotations) {
+    const { [LAST_APPLIED]: _, ...rest } = meta.annotations;
+    meta.annotations = rest;
+  }
   return Object.freeze(transform ? transform(obj) : obj);
 }
 

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Certificate } from '../../lib/api/types.ts';
 import { SecretReason, secretClaim } from './ownership.ts';
@@ -127,6 +129,31 @@ describe('cachedSecretView', () => {
     expect(view.metadata?.annotations).toEqual({});
     expect(isPartialView(view)).toBe(true);
     expect(cachedSecretView(managedBy('gone'), () => false).data).toBeUndefined();
+  });
+
+  it("should keep one copy of a ca.crt many Secrets share, and each Secret's own value", () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // A fresh string of the same content each time, as JSON.parse gives every Secret its own.
+    const bundle = (salt: string) =>
+      JSON.parse(JSON.stringify(`${salt}${'Q0EgYnVuZGxl'.repeat(80)}`)) as string;
+    const views = (ca: (i: number) => string) => {
+      gc();
+      const before = process.memoryUsage().heapUsed;
+      const kept = Array.from({ length: 2000 }, (_, i) => {
+        const s = managedBy('newer');
+        s.data = { ...s.data, 'ca.crt': ca(i) };
+        return cachedSecretView(s, () => true);
+      });
+      gc();
+      return { kept, bytes: process.memoryUsage().heapUsed - before };
+    };
+    const distinct = views((i) => bundle(String(i).padStart(4, '0')));
+    const same = views(() => bundle('same'));
+    expect(same.kept.every((v) => v.data?.['ca.crt'] === bundle('same'))).toBe(true);
+    expect(distinct.kept[7]!.data?.['ca.crt']).toBe(bundle('0007'));
+    // 2,000 distinct bundles of 964 characters are about 2 MB; shared, one.
+    expect(distinct.bytes - same.bytes).toBeGreaterThan(1_500_000);
   });
 
   it('should drop a TLS value larger than Sigil parses and mark the view partial', () => {

@@ -116,6 +116,23 @@ const MAX_CACHED_VALUE_CHARS = Math.ceil((256 * 1024) / 3) * 4;
 
 const partialViews = new WeakSet<V1Secret>();
 
+/**
+ * ca.crt values seen lately, each kept once: every Secret of an issuer holds the same trust
+ * bundle, and a cache of 10,000 Secrets held 10,000 copies of it (about 0.8 KiB each for one
+ * ECDSA CA). Bounded: past MAX_SHARED_BUNDLES distinct values, the oldest is forgotten, so
+ * Secrets labelled with many bundles cost what they did before and no more.
+ */
+const sharedBundles = new Map<string, string>();
+const MAX_SHARED_BUNDLES = 64;
+
+function sharedBundle(value: string): string {
+  const known = sharedBundles.get(value);
+  if (known !== undefined) return known;
+  sharedBundles.set(value, value);
+  if (sharedBundles.size > MAX_SHARED_BUNDLES) sharedBundles.delete(sharedBundles.keys().next().value!);
+  return value;
+}
+
 /** True when the cache dropped some of this Secret's TLS data: read it from the API before relying on it. */
 export function isPartialView(secret: V1Secret): boolean {
   return partialViews.has(secret);
@@ -141,8 +158,8 @@ export function cachedSecretView(secret: V1Secret, claimed: (secret: V1Secret) =
     for (const k of TLS_KEYS) {
       const v = secret.data?.[k];
       if (v === undefined) continue;
-      if (v.length <= MAX_CACHED_VALUE_CHARS) data[k] = v;
-      else dropped = true;
+      if (v.length > MAX_CACHED_VALUE_CHARS) dropped = true;
+      else data[k] = k === 'ca.crt' ? sharedBundle(v) : v;
     }
     const view: V1Secret = {
       apiVersion: secret.apiVersion,
