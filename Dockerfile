@@ -19,7 +19,8 @@ FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 # A smaller young generation than Node's default (16 MiB semi-spaces), which let the heap run
 # ~100 MiB higher under load. The chart sets each component's own flags (operator.nodeArgs:
-# 1 MiB and lite mode, for memory; webhook.nodeArgs empty, 8 MiB, for admission throughput).
+# 1 MiB and lite mode; webhook.nodeArgs: 8 MiB, for admission throughput, and lite mode) and a
+# heap size from each container's memory limit.
 ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json

@@ -2,7 +2,7 @@
 // running as the chart's ServiceAccounts doing their whole job, every RBAC rule
 // shown to be needed, upgrade, uninstall, and the values schema.
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -17,7 +17,7 @@ import {
   type V1Deployment,
   type V1PolicyRule,
 } from '@kubernetes/client-node';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import {
   Annotation,
   bundleKey,
@@ -1264,17 +1264,86 @@ describe('nodeArgs', () => {
       .find((o) => o?.kind === 'Deployment' && o.metadata?.name === `${RELEASE}-${component}`)!.spec!.template
       .spec!.containers[0]!.command;
 
-  it("should put each component's Node flags on its command line: lite mode for the operator only", async () => {
+  it("should put each component's Node flags on its command line, with a heap sized to its memory limit", async () => {
     const res = await helm('template', RELEASE, CHART, '-n', NS);
     expect(res.code).toBe(0);
+    const values = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
+    const limitMiB = (component: string) => Number.parseInt(values[component].resources.limits.memory, 10);
+    // The old space gets the limit less 96 MiB, and at least half of it.
+    const heap = (component: string) =>
+      `--max-old-space-size=${Math.max(limitMiB(component) - 96, Math.floor(limitMiB(component) / 2))}`;
     expect(command(res.out, 'operator')).toEqual([
       '/usr/local/bin/node',
       '--max-semi-space-size=1',
       '--lite-mode',
+      heap('operator'),
       '/app/dist/cli/main.js',
     ]);
-    // The webhook runs the image's entrypoint, with its NODE_OPTIONS.
-    expect(command(res.out, 'webhook')).toBeUndefined();
+    expect(command(res.out, 'webhook')).toEqual([
+      '/usr/local/bin/node',
+      '--max-semi-space-size=8',
+      '--lite-mode',
+      heap('webhook'),
+      '/app/dist/cli/main.js',
+    ]);
+  });
+
+  it.each([
+    ['1Gi', '--max-old-space-size=928'],
+    ['512M', '--max-old-space-size=392'],
+    ['134217728', '--max-old-space-size=64'],
+  ])('should size the heap from a limit of %s', async (limit, flag) => {
+    const res = await helm(
+      'template',
+      RELEASE,
+      CHART,
+      '-n',
+      NS,
+      '--set',
+      `operator.resources.limits.memory=${limit}`,
+    );
+    expect(res.code).toBe(0);
+    expect(command(res.out, 'operator')).toContain(flag);
+  });
+
+  it('should keep a heap size given in nodeArgs, and add none without a memory limit', async () => {
+    const given = await helm(
+      'template',
+      RELEASE,
+      CHART,
+      '-n',
+      NS,
+      '--set',
+      'operator.nodeArgs={--max-old-space-size=300}',
+      '--set',
+      'webhook.resources.limits=null',
+      '--set',
+      'webhook.nodeArgs=null',
+    );
+    expect(given.code).toBe(0);
+    expect(command(given.out, 'operator')).toEqual([
+      '/usr/local/bin/node',
+      '--max-old-space-size=300',
+      '/app/dist/cli/main.js',
+    ]);
+    // No flags at all: the image's entrypoint and NODE_OPTIONS.
+    expect(command(given.out, 'webhook')).toBeUndefined();
+  });
+
+  it('should refuse a memory limit it cannot size a heap from, saying how to write it', async () => {
+    const res = await helm(
+      'template',
+      RELEASE,
+      CHART,
+      '-n',
+      NS,
+      '--set',
+      'operator.resources.limits.memory=1.5Gi',
+    );
+    expect(res.code).not.toBe(0);
+    expect(res.out).toContain(
+      'operator.resources.limits.memory is "1.5Gi": write it in whole Mi, Gi, M or G, or in bytes',
+    );
   });
 
   it('should refuse anything but --flags', async () => {

@@ -90,3 +90,38 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "sigil.webhookName" . 
 {{- end }}
 {{- default (printf "%s-client-ca" (include "sigil.webhookName" .)) .Values.webhook.clientAuth.existingConfigMap }}
 {{- end }}
+
+{{/*
+A memory quantity in MiB: Mi, Gi, M, G or plain bytes. Call with the quantity and the value's path,
+for the message when it is none of those: (dict "q" "256Mi" "at" "operator.resources.limits.memory").
+*/}}
+{{- define "sigil.memoryMiB" -}}
+{{- $q := toString .q -}}
+{{- if regexMatch "^[0-9]+Gi$" $q }}{{ mul (trimSuffix "Gi" $q | atoi) 1024 }}
+{{- else if regexMatch "^[0-9]+Mi$" $q }}{{ trimSuffix "Mi" $q | atoi }}
+{{- else if regexMatch "^[0-9]+G$" $q }}{{ div (mul (trimSuffix "G" $q | atoi) 1000000000) 1048576 }}
+{{- else if regexMatch "^[0-9]+M$" $q }}{{ div (mul (trimSuffix "M" $q | atoi) 1000000) 1048576 }}
+{{- else if regexMatch "^[0-9]+$" $q }}{{ div ($q | atoi) 1048576 }}
+{{- else }}{{ fail (printf "%s is %q: write it in whole Mi, Gi, M or G, or in bytes" .at $q) }}
+{{- end }}
+{{- end }}
+
+{{/*
+A component's Node flags: its nodeArgs, then, when it has a memory limit and nodeArgs sets no heap
+size, --max-old-space-size from that limit. Node sizes V8's heap from the container's limit on its
+own, but for 256Mi it chooses 259 MiB of old space alone: the heap would grow past the limit before
+V8 collected hard, and the kernel kills the container instead. The old space gets the limit less
+96 MiB (what Node's binary, its native memory and the young generation take beside it, measured by
+make bench), and at least half the limit. Call with the component's values and its name.
+*/}}
+{{- define "sigil.nodeArgs" -}}
+{{- $args := .values.nodeArgs | default list -}}
+{{- $limit := dig "limits" "memory" "" (.values.resources | default dict) -}}
+{{- $sized := false -}}
+{{- range $args }}{{- if hasPrefix "--max-old-space-size" . }}{{- $sized = true -}}{{- end }}{{- end }}
+{{- if and $limit (not $sized) -}}
+{{- $mib := include "sigil.memoryMiB" (dict "q" $limit "at" (printf "%s.resources.limits.memory" .name)) | atoi -}}
+{{- $args = append $args (printf "--max-old-space-size=%d" (max (sub $mib 96) (div $mib 2))) -}}
+{{- end -}}
+{{- toJson $args -}}
+{{- end }}
