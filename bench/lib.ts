@@ -12,6 +12,7 @@ import { installCrds } from '../lib/kube/crds.ts';
 import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { freePort } from '../lib/testing/controlplane.ts';
 import { createIssuer, createSecret, ensureNamespace } from '../test/support/sigil.ts';
+import { type MemoryCgroup, memoryCgroup } from './cgroup.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 
@@ -75,23 +76,57 @@ export function jsonKubeconfig(path: string): string {
   return json;
 }
 
-/** The Node flags the chart gives a component (`<component>.nodeArgs` in charts/sigil/values.yaml). */
-export function chartNodeOptions(component: 'operator' | 'webhook'): string[] {
-  const values = parse(readFileSync(join(ROOT, 'charts', 'sigil', 'values.yaml'), 'utf8')) as Record<
+function chartValues() {
+  return parse(readFileSync(join(ROOT, 'charts', 'sigil', 'values.yaml'), 'utf8')) as Record<
     string,
-    { nodeArgs?: string[] }
+    { nodeArgs?: string[]; resources?: { limits?: { memory?: string } } }
   >;
+}
+
+/** The component's memory limit in the chart's values, in MiB. */
+export function chartMemoryLimitMiB(component: 'operator' | 'webhook'): number | undefined {
+  const limit = chartValues()[component]?.resources?.limits?.memory;
+  return limit ? memoryMiB(String(limit)) : undefined;
+}
+
+/** A memory quantity in MiB, as the chart reads resources.limits.memory (sigil.memoryMiB). */
+function memoryMiB(q: string): number {
+  const m = /^(\d+)(Gi|Mi|G|M)?$/.exec(q);
+  if (!m) throw new Error(`memory limit ${q}: the chart takes whole Mi, Gi, M or G, or bytes`);
+  const n = Number(m[1]);
+  return m[2] === 'Gi'
+    ? n * 1024
+    : m[2] === 'Mi'
+      ? n
+      : Math.floor((n * (m[2] === 'G' ? 1e9 : m[2] === 'M' ? 1e6 : 1)) / 1048576);
+}
+
+/**
+ * The Node flags the chart gives a component: `<component>.nodeArgs` in charts/sigil/values.yaml,
+ * and the old-space size it derives from the component's memory limit (sigil.nodeArgs: the limit
+ * less 96 MiB, at least half of it), so that the benchmark's processes size their heaps as the
+ * containers do.
+ */
+export function chartNodeOptions(component: 'operator' | 'webhook'): string[] {
+  const args = [...(chartValues()[component]?.nodeArgs ?? [])];
+  const mib = chartMemoryLimitMiB(component);
+  if (mib !== undefined && !args.some((a) => a.startsWith('--max-old-space-size')))
+    args.push(`--max-old-space-size=${Math.max(mib - 96, Math.floor(mib / 2))}`);
   // Without chart flags the image's NODE_OPTIONS apply (see the Dockerfile).
-  const args = values[component]?.nodeArgs ?? [];
   return args.length > 0 ? args : ['--max-semi-space-size=8'];
 }
 
 export interface OperatorProcess {
   child: ChildProcess;
+  /** The memory cgroup it runs in, at the chart's limit, where the machine allows one. */
+  cgroup: MemoryCgroup | undefined;
   metricsPort: number;
   metric: (name: string, labels?: string) => Promise<number>;
   stop: () => Promise<void>;
 }
+
+/** Operator processes started, to name their cgroups. */
+let started = 0;
 
 export async function startOperatorProcess(
   kubeconfig: string,
@@ -100,31 +135,38 @@ export async function startOperatorProcess(
   nodeArgs: string[] = [],
 ): Promise<OperatorProcess> {
   const metricsPort = await freePort();
-  const child = spawn(
+  // Inside a memory cgroup at the chart's limit, as in its container, where the machine allows one.
+  const limit = chartMemoryLimitMiB('operator');
+  const cgroup = limit === undefined ? undefined : memoryCgroup(`sigil-bench-operator-${++started}`, limit);
+  const [file, ...args] = (cgroup?.wrap ?? ((c: string[]) => c))([
     process.execPath,
-    [
-      // As the chart runs it (operator.nodeArgs in its values).
-      ...chartNodeOptions('operator'),
-      ...nodeArgs,
-      // The compiled entry point, as the image runs it (make bench builds first).
-      join(ROOT, 'dist', 'cli', 'main.js'),
-      'operator',
-      '--kubeconfig',
-      jsonKubeconfig(kubeconfig),
-      '--no-leader-elect',
-      ...(webhookTls ? [] : ['--no-webhook-tls']),
-      '--log-level',
-      process.env.BENCH_LOG_LEVEL ?? 'warn',
-      '--min-duration',
-      '1m',
-      '--metrics-address',
-      `127.0.0.1:${metricsPort}`,
-      ...extra,
-    ],
-    { stdio: ['ignore', 'ignore', openSync(logFile(), 'a')], env: { ...process.env, NODE_NO_WARNINGS: '1' } },
-  );
+    // As the chart runs it (operator.nodeArgs in its values).
+    ...chartNodeOptions('operator'),
+    ...nodeArgs,
+    // The compiled entry point, as the image runs it (make bench builds first).
+    join(ROOT, 'dist', 'cli', 'main.js'),
+    'operator',
+    '--kubeconfig',
+    jsonKubeconfig(kubeconfig),
+    '--no-leader-elect',
+    ...(webhookTls ? [] : ['--no-webhook-tls']),
+    '--log-level',
+    process.env.BENCH_LOG_LEVEL ?? 'warn',
+    '--min-duration',
+    '1m',
+    '--metrics-address',
+    `127.0.0.1:${metricsPort}`,
+    ...extra,
+  ]);
+  const child = spawn(file!, args, {
+    stdio: ['ignore', 'ignore', openSync(logFile(), 'a')],
+    env: { ...process.env, NODE_NO_WARNINGS: '1' },
+  });
   children.add(child);
-  child.on('exit', () => children.delete(child));
+  child.on('exit', () => {
+    children.delete(child);
+    cgroup?.remove();
+  });
   const scrape = async () => {
     try {
       return await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
@@ -159,6 +201,7 @@ export async function startOperatorProcess(
   }
   return {
     child,
+    cgroup,
     metricsPort,
     metric,
     stop: async () => {
