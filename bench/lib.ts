@@ -112,8 +112,8 @@ export function chartNodeOptions(component: 'operator' | 'webhook'): string[] {
   const mib = chartMemoryLimitMiB(component);
   if (mib !== undefined && !args.some((a) => a.startsWith('--max-old-space-size')))
     args.push(`--max-old-space-size=${Math.max(mib - 96, Math.floor(mib / 2))}`);
-  // Without chart flags the image's NODE_OPTIONS apply (see the Dockerfile).
-  return args.length > 0 ? args : ['--max-semi-space-size=8'];
+  // The image's NODE_OPTIONS (see the Dockerfile) apply under the chart's flags, which win.
+  return ['--max-semi-space-size=8', ...args];
 }
 
 export interface OperatorProcess {
