@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Exit } from './errors.ts';
+import { commanderExit, describeCliError, Exit, lastKubeConfig } from './errors.ts';
 import { type CommandSpec, type FlagValues, helpText, parseFlags, UsageError } from './flags.ts';
 import { operatorSpec, runOperator } from './operator.ts';
 import { runWebhook, webhookSpec } from './webhook.ts';
@@ -32,13 +32,22 @@ async function runServer(name: string, argv: string[]): Promise<never | undefine
   return undefined;
 }
 
-const first = process.argv[2] ?? '';
-if (first in servers) await runServer(first, process.argv.slice(3));
-else {
+const [first = '', second = ''] = process.argv.slice(2);
+if (first === 'help' && Object.hasOwn(servers, second)) {
+  process.stdout.write(helpText(servers[second]!.spec, programName));
+  process.exit(Exit.Ok);
+} else if (Object.hasOwn(servers, first)) {
+  try {
+    await runServer(first, process.argv.slice(3));
+  } catch (err) {
+    // As the other commands end: one line saying what failed and what to do, exit 2.
+    console.error(`${programName}: ${describeCliError(err, lastKubeConfig())}`);
+    process.exit(Exit.Error);
+  }
+} else {
   // Everything else is short-lived and uses commander, and the commands that use
   // @kubernetes/client-node's generated API (about 80 MiB held while loaded: see lib/kube/client.ts).
-  const [{ Command, CommanderError }, { commanderExit, describeCliError, lastKubeConfig }] =
-    await Promise.all([import('commander'), import('./errors.ts')]);
+  const { Command, CommanderError } = await import('commander');
   const program = new Command();
   program.name(programName).description(description);
   // Usage errors throw (inherited by every command added below) instead of exiting 1, which means "not ready".
