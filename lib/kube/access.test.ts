@@ -92,7 +92,7 @@ describe('kubeconfigAccess', () => {
     expect(access.getCurrentCluster()?.server).toBe('https://10.0.0.1:6443');
   });
 
-  it('reads a kubeconfig written as JSON, as kubectl does', async () => {
+  it('reads a kubeconfig written as JSON, as kubectl does, and YAML that looks like it', async () => {
     const path = join(dir, 'config.json');
     writeFileSync(
       path,
@@ -106,8 +106,11 @@ describe('kubeconfigAccess', () => {
     const access = (await kubeconfigAccess(path))!;
     expect(access.getCurrentCluster().server).toBe('https://10.0.0.2:6443');
     expect((await applied(access)).headers).toEqual({ authorization: 'Bearer json-token' });
-    writeFileSync(path, '{ "current-context": ');
-    await expect(kubeconfigAccess(path)).rejects.toThrow(/JSON/);
+    // With a byte-order mark, and in YAML's flow style, which starts as JSON does.
+    writeFileSync(path, `\uFEFF${JSON.stringify({ 'current-context': 'x', contexts: [] })}`);
+    await expect(kubeconfigAccess(path)).rejects.toThrow('current-context "x" not found');
+    writeFileSync(path, '{current-context: y, contexts: []}');
+    await expect(kubeconfigAccess(path)).rejects.toThrow('current-context "y" not found');
   });
 
   it('says which context or cluster is missing', async () => {

@@ -122,16 +122,27 @@ const fileOrData = (base: string, file: string | undefined, data: string | undef
       : undefined;
 
 /**
+ * A kubeconfig's text as an object. It may be JSON (kubectl reads both): the YAML parser is loaded
+ * only for what JSON.parse refuses, since it holds about 2.5 MiB for the life of the process, and
+ * in a cluster there is no kubeconfig at all.
+ */
+async function parseKubeconfig(text: string): Promise<KubeconfigFile> {
+  const trimmed = text.trimStart();
+  if (trimmed.startsWith('{'))
+    try {
+      return JSON.parse(trimmed) as KubeconfigFile;
+    } catch {
+      // YAML in flow style ({a: b}) starts the same way: the YAML parser decides.
+    }
+  return ((await import('yaml')).parse(text) ?? {}) as KubeconfigFile;
+}
+
+/**
  * The current context of a kubeconfig file as StaticAccess, or `undefined`
  * when its user needs client-node (exec plugin, auth provider) or a proxy.
  */
 export async function kubeconfigAccess(path: string): Promise<StaticAccess | undefined> {
-  const text = fs.readFileSync(path, 'utf8');
-  // A kubeconfig may be JSON (kubectl reads both). The YAML parser is loaded only for YAML: it holds
-  // about 2.5 MiB for the life of the process, and in a cluster there is no kubeconfig at all.
-  const doc = (
-    text.trimStart().startsWith('{') ? JSON.parse(text) : ((await import('yaml')).parse(text) ?? {})
-  ) as KubeconfigFile;
+  const doc = await parseKubeconfig(fs.readFileSync(path, 'utf8'));
   const contextName = doc['current-context'];
   const context = doc.contexts?.find((c) => c.name === contextName)?.context;
   if (!context) throw new Error(`${path}: current-context ${JSON.stringify(contextName ?? '')} not found`);
