@@ -165,7 +165,7 @@ describe('Informer list', () => {
 });
 
 describe('cached', () => {
-  it("should keep neither managedFields nor kubectl's last-applied copy, and freeze the object", () => {
+  it("should keep neither managedFields nor kubectl's last-applied copy, unless told to, and freeze the object", () => {
     const applied: V1Secret = {
       metadata: {
         name: 's',
@@ -178,6 +178,9 @@ describe('cached', () => {
         managedFields: [{ manager: 'kubectl', operation: 'Apply' }],
       },
     };
+    const annotations = { ...applied.metadata!.annotations };
+    const whole = cached({ ...applied, metadata: { ...applied.metadata, annotations } }, undefined, true);
+    expect(whole.metadata?.annotations).toEqual(annotations);
     const kept = cached(applied);
     expect(kept.metadata).toEqual({ name: 's', annotations: { 'sigil.dev/certificate-name': 'web' } });
     expect(Object.isFrozen(kept)).toBe(true);

@@ -87,6 +87,8 @@ export interface InformerOptions<T> {
    * the cache hold whatever they like. Returns a new object or the same one.
    */
   transform?: (obj: T) => T;
+  /** Keep kubectl's last-applied-configuration annotation: the objects are written back whole (PUT). */
+  keepLastApplied?: boolean;
 }
 
 /** kubectl's copy of the whole object as last applied (client-side apply), on objects users apply. */
@@ -94,16 +96,21 @@ const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 
 /**
  * What the cache keeps of an object: all of it but metadata.managedFields
- * (server-side apply bookkeeping) and kubectl's last-applied-configuration
- * annotation (a second copy of the object as applied): nothing here reads
- * either, and together they are often most of a small object. Frozen so no
- * handler can change the cache. Nothing writes a cached object back whole, so
- * neither is lost on the server.
+ * (server-side apply bookkeeping) and, unless `keepLastApplied`, kubectl's
+ * last-applied-configuration annotation (a second copy of the object as
+ * applied): nothing here reads either, and together they are often most of a
+ * small object. An informer whose objects are written back whole (a PUT built
+ * from the cached metadata) keeps the annotation, or the write would erase it.
+ * Frozen so no handler can change the cache.
  */
-export function cached<T extends KubernetesObject>(obj: T, transform?: (obj: T) => T): T {
+export function cached<T extends KubernetesObject>(
+  obj: T,
+  transform?: (obj: T) => T,
+  keepLastApplied = false,
+): T {
   const meta = obj.metadata;
   if (meta?.managedFields) delete meta.managedFields;
-  if (meta?.annotations && LAST_APPLIED in meta.annotations) {
+  if (!keepLastApplied && meta?.annotations && LAST_APPLIED in meta.annotations) {
     const { [LAST_APPLIED]: _, ...rest } = meta.annotations;
     meta.annotations = rest;
   }
@@ -208,7 +215,7 @@ export class Informer<T extends KubernetesObject> {
           if (this.stopped) return;
           if (restarted) seen = new Set();
           for (const item of items) {
-            const obj = cached(item, this.options.transform);
+            const obj = cached(item, this.options.transform, this.options.keepLastApplied);
             const key = objectKey(obj);
             seen.add(key);
             const old = this.store.get(key);
@@ -281,7 +288,7 @@ export class Informer<T extends KubernetesObject> {
         switch (phase) {
           case 'ADDED':
           case 'MODIFIED': {
-            const frozen = cached(obj, this.options.transform);
+            const frozen = cached(obj, this.options.transform, this.options.keepLastApplied);
             const key = objectKey(frozen);
             const old = this.store.get(key);
             this.store.set(key, frozen);
@@ -293,7 +300,7 @@ export class Informer<T extends KubernetesObject> {
             const key = objectKey(obj);
             const old = this.store.get(key);
             this.store.delete(key);
-            this.emit('delete', old ?? cached(obj, this.options.transform));
+            this.emit('delete', old ?? cached(obj, this.options.transform, this.options.keepLastApplied));
             break;
           }
           case 'BOOKMARK':

@@ -62,6 +62,8 @@ export class WebhookTlsController {
           page,
         ),
       logger: o.logger,
+      // writeSecret replaces a Secret with its cached metadata: nothing of it may be left out.
+      keepLastApplied: true,
     });
     this.configs = new Informer<V1MutatingWebhookConfiguration>(o.kc, {
       name: 'webhook-configuration',
