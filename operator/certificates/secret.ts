@@ -119,15 +119,23 @@ const partialViews = new WeakSet<V1Secret>();
 /**
  * ca.crt values seen lately, each kept once: every Secret of an issuer holds the same trust
  * bundle, and a cache of 10,000 Secrets held 10,000 copies of it (about 0.8 KiB each for one
- * ECDSA CA). Bounded: past MAX_SHARED_BUNDLES distinct values, the oldest is forgotten, so
- * Secrets labelled with many bundles cost what they did before and no more.
+ * ECDSA CA). Bounded in count and size, least recently used first out: a tenant rewriting its
+ * Secrets' ca.crt with many values can pin at most 64 x 16 KiB here after those Secrets are
+ * gone, and the issuers' bundles in use stay in, since every look at their Secrets refreshes them.
  */
 const sharedBundles = new Map<string, string>();
 const MAX_SHARED_BUNDLES = 64;
+/** Base64 of 12 KiB of PEM, about a dozen CA certificates: a real trust bundle fits. */
+const MAX_SHARED_BUNDLE_CHARS = 16 * 1024;
 
 function sharedBundle(value: string): string {
+  if (value.length > MAX_SHARED_BUNDLE_CHARS) return value;
   const known = sharedBundles.get(value);
-  if (known !== undefined) return known;
+  if (known !== undefined) {
+    sharedBundles.delete(known);
+    sharedBundles.set(known, known);
+    return known;
+  }
   sharedBundles.set(value, value);
   if (sharedBundles.size > MAX_SHARED_BUNDLES) sharedBundles.delete(sharedBundles.keys().next().value!);
   return value;
