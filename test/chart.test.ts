@@ -1290,7 +1290,9 @@ describe('nodeArgs', () => {
 
   it.each([
     ['1Gi', '--max-old-space-size=928'],
+    ['1.5Gi', '--max-old-space-size=1440'],
     ['512M', '--max-old-space-size=392'],
+    ['262144Ki', '--max-old-space-size=160'],
     ['134217728', '--max-old-space-size=64'],
   ])('should size the heap from a limit of %s', async (limit, flag) => {
     const res = await helm(
@@ -1299,11 +1301,20 @@ describe('nodeArgs', () => {
       CHART,
       '-n',
       NS,
-      '--set',
+      '--set-string',
       `operator.resources.limits.memory=${limit}`,
     );
     expect(res.code).toBe(0);
     expect(command(res.out, 'operator')).toContain(flag);
+  });
+
+  it('should read a limit written as a number of bytes in a values file', async () => {
+    const values = join(mkdtempSync(join(tmpdir(), 'sigil-values-')), 'values.yaml');
+    // YAML gives helm this as a float: 4.02653184e+08.
+    writeFileSync(values, 'operator:\n  resources:\n    limits:\n      memory: 402653184\n');
+    const res = await helm('template', RELEASE, CHART, '-n', NS, '-f', values);
+    expect(res.code).toBe(0);
+    expect(command(res.out, 'operator')).toContain('--max-old-space-size=288');
   });
 
   it('should keep a heap size given in nodeArgs, and add none without a memory limit', async () => {
@@ -1330,20 +1341,31 @@ describe('nodeArgs', () => {
     expect(command(given.out, 'webhook')).toBeUndefined();
   });
 
-  it('should refuse a memory limit it cannot size a heap from, saying how to write it', async () => {
-    const res = await helm(
+  it('should refuse a memory limit it cannot read, or one too small to run in, saying what to write', async () => {
+    const unread = await helm(
       'template',
       RELEASE,
       CHART,
       '-n',
       NS,
       '--set',
-      'operator.resources.limits.memory=1.5Gi',
+      'operator.resources.limits.memory=lots',
     );
-    expect(res.code).not.toBe(0);
-    expect(res.out).toContain(
-      'operator.resources.limits.memory is "1.5Gi": write it in whole Mi, Gi, M or G, or in bytes',
+    expect(unread.code).not.toBe(0);
+    expect(unread.out).toContain(
+      'operator.resources.limits.memory is "lots": write a memory quantity such as 384Mi, 1Gi or 1.5Gi',
     );
+    const small = await helm(
+      'template',
+      RELEASE,
+      CHART,
+      '-n',
+      NS,
+      '--set',
+      'webhook.resources.limits.memory=64Mi',
+    );
+    expect(small.code).not.toBe(0);
+    expect(small.out).toContain('webhook.resources.limits.memory is 64Mi, below 96Mi');
   });
 
   it('should refuse anything but --flags', async () => {

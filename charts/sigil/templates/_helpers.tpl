@@ -92,18 +92,24 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "sigil.webhookName" . 
 {{- end }}
 
 {{/*
-A memory quantity in MiB: Mi, Gi, M, G or plain bytes. Call with the quantity and the value's path,
-for the message when it is none of those: (dict "q" "256Mi" "at" "operator.resources.limits.memory").
+A memory quantity in whole MiB, rounded down: a Kubernetes quantity with a binary (Ki, Mi, Gi, Ti)
+or decimal (k, M, G, T) suffix or none (bytes), decimals allowed, or a number (bytes). Call with the
+quantity and the value's path for the message when it is none of those:
+(dict "q" "256Mi" "at" "operator.resources.limits.memory").
 */}}
 {{- define "sigil.memoryMiB" -}}
+{{- $units := dict "" 1.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 -}}
+{{- if or (kindIs "float64" .q) (kindIs "int" .q) (kindIs "int64" .q) -}}
+{{- floor (divf (float64 .q) 1048576.0) | int64 -}}
+{{- else -}}
 {{- $q := toString .q -}}
-{{- if regexMatch "^[0-9]+Gi$" $q }}{{ mul (trimSuffix "Gi" $q | atoi) 1024 }}
-{{- else if regexMatch "^[0-9]+Mi$" $q }}{{ trimSuffix "Mi" $q | atoi }}
-{{- else if regexMatch "^[0-9]+G$" $q }}{{ div (mul (trimSuffix "G" $q | atoi) 1000000000) 1048576 }}
-{{- else if regexMatch "^[0-9]+M$" $q }}{{ div (mul (trimSuffix "M" $q | atoi) 1000000) 1048576 }}
-{{- else if regexMatch "^[0-9]+$" $q }}{{ div ($q | atoi) 1048576 }}
-{{- else }}{{ fail (printf "%s is %q: write it in whole Mi, Gi, M or G, or in bytes" .at $q) }}
-{{- end }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $q -}}
+{{- $unit := trimPrefix $number $q -}}
+{{- if or (not $number) (not (hasKey $units $unit)) -}}
+{{- fail (printf "%s is %q: write a memory quantity such as 384Mi, 1Gi or 1.5Gi" .at $q) -}}
+{{- end -}}
+{{- floor (divf (mulf (float64 $number) (get $units $unit)) 1048576.0) | int64 -}}
+{{- end -}}
 {{- end }}
 
 {{/*
@@ -111,8 +117,9 @@ A component's Node flags: its nodeArgs, then, when it has a memory limit and nod
 size, --max-old-space-size from that limit. Node sizes V8's heap from the container's limit on its
 own, but for 256Mi it chooses 259 MiB of old space alone: the heap would grow past the limit before
 V8 collected hard, and the kernel kills the container instead. The old space gets the limit less
-96 MiB (what Node's binary, its native memory and the young generation take beside it, measured by
-make bench), and at least half the limit. Call with the component's values and its name.
+96 MiB (what Node's binary pages, about 44 MiB, its native memory, about 20, and the young
+generation, up to 24 at 8 MiB semi-spaces, take beside it, measured by make bench), and at least
+half the limit. Call with the component's values and its name.
 */}}
 {{- define "sigil.nodeArgs" -}}
 {{- $args := .values.nodeArgs | default list -}}
@@ -121,6 +128,9 @@ make bench), and at least half the limit. Call with the component's values and i
 {{- range $args }}{{- if hasPrefix "--max-old-space-size" . }}{{- $sized = true -}}{{- end }}{{- end }}
 {{- if and $limit (not $sized) -}}
 {{- $mib := include "sigil.memoryMiB" (dict "q" $limit "at" (printf "%s.resources.limits.memory" .name)) | atoi -}}
+{{- if lt $mib 96 -}}
+{{- fail (printf "%s.resources.limits.memory is %v, below 96Mi: each of Sigil's processes takes about 64 MiB at rest" .name $limit) -}}
+{{- end -}}
 {{- $args = append $args (printf "--max-old-space-size=%d" (max (sub $mib 96) (div $mib 2))) -}}
 {{- end -}}
 {{- toJson $args -}}
