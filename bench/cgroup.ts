@@ -20,18 +20,36 @@ export interface MemoryCgroup {
 const V1 = '/sys/fs/cgroup/memory';
 const V2 = '/sys/fs/cgroup';
 
+/** This process's own cgroup v2 directory: a new cgroup goes below it, so the runner's limits still hold. */
+function ownV2Cgroup(): string | undefined {
+  const line = readFileSync('/proc/self/cgroup', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('0::'));
+  return line ? join(V2, line.slice(3)) : undefined;
+}
+
 export function memoryCgroup(name: string, limitMiB: number): MemoryCgroup | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const v1 = existsSync(join(V1, 'memory.limit_in_bytes'));
-  const v2 =
-    !v1 &&
-    existsSync(join(V2, 'cgroup.controllers')) &&
-    readFileSync(join(V2, 'cgroup.subtree_control'), 'utf8').split(/\s+/).includes('memory');
-  if (!v1 && !v2) return undefined;
-  const dir = join(v1 ? V1 : V2, `${name}-${process.pid}`);
+  const parent = v1 ? V1 : existsSync(join(V2, 'cgroup.controllers')) ? ownV2Cgroup() : undefined;
+  if (!parent) return undefined;
+  if (!v1 && !readFileSync(join(parent, 'cgroup.subtree_control'), 'utf8').split(/\s+/).includes('memory'))
+    return undefined;
+  const dir = join(parent, `${name}-${process.pid}`);
+  const bytes = String(limitMiB * 1048576);
   try {
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, v1 ? 'memory.limit_in_bytes' : 'memory.max'), String(limitMiB * 1048576));
+    // A cgroup left by an earlier run of the same pid is reused only if empty, and its peak restarts.
+    if (existsSync(dir)) rmdirSync(dir);
+    mkdirSync(dir);
+    if (v1) {
+      writeFileSync(join(dir, 'memory.limit_in_bytes'), bytes);
+      // No swapping past the limit either, where the kernel accounts swap: the kernel kills instead, as in a pod.
+      if (existsSync(join(dir, 'memory.memsw.limit_in_bytes')))
+        writeFileSync(join(dir, 'memory.memsw.limit_in_bytes'), bytes);
+    } else {
+      writeFileSync(join(dir, 'memory.max'), bytes);
+      if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
+    }
   } catch {
     return undefined;
   }
