@@ -141,12 +141,14 @@ bench: image
 	node bench/run.ts
 
 ## bench-compare: Sigil and cert-manager side by side on the same kind of local API server, alternating, medians
-## and ratios. CERT_MANAGER_BIN=<cert-manager controller> (or CERT_MANAGER_GZ); ROUNDS=3 SEQUENTIAL=100 COUNT=1000 UNRELATED=10000
+## and ratios, a restart included. CERT_MANAGER_BIN=<cert-manager controller> (or CERT_MANAGER_GZ);
+## ROUNDS=3 SEQUENTIAL=100 COUNT=1000 UNRELATED=10000 RESTART_WATCH_SECONDS=30
 bench-compare: build
 	hack/build-tools.sh control-plane
 	node bench/compare.ts
 
-## bench-profile: CPU profile of the operator issuing COUNT (default 2000) Certificates at once, summarised
+## bench-profile: CPU profile of the operator issuing COUNT (default 2000) Certificates at once, summarised;
+## CPU_PROFILE=0 HEAP_SNAPSHOT=1 for heap snapshots at rest, mid-burst and holding COUNT, by what holds the memory
 bench-profile: build
 	node bench/profile.ts
 

@@ -2,13 +2,17 @@
 // once against the local control plane, the operator run with --cpu-prof, and
 // the profile summarised by package and by function. Prints figures and
 // writes the .cpuprofile (open it in Chrome DevTools); asserts nothing.
+// HEAP_SNAPSHOT=1 (with CPU_PROFILE=0): heap snapshots at rest, mid-burst and holding COUNT,
+// each summarised by what holds the memory (bench/heap.ts); the files stay in
+// bench/results/profiles for Chrome DevTools.
 
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../lib/kube/config.ts';
 import { removeDir, startControlPlane, stopControlPlane } from '../lib/testing/controlplane.ts';
+import { summariseHeapSnapshot } from './heap.ts';
 import {
   createCertificate,
   machine,
@@ -80,47 +84,6 @@ function summarise(profile: Profile) {
   return { totalMs: total / 1000, owners: top(byOwner), functions: top(byFunction) };
 }
 
-interface HeapSnapshot {
-  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
-  nodes: number[];
-  strings: string[];
-}
-
-/** Self size by kind and constructor (strings, code, arrays, each class), largest first. */
-function summariseHeap(file: string): string[] {
-  const snap = JSON.parse(readFileSync(file, 'utf8')) as HeapSnapshot;
-  const fields = snap.snapshot.meta.node_fields;
-  const types = snap.snapshot.meta.node_types[0];
-  const [typeAt, nameAt, sizeAt] = ['type', 'name', 'self_size'].map((f) => fields.indexOf(f)) as [
-    number,
-    number,
-    number,
-  ];
-  const by = new Map<string, { bytes: number; count: number }>();
-  let total = 0;
-  for (let i = 0; i < snap.nodes.length; i += fields.length) {
-    const type = types[snap.nodes[i + typeAt]!]!;
-    const size = snap.nodes[i + sizeAt]!;
-    total += size;
-    const key = ['object', 'closure', 'native'].includes(type)
-      ? `${type} ${snap.strings[snap.nodes[i + nameAt]!]!.slice(0, 60)}`
-      : type;
-    const e = by.get(key) ?? { bytes: 0, count: 0 };
-    e.bytes += size;
-    e.count++;
-    by.set(key, e);
-  }
-  return [
-    `heap snapshot ${file}: ${(total / 2 ** 20).toFixed(1)} MiB in all`,
-    ...[...by.entries()]
-      .sort((a, b) => b[1].bytes - a[1].bytes)
-      .slice(0, TOP)
-      .map(
-        ([k, v]) => `${(v.bytes / 2 ** 20).toFixed(2).padStart(8)} MiB ${String(v.count).padStart(8)}  ${k}`,
-      ),
-  ];
-}
-
 const dir = mkdtempSync(join(tmpdir(), 'sigil-profile-'));
 const profDir = join(ROOT, 'bench', 'results', 'profiles');
 mkdirSync(profDir, { recursive: true });
@@ -140,6 +103,30 @@ try {
   const ns = 'profile';
   await core.createNamespace({ body: { metadata: { name: ns } } });
   const tracker = await readyTracker(kc, ns);
+  // HEAP_SNAPSHOT=1: the operator's heap at rest, mid-burst (half Ready) and holding COUNT.
+  const snapshots: { label: string; file: string }[] = [];
+  const snapshot = async (label: string) => {
+    const have = new Set(readdirSync(profDir));
+    operator.child.kill('SIGUSR2');
+    // Node writes it after a full GC; a large heap takes a few seconds.
+    for (let i = 0; i < 600; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const file = readdirSync(profDir).find((f) => !have.has(f) && f.endsWith('.heapsnapshot'));
+      if (file) {
+        const size = () => statSync(join(profDir, file)).size;
+        let last = -1;
+        while (size() !== last) {
+          last = size();
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+        snapshots.push({ label, file: join(profDir, file) });
+        return;
+      }
+    }
+    throw new Error(`the operator wrote no heap snapshot for ${label}`);
+  };
+  if (process.env.HEAP_SNAPSHOT) await snapshot('at rest');
+  let midBurst: Promise<void> | undefined;
   const cpuBefore = processStats(operator.child.pid!).cpuSeconds;
   const serverCpu = () => processStats(cp.apiserverPid!).cpuSeconds + processStats(cp.etcdPid).cpuSeconds;
   const serverCpuBefore = serverCpu();
@@ -147,7 +134,14 @@ try {
   const reconcilesBefore = await operator.metric('sigil_controller_reconcile_total');
   const started = performance.now();
   await pool(COUNT, 32, (i) => createCertificate(custom, ns, `p${i}`));
+  if (process.env.HEAP_SNAPSHOT)
+    await tracker.waitFor(() => {
+      if (!midBurst && tracker.readyAt.size >= COUNT / 2)
+        midBurst = snapshot(`mid-burst (${COUNT / 2} Ready)`);
+      return tracker.readyAt.size >= COUNT;
+    }, 30 * 60_000);
   await tracker.waitFor(() => tracker.readyAt.size >= COUNT, 30 * 60_000);
+  await midBurst;
   const seconds = (performance.now() - started) / 1000;
   tracker.stop();
   const stats = processStats(operator.child.pid!);
@@ -165,11 +159,11 @@ try {
     `memory: heap used ${heapAfter.toFixed(0)} MiB right after, ${(await heap()).toFixed(0)} MiB and RSS ${processStats(operator.child.pid!).rssMiB.toFixed(0)} MiB 10 s later`,
   );
   if (process.env.HEAP_SNAPSHOT) {
-    // Written into bench/results/profiles after a full GC: what the operator really holds.
-    operator.child.kill('SIGUSR2');
-    await new Promise((r) => setTimeout(r, 15_000));
-    const snapshots = readdirSync(profDir).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
-    for (const f of snapshots) for (const l of summariseHeap(join(profDir, f))) console.log(l);
+    await snapshot(`holding ${COUNT}`);
+    for (const { label, file } of snapshots) {
+      console.log(`\n${label}:`);
+      for (const l of summariseHeapSnapshot(file, TOP)) console.log(l);
+    }
   }
   await operator.stop();
   if (CPU_PROFILE) {
