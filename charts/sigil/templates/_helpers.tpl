@@ -115,7 +115,7 @@ quantity and the value's path for the message when it is none of those:
 {{/*
 A component's Node flags: its nodeArgs, then, when it has a memory limit and nodeArgs sets no heap
 size, --max-old-space-size from that limit. Node sizes V8's heap from the container's limit on its
-own, but for 256Mi it chooses 259 MiB of old space alone: the heap would grow past the limit before
+own, but for 256Mi it sets a heap limit of 259 MiB: the heap could grow past the container before
 V8 collected hard, and the kernel kills the container instead. The old space gets the limit less
 96 MiB (what Node's binary pages, about 44 MiB, its native memory, about 20, and the young
 generation, up to 24 at 8 MiB semi-spaces, take beside it, measured by make bench), and at least
