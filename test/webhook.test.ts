@@ -1,7 +1,13 @@
 // The injection webhook called by the real API server over TLS.
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  setHeaderOptions,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import { GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { readKeyPair } from '../lib/pki/inspect.ts';
 import { opensslVerify } from '../lib/testing/pki.ts';
@@ -690,5 +696,44 @@ describe('serving certificate rotation', () => {
     await eventually('metrics', async () =>
       (await setup.webhook.metrics.admissions.get()).values.length > 0 ? true : undefined,
     );
+  }, 60_000);
+
+  it('should keep the keys, labels and owners someone added to the serving Secret when it replaces the certificate', async () => {
+    const ns = setup.operatorNamespace;
+    const owner = await core.createNamespacedConfigMap({
+      namespace: ns,
+      body: { metadata: { name: 'tls-owner' }, data: { why: 'owns the webhook TLS Secret' } },
+    });
+    const before = await readSecret(kc, ns, 'sigil-webhook-tls');
+    await core.patchNamespacedSecret(
+      {
+        name: 'sigil-webhook-tls',
+        namespace: ns,
+        body: {
+          metadata: {
+            labels: { team: 'platform' },
+            ownerReferences: [
+              { apiVersion: 'v1', kind: 'ConfigMap', name: 'tls-owner', uid: owner.metadata!.uid! },
+            ],
+          },
+          // A broken certificate makes the operator replace it at once.
+          data: { 'tls.crt': Buffer.from('not a certificate').toString('base64'), 'extra.pem': 'ZXh0cmE=' },
+        },
+      },
+      setHeaderOptions('Content-Type', 'application/merge-patch+json'),
+    );
+    const after = await eventually('the serving certificate replaced', async () => {
+      const s = await readSecret(kc, ns, 'sigil-webhook-tls');
+      return decode(s, 'tls.crt').includes('BEGIN CERTIFICATE') ? s : undefined;
+    });
+    expect(readKeyPair(decode(after, 'tls.crt'), decode(after, 'tls.key')).keyMatches).toBe(true);
+    expect(after.data?.['tls.crt']).not.toBe(before.data?.['tls.crt']);
+    expect(after.data?.['extra.pem']).toBe('ZXh0cmE=');
+    expect(after.metadata?.labels).toMatchObject({
+      team: 'platform',
+      'sigil.dev/managed': 'true',
+      'sigil.dev/webhook-tls': 'true',
+    });
+    expect(after.metadata?.ownerReferences?.map((o) => o.uid)).toEqual([owner.metadata!.uid]);
   }, 60_000);
 });

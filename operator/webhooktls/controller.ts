@@ -266,42 +266,45 @@ export class WebhookTlsController {
     log.info('published webhook CA bundle', { webhooks: stale.length });
   }
 
+  /**
+   * Creates or replaces one of the two Secrets. A replacement starts from the Secret as it is:
+   * only the three TLS keys and Sigil's two labels change, so keys, labels, annotations, owners
+   * and finalizers someone else added stay. The PUT carries the resourceVersion it was built
+   * from, so a change made meanwhile is a conflict and the next pass starts from it.
+   */
   private async writeSecret(
     name: string,
     existing: V1Secret | undefined,
     data: Record<string, string>,
   ): Promise<V1Secret> {
-    const body: V1Secret = {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      type: 'kubernetes.io/tls',
-      metadata: {
-        name,
-        namespace: this.o.namespace,
-        resourceVersion: existing?.metadata?.resourceVersion,
-        labels: {
-          ...(existing?.metadata?.labels ?? {}),
-          [Label.Managed]: 'true',
-          'sigil.dev/webhook-tls': 'true',
+    const body = (current: V1Secret | undefined): V1Secret => {
+      const { managedFields: _, ...meta } = current?.metadata ?? {};
+      return {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'kubernetes.io/tls',
+        metadata: {
+          ...meta,
+          name,
+          namespace: this.o.namespace,
+          labels: { ...meta.labels, [Label.Managed]: 'true', 'sigil.dev/webhook-tls': 'true' },
         },
-        annotations: existing?.metadata?.annotations,
-      },
-      data,
+        data: { ...current?.data, ...data },
+      };
     };
     const path = paths.secrets(this.o.namespace, name);
-    if (existing) return this.kube.replace<V1Secret>(path, body);
+    if (existing) return this.kube.replace<V1Secret>(path, body(existing));
     try {
-      return await this.kube.create<V1Secret>(paths.secrets(this.o.namespace), body);
+      return await this.kube.create<V1Secret>(paths.secrets(this.o.namespace), body(undefined));
     } catch (err) {
       if (!isConflict(err)) throw err;
       const found = await this.kube.get<V1Secret>(path);
-      body.metadata!.resourceVersion = found.metadata?.resourceVersion;
       if (found.type !== 'kubernetes.io/tls') {
         throw new Error(
           `Secret ${this.o.namespace}/${name} exists with type ${found.type}; Sigil keeps the webhook's TLS there: delete it or configure another name`,
         );
       }
-      return this.kube.replace<V1Secret>(path, body);
+      return this.kube.replace<V1Secret>(path, body(found));
     }
   }
 }
