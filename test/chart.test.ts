@@ -1309,7 +1309,7 @@ describe('nodeArgs', () => {
   });
 
   it('should read a limit written as a number of bytes in a values file', async () => {
-    const values = join(mkdtempSync(join(tmpdir(), 'sigil-values-')), 'values.yaml');
+    const values = join(work, 'values.yaml');
     // YAML gives helm this as a float: 4.02653184e+08.
     writeFileSync(values, 'operator:\n  resources:\n    limits:\n      memory: 402653184\n');
     const res = await helm('template', RELEASE, CHART, '-n', NS, '-f', values);

@@ -1,6 +1,6 @@
 // The sigil CLI as a person runs it, against the test control plane.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,8 @@ import { createPod, type InjectionSetup, pod, setupInjection } from './support/w
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const kc: KubeConfig = testKubeConfig();
 let setup: InjectionSetup;
+/** Kubeconfigs and home directories the tests write; removed at the end. */
+const scratch = mkdtempSync(join(tmpdir(), 'sigil-cli-'));
 let ns: string;
 let certName: string;
 
@@ -51,6 +53,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await setup?.stop();
+  rmSync(scratch, { recursive: true, force: true });
 });
 
 describe('sigil status, renew and inspect', () => {
@@ -174,7 +177,7 @@ function sigilRaw(
 /** A kubeconfig for `server` (the test API server's CA) with a token of our choosing. */
 function kubeconfigFile(server: string, token: string): string {
   const cluster = kc.getCurrentCluster()!;
-  const file = join(mkdtempSync(join(tmpdir(), 'sigil-cli-')), 'kubeconfig');
+  const file = join(mkdtempSync(join(scratch, 'kubeconfig-')), 'kubeconfig');
   writeFileSync(
     file,
     JSON.stringify({
@@ -204,7 +207,7 @@ describe('sigil when the cluster cannot be used', () => {
     ['inspect', ['inspect', 'x']],
     ['doctor', ['doctor']],
   ])('%s with no kubeconfig anywhere: one line, exit 2', async (_n, args) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, HOME: mkdtempSync(join(tmpdir(), 'sigil-home-')) };
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: mkdtempSync(join(scratch, 'home-')) };
     delete env.KUBECONFIG;
     delete env.KUBERNETES_SERVICE_HOST;
     const res = await sigilRaw(args, env);
