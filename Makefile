@@ -142,7 +142,7 @@ bench: image
 
 ## bench-compare: Sigil and cert-manager side by side on the same kind of local API server, alternating, medians
 ## and ratios, a restart included. CERT_MANAGER_BIN=<cert-manager controller> (or CERT_MANAGER_GZ);
-## ROUNDS=3 SEQUENTIAL=100 COUNT=1000 UNRELATED=10000 RESTART_WATCH_SECONDS=30
+## ROUNDS=3 SEQUENTIAL=100 COUNT=1000 UNRELATED=10000 RESTART_WATCH_SECONDS=30 BULK_TIMEOUT_SECONDS=max(1800, COUNT*0.4)
 bench-compare: build
 	hack/build-tools.sh control-plane
 	node bench/compare.ts
