@@ -1227,16 +1227,19 @@ describe('helm install naming a CA Secret', () => {
   });
 });
 
-/** The first container's args of the release's Deployment for one component, from rendered manifests. */
-const renderedArgs = (manifests: string, component: string) =>
+/** The first container of the release's Deployment for one component, from rendered manifests. */
+const renderedContainer = (manifests: string, component: string) =>
   parseAllDocuments(manifests)
     .map((d) => d.toJS() as V1Deployment | null)
     .find((o) => o?.kind === 'Deployment' && o.metadata?.name === `${RELEASE}-${component}`)!.spec!.template
-    .spec!.containers[0]!.args!;
+    .spec!.containers[0]!;
+const renderedArgs = (manifests: string, component: string) => renderedContainer(manifests, component).args!;
+/** `helm template` of the release, without a cluster. */
+const template = (...args: string[]) => helm('template', RELEASE, CHART, '-n', NS, ...args);
 
 describe('helm template without a cluster', () => {
   it('should render with no --kube-version: helm assumes the Kubernetes its build was stamped with, not v1.20', async () => {
-    const res = await helm('template', RELEASE, CHART, '-n', NS, '--set', 'operator.minDuration=2h');
+    const res = await template('--set', 'operator.minDuration=2h');
     expect(res.code).toBe(0);
     // The operator and the webhook get the same shortest duration.
     const args = (component: string) => renderedArgs(res.out, component);
@@ -1247,7 +1250,7 @@ describe('helm template without a cluster', () => {
 
 describe('clusterDomain', () => {
   it('should reach both the operator and the webhook, so both decide which names belong to a namespace alike', async () => {
-    const res = await helm('template', RELEASE, CHART, '-n', NS, '--set', 'clusterDomain=corp.example');
+    const res = await template('--set', 'clusterDomain=corp.example');
     expect(res.code).toBe(0);
     const args = (component: string) => renderedArgs(res.out, component);
     for (const component of ['operator', 'webhook'])
@@ -1258,14 +1261,10 @@ describe('clusterDomain', () => {
 });
 
 describe('nodeArgs', () => {
-  const command = (manifests: string, component: string) =>
-    parseAllDocuments(manifests)
-      .map((d) => d.toJS() as V1Deployment | null)
-      .find((o) => o?.kind === 'Deployment' && o.metadata?.name === `${RELEASE}-${component}`)!.spec!.template
-      .spec!.containers[0]!.command;
+  const command = (manifests: string, component: string) => renderedContainer(manifests, component).command;
 
   it("should put each component's Node flags on its command line, with a heap sized to its memory limit", async () => {
-    const res = await helm('template', RELEASE, CHART, '-n', NS);
+    const res = await template();
     expect(res.code).toBe(0);
     const values = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
     const limitMiB = (component: string) => Number.parseInt(values[component].resources.limits.memory, 10);
@@ -1295,15 +1294,7 @@ describe('nodeArgs', () => {
     ['262144Ki', '--max-old-space-size=160'],
     ['134217728', '--max-old-space-size=64'],
   ])('should size the heap from a limit of %s', async (limit, flag) => {
-    const res = await helm(
-      'template',
-      RELEASE,
-      CHART,
-      '-n',
-      NS,
-      '--set-string',
-      `operator.resources.limits.memory=${limit}`,
-    );
+    const res = await template('--set-string', `operator.resources.limits.memory=${limit}`);
     expect(res.code).toBe(0);
     expect(command(res.out, 'operator')).toContain(flag);
   });
@@ -1312,18 +1303,13 @@ describe('nodeArgs', () => {
     const values = join(work, 'values.yaml');
     // YAML gives helm this as a float: 4.02653184e+08.
     writeFileSync(values, 'operator:\n  resources:\n    limits:\n      memory: 402653184\n');
-    const res = await helm('template', RELEASE, CHART, '-n', NS, '-f', values);
+    const res = await template('-f', values);
     expect(res.code).toBe(0);
     expect(command(res.out, 'operator')).toContain('--max-old-space-size=288');
   });
 
   it('should keep a heap size given in nodeArgs, and add none without a memory limit', async () => {
-    const given = await helm(
-      'template',
-      RELEASE,
-      CHART,
-      '-n',
-      NS,
+    const given = await template(
       '--set',
       'operator.nodeArgs={--max-old-space-size=300}',
       '--set',
@@ -1342,34 +1328,18 @@ describe('nodeArgs', () => {
   });
 
   it('should refuse a memory limit it cannot read, or one too small to run in, saying what to write', async () => {
-    const unread = await helm(
-      'template',
-      RELEASE,
-      CHART,
-      '-n',
-      NS,
-      '--set',
-      'operator.resources.limits.memory=lots',
-    );
+    const unread = await template('--set', 'operator.resources.limits.memory=lots');
     expect(unread.code).not.toBe(0);
     expect(unread.out).toContain(
       'operator.resources.limits.memory is "lots": write a memory quantity such as 384Mi, 1Gi or 1.5Gi',
     );
-    const small = await helm(
-      'template',
-      RELEASE,
-      CHART,
-      '-n',
-      NS,
-      '--set',
-      'webhook.resources.limits.memory=64Mi',
-    );
+    const small = await template('--set', 'webhook.resources.limits.memory=64Mi');
     expect(small.code).not.toBe(0);
     expect(small.out).toContain('webhook.resources.limits.memory is 64Mi, below 96Mi');
   });
 
   it('should refuse anything but --flags', async () => {
-    const res = await helm('template', RELEASE, CHART, '-n', NS, '--set', 'operator.nodeArgs={rm -rf /}');
+    const res = await template('--set', 'operator.nodeArgs={rm -rf /}');
     expect(res.code).not.toBe(0);
     expect(res.out).toContain("'/operator/nodeArgs/0': 'rm -rf /' does not match pattern");
   });
