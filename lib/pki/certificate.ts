@@ -1,4 +1,5 @@
 import { X509Certificate as NodeX509 } from 'node:crypto';
+import { BoundedCache } from '../lru.ts';
 import {
   AttributeOid,
   children,
@@ -170,20 +171,14 @@ function parseOne(der: Buffer, what: string, index: number): ParsedCertificate {
  * the facts), and in a burst a leaf is read back only after the rest of the
  * queue, so a larger cache holds more without hitting more.
  */
-const parsed = new Map<string, ParsedCertificate>();
-const MAX_PARSED = 32;
+const parsed = new BoundedCache<string, ParsedCertificate>(32);
 
 function parseCached(der: Buffer, what: string, index: number): ParsedCertificate {
   const key = der.toString('base64');
   const hit = parsed.get(key);
-  if (hit) {
-    parsed.delete(key);
-    parsed.set(key, hit);
-    return hit;
-  }
+  if (hit) return hit;
   const fresh = parseOne(der, what, index);
   parsed.set(key, fresh);
-  if (parsed.size > MAX_PARSED) parsed.delete(parsed.keys().next().value!);
   return fresh;
 }
 

@@ -4,6 +4,7 @@
 
 import type { V1OwnerReference, V1Secret } from '@kubernetes/client-node';
 import { Annotation, type Certificate, Label } from '../../lib/api/types.ts';
+import { BoundedCache } from '../../lib/lru.ts';
 import { displaySerial } from '../../lib/pki/certificate.ts';
 import type { IssuedCertificate } from '../../lib/pki/issue.ts';
 
@@ -123,21 +124,15 @@ const partialViews = new WeakSet<V1Secret>();
  * Secrets' ca.crt with many values can pin at most 64 x 16 KiB here after those Secrets are
  * gone, and the issuers' bundles in use stay in, since every look at their Secrets refreshes them.
  */
-const sharedBundles = new Map<string, string>();
-const MAX_SHARED_BUNDLES = 64;
+const sharedBundles = new BoundedCache<string, string>(64);
 /** Base64 of 12 KiB of PEM, about a dozen CA certificates: a real trust bundle fits. */
 const MAX_SHARED_BUNDLE_CHARS = 16 * 1024;
 
 function sharedBundle(value: string): string {
   if (value.length > MAX_SHARED_BUNDLE_CHARS) return value;
   const known = sharedBundles.get(value);
-  if (known !== undefined) {
-    sharedBundles.delete(known);
-    sharedBundles.set(known, known);
-    return known;
-  }
+  if (known !== undefined) return known;
   sharedBundles.set(value, value);
-  if (sharedBundles.size > MAX_SHARED_BUNDLES) sharedBundles.delete(sharedBundles.keys().next().value!);
   return value;
 }
 
