@@ -146,6 +146,11 @@ export class Informer<T extends KubernetesObject> {
     this.kube = kubeFor(kc);
   }
 
+  /** What the store keeps of an object the server sent, with this informer's options. */
+  private cached(obj: T): T {
+    return cached(obj, this.options.transform, this.options.keepLastApplied);
+  }
+
   on(event: InformerEvent, handler: Handler<T>): this {
     this.handlers[event].push(handler);
     return this;
@@ -215,7 +220,7 @@ export class Informer<T extends KubernetesObject> {
           if (this.stopped) return;
           if (restarted) seen = new Set();
           for (const item of items) {
-            const obj = cached(item, this.options.transform, this.options.keepLastApplied);
+            const obj = this.cached(item);
             const key = objectKey(obj);
             seen.add(key);
             const old = this.store.get(key);
@@ -288,7 +293,7 @@ export class Informer<T extends KubernetesObject> {
         switch (phase) {
           case 'ADDED':
           case 'MODIFIED': {
-            const frozen = cached(obj, this.options.transform, this.options.keepLastApplied);
+            const frozen = this.cached(obj);
             const key = objectKey(frozen);
             const old = this.store.get(key);
             this.store.set(key, frozen);
@@ -300,7 +305,7 @@ export class Informer<T extends KubernetesObject> {
             const key = objectKey(obj);
             const old = this.store.get(key);
             this.store.delete(key);
-            this.emit('delete', old ?? cached(obj, this.options.transform, this.options.keepLastApplied));
+            this.emit('delete', old ?? this.cached(obj));
             break;
           }
           case 'BOOKMARK':
