@@ -188,6 +188,14 @@ describe('re-issuance', () => {
       async (d: Record<string, string>) => ({ ...d, 'tls.crt': Buffer.from('garbage').toString('base64') }),
     ],
     [
+      'garbage in tls.key',
+      async (d: Record<string, string>) => ({ ...d, 'tls.key': Buffer.from('garbage').toString('base64') }),
+    ],
+    [
+      'no tls.key',
+      async (d: Record<string, string>) => ({ 'tls.crt': d['tls.crt']!, 'ca.crt': d['ca.crt']! }),
+    ],
+    [
       'no ca.crt',
       async (d: Record<string, string>) => ({ 'tls.crt': d['tls.crt']!, 'tls.key': d['tls.key']! }),
     ],

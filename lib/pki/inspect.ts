@@ -1,15 +1,58 @@
+import { createHash } from 'node:crypto';
 import { type ParsedCertificate, parseCertificateChain } from './certificate.ts';
+import { isPkiError, PkiError, type PkiErrorCode } from './errors.ts';
 import type { IssueRequest } from './issue.ts';
 import { normalizeKeySpec, type ParsedPrivateKey, parsePrivateKeyPem, publicKeySpki } from './keys.ts';
 import { canonicalIp } from './names.ts';
 import { DEFAULT_USAGES, splitUsages } from './usages.ts';
 
-/** A Secret's tls.crt and tls.key, read back. */
-export interface KeyPair {
+/** A Secret's tls.crt read back, and whether its tls.key belongs to it. */
+export interface ReadBack {
   leaf: ParsedCertificate;
   chain: ParsedCertificate[];
-  key: ParsedPrivateKey;
   keyMatches: boolean;
+  /** The private key; absent when only its fingerprint was at hand (see keyFingerprint). */
+  key?: ParsedPrivateKey | undefined;
+}
+
+/** A Secret's tls.crt and tls.key, read back. */
+export interface KeyPair extends ReadBack {
+  key: ParsedPrivateKey;
+}
+
+/**
+ * What a cache keeps of a private key instead of the key: the SHA-256 of its public key (the DER
+ * SubjectPublicKeyInfo), enough to tell whether it belongs to a certificate, or why it does not parse.
+ */
+export type KeyFingerprint = { spkiSha256: string } | { code: PkiErrorCode; error: string };
+
+const spkiSha256 = (spki: Buffer) => createHash('sha256').update(spki).digest('hex');
+
+/** The fingerprint of the PEM private key in `keyPem` (a Secret's tls.key, named by `where`). */
+export function keyFingerprint(keyPem: string | Buffer, where = 'Secret'): KeyFingerprint {
+  try {
+    return {
+      spkiSha256: spkiSha256(publicKeySpki(parsePrivateKeyPem(keyPem, `${where} tls.key`).keyObject)),
+    };
+  } catch (err) {
+    if (!isPkiError(err)) throw err;
+    return { code: err.code, error: err.message };
+  }
+}
+
+/**
+ * Parses tls.crt and checks it against a key known by its fingerprint; throws PkiError when tls.crt
+ * is missing or malformed, or the key did not parse (its own message, as readKeyPair would throw).
+ */
+export function readCertificateForKey(
+  certPem: string | Buffer,
+  key: KeyFingerprint,
+  where = 'Secret',
+): ReadBack {
+  const chain = parseCertificateChain(certPem, `${where} tls.crt`);
+  if ('error' in key) throw new PkiError(key.code, key.error);
+  const leaf = chain[0]!;
+  return { leaf, chain, keyMatches: spkiSha256(leaf.spki) === key.spkiSha256 };
 }
 
 /** Parses tls.crt and tls.key; throws PkiError when either is missing or malformed. */

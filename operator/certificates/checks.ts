@@ -8,8 +8,9 @@ import type { ResolvedSpec } from '../../lib/api/request.ts';
 import { Annotation, type Certificate } from '../../lib/api/types.ts';
 import type { CertificateAuthority } from '../../lib/pki/ca.ts';
 import { isSignedBy } from '../../lib/pki/certificate.ts';
-import { type KeyPair, requestMismatches } from '../../lib/pki/inspect.ts';
+import { type ReadBack, requestMismatches } from '../../lib/pki/inspect.ts';
 import { formatDuration, type RenewalPolicy, renewalTime, withJitter } from '../../lib/pki/renewal.ts';
+import { hasPrivateKey } from './secret.ts';
 
 /** Why a certificate is (re-)issued. Used as the Issuing condition's reason and in Events. */
 export const IssueReason = {
@@ -41,8 +42,8 @@ export interface CheckInput {
   certificate: Certificate;
   resolved: ResolvedSpec;
   secret: V1Secret | undefined;
-  /** The Secret's key pair, when it parsed. */
-  pair: KeyPair | undefined;
+  /** The Secret's certificate and whether its key belongs to it, when both parsed. */
+  pair: ReadBack | undefined;
   /** Why the Secret's data did not parse. */
   parseError: string | undefined;
   ca: CertificateAuthority;
@@ -72,7 +73,9 @@ const secretMissing: Check = ({ secret, certificate }) =>
       };
 
 const secretMissingData: Check = ({ secret }) => {
-  const missing = ['tls.crt', 'tls.key', 'ca.crt'].filter((k) => !secret?.data?.[k]);
+  const missing = ['tls.crt', 'tls.key', 'ca.crt'].filter((k) =>
+    k === 'tls.key' ? !hasPrivateKey(secret) : !secret?.data?.[k],
+  );
   return missing.length === 0
     ? undefined
     : {

@@ -27,10 +27,17 @@ import { describeApiError, isConflict, isNotFound, statusCode } from '../../lib/
 import { Informer, resourceVersionNewer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
-import { displaySerial, isSignedBy } from '../../lib/pki/certificate.ts';
+import { displaySerial, isSignedBy, type ParsedCertificate } from '../../lib/pki/certificate.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
-import { type KeyPair, readKeyPair, requestMismatches } from '../../lib/pki/inspect.ts';
+import {
+  type KeyPair,
+  type ReadBack,
+  readCertificateForKey,
+  readKeyPair,
+  requestMismatches,
+} from '../../lib/pki/inspect.ts';
 import { issueCertificate } from '../../lib/pki/issue.ts';
+import { type ParsedPrivateKey, parsePrivateKeyPem, publicKeySpki } from '../../lib/pki/keys.ts';
 import {
   secretNameViolation,
   subordinateCaConstraints,
@@ -56,7 +63,9 @@ import {
 import { type SecretClaim, SecretReason, secretClaim } from './ownership.ts';
 import {
   buildSecret,
+  cachedKeyOf,
   cachedSecretView,
+  hasPrivateKey,
   isPartialView,
   managedMetadata,
   metadataDrift,
@@ -656,15 +665,16 @@ export class CertificateController {
     // Sigil writes only a Secret it owns or that opted in; an opted-in Secret's old data is not Sigil's to trust.
     if (secret && !claim.owned) secret = { ...secret, data: {} };
     else if (secret && isPartialView(secret)) secret = await this.readSecret(namespace, secretName);
-    let pair: KeyPair | undefined;
+    let pair: ReadBack | undefined;
     let parseError: string | undefined;
-    if (secret?.data?.['tls.crt'] && secret.data['tls.key']) {
+    if (secret?.data?.['tls.crt'] && hasPrivateKey(secret)) {
+      const where = `Secret ${namespace}/${certificate.spec.secretName}`;
+      const crt = Buffer.from(secret.data['tls.crt'], 'base64');
+      const cachedKey = cachedKeyOf(secret);
       try {
-        pair = readKeyPair(
-          Buffer.from(secret.data['tls.crt'], 'base64'),
-          Buffer.from(secret.data['tls.key'], 'base64'),
-          `Secret ${namespace}/${certificate.spec.secretName}`,
-        );
+        pair = cachedKey
+          ? readCertificateForKey(crt, cachedKey, where)
+          : readKeyPair(crt, Buffer.from(secret.data['tls.key']!, 'base64'), where);
       } catch (err) {
         if (!isPkiError(err)) throw err;
         parseError = err.message;
@@ -808,13 +818,23 @@ export class CertificateController {
       }
     }
 
+    // Under rotationPolicy: Never the key is kept; the cache has only its fingerprint, so it is read.
+    let reuseKey = !resolved.rotateKey && pair?.keyMatches ? pair.key : undefined;
+    if (!resolved.rotateKey && pair?.keyMatches && !reuseKey) {
+      reuseKey = await this.storedKey(namespace, secretName, pair.leaf);
+      if (!reuseKey) {
+        // The Secret changed since the cache saw it: look again at what it holds now.
+        this.queue.addAfter(key, 1000);
+        return;
+      }
+    }
+
     // Act.
     const started = process.hrtime.bigint();
     try {
-      const reuse =
-        !resolved.rotateKey && pair?.keyMatches
-          ? { keyObject: pair.key.keyObject, description: pair.key.description }
-          : undefined;
+      const reuse = reuseKey
+        ? { keyObject: reuseKey.keyObject, description: reuseKey.description }
+        : undefined;
       // ca.crt is the issuer's trust bundle: during a rotation, both CAs.
       const issued = {
         ...(await issueCertificate(issuer.ca, resolved.request, now, reuse)),
@@ -979,6 +999,24 @@ export class CertificateController {
         cachedSecretView(found, () => false),
       );
     return this.foreign.get(k);
+  }
+
+  /** The private key in the Secret's tls.key, read from the API, when it still belongs to `leaf`. */
+  private async storedKey(
+    namespace: string,
+    name: string,
+    leaf: ParsedCertificate,
+  ): Promise<ParsedPrivateKey | undefined> {
+    const secret = await this.readSecret(namespace, name);
+    const pem = secret?.data?.['tls.key'];
+    if (!pem) return undefined;
+    try {
+      const key = parsePrivateKeyPem(Buffer.from(pem, 'base64'), `Secret ${namespace}/${name} tls.key`);
+      return publicKeySpki(key.keyObject).equals(leaf.spki) ? key : undefined;
+    } catch (err) {
+      if (!isPkiError(err)) throw err;
+      return undefined;
+    }
   }
 
   private async readSecret(namespace: string, name: string): Promise<V1Secret | undefined> {

@@ -2,8 +2,11 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Certificate } from '../../lib/api/types.ts';
+import { isPkiError } from '../../lib/pki/errors.ts';
+import { readCertificateForKey, readKeyPair } from '../../lib/pki/inspect.ts';
+import { testCA } from '../../lib/testing/pki.ts';
 import { SecretReason, secretClaim } from './ownership.ts';
-import { cachedSecretView, isPartialView } from './secret.ts';
+import { cachedKeyOf, cachedSecretView, hasPrivateKey, isPartialView } from './secret.ts';
 
 const certificate = (name: string, created: string, secretName = 'shared-tls'): Certificate => ({
   apiVersion: 'sigil.dev/v1alpha1',
@@ -115,10 +118,65 @@ describe('secretClaim', () => {
 });
 
 describe('cachedSecretView', () => {
-  it('should keep only the TLS keys of a Secret a Certificate uses', () => {
+  it('should keep only the TLS keys of a Secret a Certificate uses, tls.key as a fingerprint', () => {
     const view = cachedSecretView(managedBy('newer'), () => true);
-    expect(Object.keys(view.data ?? {}).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
+    expect(Object.keys(view.data ?? {}).sort()).toEqual(['ca.crt', 'tls.crt']);
+    expect(hasPrivateKey(view)).toBe(true);
     expect(isPartialView(view)).toBe(false);
+  });
+
+  const b64 = (pem: string) => Buffer.from(pem).toString('base64');
+  const tlsSecret = (certPem: string, keyPem: string) => {
+    const s = managedBy('newer');
+    s.data = { 'tls.crt': b64(certPem), 'tls.key': b64(keyPem), 'ca.crt': b64(certPem) };
+    return s;
+  };
+
+  it('should hold no private key, and tell a key that belongs to tls.crt from one that does not', async () => {
+    const mine = await testCA({ key: { algorithm: 'RSA', size: 2048 } });
+    const other = await testCA({ commonName: 'Other' });
+    const own = cachedSecretView(tlsSecret(mine.certPem, mine.keyPem), () => true);
+    // Neither the PEM nor its base64 nor the key's DER is anywhere in what the cache keeps.
+    const kept = JSON.stringify({ own, key: cachedKeyOf(own) });
+    const der = mine.keyPem
+      .split('\n')
+      .filter((l) => !l.startsWith('-----'))
+      .join('');
+    for (const secret of [b64(mine.keyPem), der.slice(40, 120)]) expect(kept).not.toContain(secret);
+    expect(readCertificateForKey(mine.certPem, cachedKeyOf(own)!).keyMatches).toBe(true);
+
+    const swapped = cachedSecretView(tlsSecret(mine.certPem, other.keyPem), () => true);
+    expect(readCertificateForKey(mine.certPem, cachedKeyOf(swapped)!).keyMatches).toBe(false);
+    expect(readKeyPair(mine.certPem, other.keyPem).keyMatches).toBe(false);
+  });
+
+  it('should keep why a tls.key does not parse, as reading the Secret would say it', async () => {
+    const { certPem } = await testCA();
+    const broken = 'not a key';
+    const view = cachedSecretView(tlsSecret(certPem, broken), () => true);
+    expect(hasPrivateKey(view)).toBe(true);
+    const thrown = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        if (isPkiError(err)) return err.message;
+        throw err;
+      }
+      throw new Error('expected a PkiError');
+    };
+    const fromCache = thrown(() => readCertificateForKey(certPem, cachedKeyOf(view)!, 'Secret a/shared-tls'));
+    expect(fromCache).toContain('Secret a/shared-tls tls.key');
+    expect(fromCache).toBe(thrown(() => readKeyPair(certPem, broken, 'Secret a/shared-tls')));
+  });
+
+  it('should count an empty tls.key as missing, and keep no fingerprint for a Secret read whole', () => {
+    const empty = managedBy('newer');
+    empty.data = { ...empty.data, 'tls.key': '' };
+    expect(hasPrivateKey(cachedSecretView(empty, () => true))).toBe(false);
+    expect(hasPrivateKey(undefined)).toBe(false);
+    const whole = managedBy('newer');
+    expect(cachedKeyOf(whole)).toBeUndefined();
+    expect(hasPrivateKey(whole)).toBe(true);
   });
 
   it('should keep no data and no foreign metadata of a labelled Secret no Certificate uses', () => {
