@@ -1,4 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPair, KeyObject, webcrypto } from 'node:crypto';
+import { children, readElement, readOid } from './der.ts';
 import { PkiError, PkiErrorCode } from './errors.ts';
 import { decodePem, MAX_KEY_PEM_BYTES } from './pem.ts';
 
@@ -231,6 +232,58 @@ export interface ParsedPrivateKey {
   encoding: KeyEncoding;
 }
 
+/** The PKCS#8 key algorithms Sigil uses, by OID. */
+const PKCS8_ALGORITHMS: Record<string, string> = {
+  '1.2.840.113549.1.1.1': 'rsa',
+  '1.2.840.10045.2.1': 'ec',
+  '1.3.101.112': 'ed25519',
+};
+/** Others a PKCS#8 block may name, for the message. */
+const OTHER_PKCS8_ALGORITHMS: Record<string, string> = {
+  '1.2.840.113549.1.1.10': 'rsa-pss',
+  '1.2.840.10040.4.1': 'dsa',
+  '1.2.840.113549.1.3.1': 'dh',
+  '1.2.840.10046.2.1': 'dhx',
+  '1.3.101.110': 'x25519',
+  '1.3.101.111': 'x448',
+  '1.3.101.113': 'ed448',
+};
+
+/**
+ * Refuses a PKCS#8 key of an algorithm Sigil does not use before OpenSSL loads it. Loading a DH
+ * or DSA key computes its public key, a modular exponentiation of up to 10,000 bits: about half
+ * a second of the event loop for one key of 3.5 KB, which anyone who may write a Secret Sigil
+ * reads could store. An EC key must name its curve.
+ */
+function checkPkcs8Algorithm(der: Buffer, what: string): void {
+  let oid: string;
+  let namedCurve: boolean;
+  try {
+    const [, algorithm] = children(der, readElement(der, 0));
+    const [id, params] = algorithm ? children(der, algorithm) : [];
+    if (id?.tag !== 0x06) throw new Error('no algorithm identifier');
+    oid = readOid(der, id);
+    namedCurve = params?.tag === 0x06;
+  } catch (err) {
+    // Refused rather than left to OpenSSL, whose decoder also takes BER forms this reader does not.
+    throw new PkiError(
+      PkiErrorCode.MalformedPem,
+      `${what}: the PRIVATE KEY block is not DER-encoded PKCS#8 (${(err as Error).message}); store the key as openssl pkey writes it`,
+    );
+  }
+  const name = PKCS8_ALGORITHMS[oid];
+  if (!name)
+    throw new PkiError(
+      PkiErrorCode.UnsupportedKey,
+      `${what}: ${OTHER_PKCS8_ALGORITHMS[oid] ?? `algorithm ${oid}`} keys are not supported; use ECDSA, RSA or Ed25519`,
+    );
+  if (name === 'ec' && !namedCurve)
+    throw new PkiError(
+      PkiErrorCode.UnsupportedKey,
+      `${what} is an EC key with explicit curve parameters; use a named curve (P-256 or P-384)`,
+    );
+}
+
 /** Reads one private key from PEM (PKCS#8, PKCS#1 RSA or SEC1 EC). EC PARAMETERS blocks are skipped. */
 export function parsePrivateKeyPem(pem: string | Buffer, what = 'private key'): ParsedPrivateKey {
   const blocks = decodePem(pem, what, MAX_KEY_PEM_BYTES).filter((b) => b.label !== 'EC PARAMETERS');
@@ -255,6 +308,7 @@ export function parsePrivateKeyPem(pem: string | Buffer, what = 'private key'): 
       `${what} is a ${block.label}; encrypted or unknown key formats are not supported, store an unencrypted PKCS#8 or PKCS#1 key`,
     );
   }
+  if (type === 'pkcs8') checkPkcs8Algorithm(block.der, what);
   let keyObject: KeyObject;
   try {
     keyObject = createPrivateKey({ key: block.der, format: 'der', type });
