@@ -287,7 +287,13 @@ export class CertificateController {
       onRequest: count('secrets'),
       // The label is the server-side filter, but anyone who may write a Secret can set it: keep data only
       // of Secrets whose annotation names a Certificate that uses them. Certificates are listed first.
-      transform: (s) => cachedSecretView(s, (secret) => this.claimedByCertificate(secret)),
+      transform: (s) => {
+        const key = objectKey(s);
+        return cachedSecretView(s, (secret) => this.claimedByCertificate(secret), [
+          this.written.get(key),
+          this.secrets?.get(key),
+        ]);
+      },
     });
     this.queue = new WorkQueue((key) => this.run(key), {
       concurrency: o.concurrency,
@@ -823,8 +829,8 @@ export class CertificateController {
     if (!resolved.rotateKey && pair?.keyMatches && !reuseKey) {
       reuseKey = await this.storedKey(namespace, secretName, pair.leaf);
       if (!reuseKey) {
-        // The Secret changed since the cache saw it: look again at what it holds now.
-        this.queue.addAfter(key, 1000);
+        // The Secret changed since the cache saw it: look again when the cache has caught up, backing off.
+        this.queue.retry(key);
         return;
       }
     }

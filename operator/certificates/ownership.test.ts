@@ -169,6 +169,27 @@ describe('cachedSecretView', () => {
     expect(fromCache).toBe(thrown(() => readKeyPair(certPem, broken, 'Secret a/shared-tls')));
   });
 
+  it('should take the fingerprint of a view at the same resourceVersion instead of parsing the key again', async () => {
+    const { certPem, keyPem } = await testCA();
+    const at = (resourceVersion: string) => {
+      const s = tlsSecret(certPem, keyPem);
+      s.metadata = { ...s.metadata, uid: 'uid-s', resourceVersion };
+      return s;
+    };
+    const first = cachedSecretView(at('7'), () => true);
+    const relisted = cachedSecretView(at('7'), () => true, [undefined, first]);
+    expect(cachedKeyOf(relisted)).toBe(cachedKeyOf(first));
+    const changed = cachedSecretView(at('8'), () => true, [first]);
+    expect(cachedKeyOf(changed)).not.toBe(cachedKeyOf(first));
+    expect(cachedKeyOf(changed)).toEqual(cachedKeyOf(first));
+    const recreated = cachedSecretView(
+      { ...at('7'), metadata: { ...at('7').metadata, uid: 'uid-t' } },
+      () => true,
+      [first],
+    );
+    expect(cachedKeyOf(recreated)).not.toBe(cachedKeyOf(first));
+  });
+
   it('should count an empty tls.key as missing, and keep no fingerprint for a Secret read whole', () => {
     const empty = managedBy('newer');
     empty.data = { ...empty.data, 'tls.key': '' };

@@ -152,6 +152,23 @@ export function cachedKeyOf(secret: V1Secret): KeyFingerprint | undefined {
   return cachedKeys.get(secret);
 }
 
+/**
+ * The fingerprint of a view of the same Secret at the same resourceVersion (the same content): a
+ * relist, and the watch event of a write whose answer came first, do not parse the key again.
+ */
+function knownKey(
+  meta: { uid?: string | undefined; resourceVersion?: string | undefined },
+  previous: readonly (V1Secret | undefined)[],
+): KeyFingerprint | undefined {
+  if (!meta.uid || !meta.resourceVersion) return undefined;
+  for (const p of previous)
+    if (p && p.metadata?.uid === meta.uid && p.metadata.resourceVersion === meta.resourceVersion) {
+      const known = cachedKeys.get(p);
+      if (known) return known;
+    }
+  return undefined;
+}
+
 /** True when the Secret has a tls.key, in its data or as a cached view's fingerprint. */
 export function hasPrivateKey(secret: V1Secret | undefined): boolean {
   return !!secret && (!!secret.data?.['tls.key'] || cachedKeys.has(secret));
@@ -170,7 +187,12 @@ export function hasPrivateKey(secret: V1Secret | undefined): boolean {
  * 2048 keys about 2 MiB less. The one use of the key itself, to keep it across
  * a renewal (rotationPolicy: Never), reads the Secret.
  */
-export function cachedSecretView(secret: V1Secret, claimed: (secret: V1Secret) => boolean): V1Secret {
+export function cachedSecretView(
+  secret: V1Secret,
+  claimed: (secret: V1Secret) => boolean,
+  /** Views already made of this Secret (cached, just written): one at the same resourceVersion lends its fingerprint. */
+  previous: readonly (V1Secret | undefined)[] = [],
+): V1Secret {
   const meta = secret.metadata ?? {};
   const isClaimed =
     secret.type === 'kubernetes.io/tls' &&
@@ -185,7 +207,9 @@ export function cachedSecretView(secret: V1Secret, claimed: (secret: V1Secret) =
       if (v === undefined) continue;
       if (v.length > MAX_CACHED_VALUE_CHARS) dropped = true;
       else if (k === 'tls.key' && v !== '')
-        key = keyFingerprint(Buffer.from(v, 'base64'), `Secret ${meta.namespace}/${meta.name}`);
+        key =
+          knownKey(meta, previous) ??
+          keyFingerprint(Buffer.from(v, 'base64'), `Secret ${meta.namespace}/${meta.name}`);
       else data[k] = k === 'ca.crt' ? sharedBundle(v) : v;
     }
     const view: V1Secret = {
