@@ -192,8 +192,9 @@ describe('re-issuance', () => {
       async (d: Record<string, string>) => ({ ...d, 'tls.key': Buffer.from('garbage').toString('base64') }),
     ],
     [
-      'no tls.key',
-      async (d: Record<string, string>) => ({ 'tls.crt': d['tls.crt']!, 'ca.crt': d['ca.crt']! }),
+      // (a kubernetes.io/tls Secret must have the key, empty or not)
+      'an empty tls.key',
+      async (d: Record<string, string>) => ({ ...d, 'tls.key': '' }),
     ],
     [
       'no ca.crt',
@@ -327,11 +328,18 @@ describe('renewal', () => {
     await waitForCertificate(kc, ns, 'stable', { status: 'True' });
     const key = decode(await readSecret(kc, ns, 'stable-tls'), 'tls.key');
     const current = await getCertificate(kc, ns, 'stable');
+    const secretGets = async () =>
+      (await operator.metrics.apiRequests.get()).values
+        .filter((v) => v.labels.verb === 'get' && v.labels.resource === 'secrets')
+        .reduce((n, v) => n + v.value, 0);
+    const getsBefore = await secretGets();
     await patchCertificate('stable', {
       metadata: { ...current.metadata, annotations: { [Annotation.RenewRequestedAt]: 'now' } },
     });
     await waitForCertificate(kc, ns, 'stable', { status: 'True', revision: 2 });
     expect(decode(await readSecret(kc, ns, 'stable-tls'), 'tls.key')).toBe(key);
+    // The cache keeps no private key: the one kept was read from the Secret.
+    expect(await secretGets()).toBeGreaterThan(getsBefore);
   });
 });
 
