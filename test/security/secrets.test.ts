@@ -14,6 +14,7 @@ import {
   VERSION,
 } from '../../lib/api/types.ts';
 import { statusCode } from '../../lib/kube/errors.ts';
+import { cachedKeyOf } from '../../operator/certificates/secret.ts';
 import type { Operator } from '../../operator/operator.ts';
 import { createTestNamespace, eventually, testKubeConfig } from '../support/kube.ts';
 import {
@@ -259,9 +260,12 @@ describe('a tenant who may write Secrets', () => {
       expect(cached.data).toBeUndefined();
       expect(JSON.stringify(cached).length).toBeLessThan(2_000);
     }
-    // What it wrote itself, it keeps.
-    const ours = cache.get(`${a}/shared-tls`);
-    expect(Object.keys(ours?.data ?? {}).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
+    // What it wrote itself, it keeps, but for the private key: only its public key's fingerprint.
+    const ours = cache.get(`${a}/shared-tls`)!;
+    expect(Object.keys(ours.data ?? {}).sort()).toEqual(['ca.crt', 'tls.crt']);
+    expect(cachedKeyOf(ours)).toHaveProperty('spkiSha256');
+    const key = (await readSecret(admin, a, 'shared-tls')).data!['tls.key']!;
+    expect(JSON.stringify(ours)).not.toContain(key);
   });
 
   it('should still let a Certificate refuse a Secret whose managed label alone is forged', async () => {
