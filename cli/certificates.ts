@@ -10,7 +10,7 @@ import {
 import type { Command } from 'commander';
 import { Annotation, findCondition, GROUP, Plural, VERSION } from '../lib/api/types.ts';
 import { isNotFound } from '../lib/kube/errors.ts';
-import { displaySerial, isSignedBy, parseCertificateChain } from '../lib/pki/certificate.ts';
+import { displaySerial, isSignedBy, parseCertificateChain, x509 } from '../lib/pki/certificate.ts';
 import { readKeyPair } from '../lib/pki/inspect.ts';
 import { CliError, describeCliError, Exit } from './errors.ts';
 import { cliKubeConfig, lastKubeConfig, listCertificates, namespaceOf, relative, table } from './kube.ts';
@@ -146,7 +146,7 @@ export function certificateCommands(program: Command) {
       try {
         const pair = readKeyPair(text('tls.crt'), text('tls.key'), `Secret ${ns}/${secretName}`);
         const f = pair.leaf.facts;
-        const node = pair.leaf.node;
+        const node = x509(pair.leaf);
         const caChain = text('ca.crt') ? parseCertificateChain(text('ca.crt'), 'ca.crt') : [];
         const chain = [...pair.chain, ...caChain];
         const verified = pair.chain.every((c, i) => {

@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import { DAY, testCA } from '../testing/pki.ts';
 import { x509 } from '../testing/x509.ts';
 import { loadCertificateAuthority } from './ca.ts';
-import { type CertificateFacts, displaySerial, parseCertificateChain } from './certificate.ts';
+import {
+  type CertificateFacts,
+  displaySerial,
+  isSignedBy,
+  x509 as nodeX509,
+  parseCertificateChain,
+  publicKeyOf,
+} from './certificate.ts';
 import { issueCertificate } from './issue.ts';
 import { describeKeyObject, type KeySpec } from './keys.ts';
 import { canonicalIp } from './names.ts';
@@ -136,6 +143,37 @@ describe('parseCertificateChain reads the same facts as @peculiar/x509', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('isSignedBy', () => {
+  it('should accept a leaf its CA signed, and refuse one another CA of the same name signed', async () => {
+    const { ca } = await testCA({ commonName: 'Same Name CA' });
+    const { ca: impostor } = await testCA({ commonName: 'Same Name CA' });
+    const { ca: other } = await testCA({ commonName: 'Other CA' });
+    const issued = await issueCertificate(ca, { dnsNames: ['a.example.com'], durationMs: DAY }, new Date());
+    const leaf = parseCertificateChain(issued.certificatePem)[0]!;
+    expect(isSignedBy(leaf, ca.certificate)).toBe(true);
+    // Same issuer name, other key: the signature decides.
+    expect(leaf.issuerDer.equals(impostor.certificate.subjectDer)).toBe(true);
+    expect(isSignedBy(leaf, impostor.certificate)).toBe(false);
+    // Another name: refused before any signature is checked.
+    expect(isSignedBy(leaf, other.certificate)).toBe(false);
+    expect(isSignedBy(ca.certificate, ca.certificate)).toBe(true);
+  });
+
+  it('should keep no node:crypto X509Certificate in a parsed certificate, and make its public key once', async () => {
+    const { ca } = await testCA();
+    const issued = await issueCertificate(ca, { dnsNames: ['a.example.com'], durationMs: DAY }, new Date());
+    const leaf = parseCertificateChain(issued.certificatePem)[0]!;
+    // Its OpenSSL structures are memory V8 does not count, held until a full collection.
+    expect(Object.values(leaf).some((v) => v instanceof X509Certificate)).toBe(false);
+    expect(nodeX509(leaf)).toBeInstanceOf(X509Certificate);
+    expect(nodeX509(leaf).fingerprint256.replaceAll(':', '').toLowerCase()).toBe(leaf.facts.fingerprint);
+    expect(nodeX509(leaf).issuer).toBe(nodeX509(ca.certificate).subject);
+    const key = publicKeyOf(ca.certificate);
+    expect(publicKeyOf(ca.certificate)).toBe(key);
+    expect(key.export({ type: 'spki', format: 'der' }).equals(ca.certificate.spki)).toBe(true);
   });
 });
 

@@ -1,4 +1,4 @@
-import { X509Certificate as NodeX509 } from 'node:crypto';
+import { createPublicKey, type KeyObject, X509Certificate as NodeX509 } from 'node:crypto';
 import { BoundedCache } from '../lru.ts';
 import {
   AttributeOid,
@@ -46,15 +46,41 @@ export interface CertificateFacts {
   fingerprint: string;
 }
 
+/**
+ * A certificate OpenSSL accepted, and its facts. It keeps no node:crypto
+ * X509Certificate: that object's OpenSSL structures (about 1.5 KiB of native
+ * memory that V8 does not count) live until a full collection once the
+ * object has been cached, and in a burst of 1,000 issuances about 800 of
+ * them were waiting for one. `x509()` parses again where one is needed.
+ */
 export interface ParsedCertificate {
   pem: string;
   der: Buffer;
-  node: NodeX509;
   /** The DER SubjectPublicKeyInfo. */
   spki: Buffer;
   /** The DER subject Name, byte for byte. */
   subjectDer: Buffer;
+  /** The DER issuer Name, byte for byte. */
+  issuerDer: Buffer;
   facts: CertificateFacts;
+}
+
+/** A node:crypto view of the certificate, parsed from its DER for this use: keep it no longer than the use. */
+export function x509(cert: ParsedCertificate): NodeX509 {
+  return new NodeX509(cert.der);
+}
+
+/** One public key object per certificate that signs others (a CA's stays for as long as the CA does). */
+const publicKeys = new WeakMap<ParsedCertificate, KeyObject>();
+
+/** The certificate's public key as a node:crypto KeyObject, made once. */
+export function publicKeyOf(cert: ParsedCertificate): KeyObject {
+  let key = publicKeys.get(cert);
+  if (!key) {
+    key = createPublicKey({ key: cert.spki, format: 'der', type: 'spki' });
+    publicKeys.set(cert, key);
+  }
+  return key;
 }
 
 function sortedUnique(values: string[]): string[] {
@@ -67,7 +93,10 @@ function sortedUnique(values: string[]): string[] {
  * identifiers, names) are read by walking the DER. @peculiar/x509 took about
  * a millisecond per certificate for the same, which dominated a restart.
  */
-function factsOf(der: Buffer, node: NodeX509): { facts: CertificateFacts; spki: Buffer; subjectDer: Buffer } {
+function factsOf(
+  der: Buffer,
+  node: NodeX509,
+): { facts: CertificateFacts; spki: Buffer; subjectDer: Buffer; issuerDer: Buffer } {
   const f = readCertificate(der);
   const field = (oid: string) => f.subject.get(oid) ?? [];
   const ext = (oid: string) => {
@@ -102,6 +131,7 @@ function factsOf(der: Buffer, node: NodeX509): { facts: CertificateFacts; spki: 
   return {
     spki: f.spki,
     subjectDer: f.subjectDer,
+    issuerDer: f.issuerDer,
     facts: {
       subject: {
         commonName: field(AttributeOid.CN)[0],
@@ -155,9 +185,9 @@ function parseOne(der: Buffer, what: string, index: number): ParsedCertificate {
   return {
     pem: encodePem('CERTIFICATE', der),
     der,
-    node,
     spki: read.spki,
     subjectDer: read.subjectDer,
+    issuerDer: read.issuerDer,
     facts: read.facts,
   };
 }
@@ -167,8 +197,7 @@ function parseOne(der: Buffer, what: string, index: number): ParsedCertificate {
  * and again: the CA certificate at the end of every issued chain, and a leaf
  * read back right after it was written. Entries are shared: treat a
  * ParsedCertificate as read-only. Bounded, least recently used first out: an
- * entry holds about 8 KiB (a node:crypto X509Certificate, the DER, the PEM and
- * the facts), and in a burst a leaf is read back only after the rest of the
+ * entry holds a few KiB (the DER, the PEM and the facts), and in a burst a leaf is read back only after the rest of the
  * queue, so a larger cache holds more without hitting more.
  */
 const parsed = new BoundedCache<string, ParsedCertificate>(32);
@@ -207,7 +236,7 @@ export function parseCertificateChain(pem: string | Buffer, what = 'certificate'
  */
 export function displayName(cert: ParsedCertificate): string {
   // node:crypto reports an empty subject as undefined.
-  const subject = (cert.node.subject as string | undefined)?.replaceAll('\n', ', ');
+  const subject = (x509(cert).subject as string | undefined)?.replaceAll('\n', ', ');
   if (subject) return subject;
   const f = cert.facts;
   return f.uris[0] ?? f.dnsNames[0] ?? f.ipAddresses[0] ?? f.emailAddresses[0] ?? `serial ${f.serialNumber}`;
@@ -215,9 +244,12 @@ export function displayName(cert: ParsedCertificate): string {
 
 /** True when `child` names `parent` as its issuer and its signature verifies with parent's key. */
 export function isSignedBy(child: ParsedCertificate, parent: ParsedCertificate): boolean {
-  if ((child.node.issuer ?? '') !== (parent.node.subject ?? '')) return false;
   try {
-    return child.node.verify(parent.node.publicKey);
+    const node = x509(child);
+    // The same bytes name the same issuer; other encodings of one name are compared as OpenSSL prints them.
+    if (!child.issuerDer.equals(parent.subjectDer) && (node.issuer ?? '') !== (x509(parent).subject ?? ''))
+      return false;
+    return node.verify(publicKeyOf(parent));
   } catch {
     return false;
   }

@@ -239,6 +239,8 @@ export interface CertificateFields {
   subject: Map<string, string[]>;
   /** The subject Name, byte for byte (a leaf's issuer must match its CA's subject exactly). */
   subjectDer: Buffer;
+  /** The issuer Name, byte for byte. */
+  issuerDer: Buffer;
   spki: Buffer;
   /** Extensions by OID: whether critical, and the DER inside the OCTET STRING. */
   extensions: Map<string, { critical: boolean; value: Buffer }>;
@@ -251,9 +253,10 @@ export function readCertificate(der: Buffer): CertificateFields {
   const fields = children(der, tbs);
   const skip = fields[0]?.tag === 0xa0 ? 1 : 0;
   const serial = fields[skip];
+  const issuer = fields[skip + 2];
   const subject = fields[skip + 4];
   const spki = fields[skip + 5];
-  if (!serial || !subject || !spki) throw new Error('DER: TBSCertificate is missing fields');
+  if (!serial || !issuer || !subject || !spki) throw new Error('DER: TBSCertificate is missing fields');
   const names = new Map<string, string[]>();
   for (const rdn of children(der, subject)) {
     for (const atv of children(der, rdn)) {
@@ -278,6 +281,7 @@ export function readCertificate(der: Buffer): CertificateFields {
     serialHex: contentHex(der, serial),
     subject: names,
     subjectDer: der.subarray(subject.start, subject.end),
+    issuerDer: der.subarray(issuer.start, issuer.end),
     spki: der.subarray(spki.start, spki.end),
     extensions,
   };

@@ -10,7 +10,12 @@ import { describeApiError, isConflict } from '../../lib/kube/errors.ts';
 import { Informer } from '../../lib/kube/informer.ts';
 import { listPage } from '../../lib/kube/rest.ts';
 import { createSelfSignedCA, loadCertificateAuthority } from '../../lib/pki/ca.ts';
-import { type ParsedCertificate, parseCertificateChain } from '../../lib/pki/certificate.ts';
+import {
+  type ParsedCertificate,
+  parseCertificateChain,
+  publicKeyOf,
+  x509,
+} from '../../lib/pki/certificate.ts';
 import { readKeyPair } from '../../lib/pki/inspect.ts';
 import { issueCertificate } from '../../lib/pki/issue.ts';
 import { renewalTime } from '../../lib/pki/renewal.ts';
@@ -194,7 +199,7 @@ export class WebhookTlsController {
         const names = [...this.dnsNames()].sort().join(',');
         const signedByCurrent =
           pair.leaf.facts.authorityKeyId === ca.facts.subjectKeyId &&
-          pair.leaf.node.verify(ca.certificate.node.publicKey);
+          x509(pair.leaf).verify(publicKeyOf(ca.certificate));
         if (
           pair.keyMatches &&
           signedByCurrent &&
