@@ -25,3 +25,27 @@ export class BoundedCache<K, V> {
     if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
   }
 }
+
+/**
+ * One copy of each value: the same text parsed from many objects (an apiVersion, a condition's
+ * message, an issuer's name) is otherwise held once per object. Bounded like BoundedCache:
+ * values no longer seen fall out, and whoever makes many distinct values pins at most `max`
+ * of them here, each at most `maxChars` long.
+ */
+export class Interner {
+  private readonly seen: BoundedCache<string, string>;
+  private readonly maxChars: number;
+
+  constructor(max: number, maxChars: number) {
+    this.seen = new BoundedCache(max);
+    this.maxChars = maxChars;
+  }
+
+  intern(value: string): string {
+    if (value.length > this.maxChars) return value;
+    const known = this.seen.get(value);
+    if (known !== undefined) return known;
+    this.seen.set(value, value);
+    return value;
+  }
+}

@@ -70,6 +70,7 @@ import {
   managedMetadata,
   metadataDrift,
   secretPatch,
+  sharedBundle,
 } from './secret.ts';
 
 /** Reasons on a Certificate's Ready condition. */
@@ -861,7 +862,7 @@ export class CertificateController {
       this.leaves.set(key, {
         issuer: thisIssuer,
         signer: issuer.ca.facts.fingerprint,
-        bundle: Buffer.from(issued.caPem).toString('base64'),
+        bundle: sharedBundle(Buffer.from(issued.caPem).toString('base64')),
         lifetimeMs: issued.notAfter.getTime() - issued.notBefore.getTime(),
       });
       this.recordIssuance(key, certificate, now, issuer.ca.facts.fingerprint);

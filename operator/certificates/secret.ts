@@ -4,7 +4,7 @@
 
 import type { V1OwnerReference, V1Secret } from '@kubernetes/client-node';
 import { Annotation, type Certificate, Label } from '../../lib/api/types.ts';
-import { BoundedCache } from '../../lib/lru.ts';
+import { Interner } from '../../lib/lru.ts';
 import { displaySerial } from '../../lib/pki/certificate.ts';
 import { type KeyFingerprint, keyFingerprint } from '../../lib/pki/inspect.ts';
 import type { IssuedCertificate } from '../../lib/pki/issue.ts';
@@ -127,16 +127,12 @@ const cachedKeys = new WeakMap<V1Secret, KeyFingerprint>();
  * Secrets' ca.crt with many values can pin at most 64 x 16 KiB here after those Secrets are
  * gone, and the issuers' bundles in use stay in, since every look at their Secrets refreshes them.
  */
-const sharedBundles = new BoundedCache<string, string>(64);
-/** Base64 of 12 KiB of PEM, about a dozen CA certificates: a real trust bundle fits. */
-const MAX_SHARED_BUNDLE_CHARS = 16 * 1024;
+/** At most 64 values of base64 of 12 KiB of PEM, about a dozen CA certificates: a real trust bundle fits. */
+const sharedBundles = new Interner(64, 16 * 1024);
 
-function sharedBundle(value: string): string {
-  if (value.length > MAX_SHARED_BUNDLE_CHARS) return value;
-  const known = sharedBundles.get(value);
-  if (known !== undefined) return known;
-  sharedBundles.set(value, value);
-  return value;
+/** The one copy of a ca.crt value (base64) that cached views and the controller's own records share. */
+export function sharedBundle(value: string): string {
+  return sharedBundles.intern(value);
 }
 
 /** True when the cache dropped some of this Secret's TLS data: read it from the API before relying on it. */

@@ -24,6 +24,7 @@ import { describeApiError, isConflict, isNotFound } from '../../lib/kube/errors.
 import { Informer, resourceVersionNewer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
+import { Interner } from '../../lib/lru.ts';
 import { type CertificateAuthority, createSelfSignedCA, loadCertificateAuthority } from '../../lib/pki/ca.ts';
 import { type ParsedCertificate, parseCertificateChain } from '../../lib/pki/certificate.ts';
 import { isPkiError, PkiErrorCode } from '../../lib/pki/errors.ts';
@@ -121,8 +122,14 @@ export interface RotationObserver {
   longestLeafMs(issuerKey: string): number;
 }
 
+/** Keys of the issuers in use; a namespace and a name are at most 63 and 253 characters. */
+const issuerKeys = new Interner(1024, 330);
+
 export function issuerKey(kind: IssuerKind, namespace: string | undefined, name: string): string {
-  return kind === 'ClusterIssuer' ? `ClusterIssuer/${name}` : `Issuer/${namespace}/${name}`;
+  // One copy each: the certificate controller keeps its issuer's key in several maps per Certificate.
+  return issuerKeys.intern(
+    kind === 'ClusterIssuer' ? `ClusterIssuer/${name}` : `Issuer/${namespace}/${name}`,
+  );
 }
 
 /** The issuer an issuerKey names; undefined for anything else. */
