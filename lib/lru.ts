@@ -19,6 +19,11 @@ export class BoundedCache<K, V> {
     return value;
   }
 
+  /** The value without marking it used. */
+  peek(key: K): V | undefined {
+    return this.entries.get(key);
+  }
+
   set(key: K, value: V): void {
     this.entries.delete(key);
     this.entries.set(key, value);
@@ -39,6 +44,11 @@ export class Interner {
   constructor(max: number, maxChars: number) {
     this.seen = new BoundedCache(max);
     this.maxChars = maxChars;
+  }
+
+  /** Whether the value is held here (for tests: what must never be held is not). */
+  has(value: string): boolean {
+    return this.seen.peek(value) !== undefined;
   }
 
   intern(value: string): string {

@@ -102,15 +102,15 @@ const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
  * timestamp, about 0.7 KiB a Certificate. 64 characters hold a timestamp, a uid or a DNS label;
  * a value seen once (a uid) passes through and falls out again.
  */
-const shortStrings = new Interner(2048, 64);
+export const shortValues = new Interner(2048, 64);
 
-/** Interns every short string value of a freshly parsed object, in place: keys are interned by V8 already. */
+/** Interns every short string value of an object about to be cached, in place: keys are interned by V8 already. */
 function internValues(value: unknown, depth: number): void {
-  if (depth === 0 || value === null || typeof value !== 'object') return;
+  if (depth === 0 || value === null || typeof value !== 'object' || Object.isFrozen(value)) return;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const v = value[i];
-      if (typeof v === 'string') value[i] = shortStrings.intern(v);
+      if (typeof v === 'string') value[i] = shortValues.intern(v);
       else internValues(v, depth - 1);
     }
     return;
@@ -118,17 +118,20 @@ function internValues(value: unknown, depth: number): void {
   const o = value as Record<string, unknown>;
   for (const k in o) {
     const v = o[k];
-    if (typeof v === 'string') o[k] = shortStrings.intern(v);
+    if (typeof v === 'string') o[k] = shortValues.intern(v);
     else internValues(v, depth - 1);
   }
 }
+
+/** Fields whose values are never interned: a Secret's or ConfigMap's contents. */
+const UNINTERNED = new Set(['data', 'stringData', 'binaryData']);
 
 /**
  * What the cache keeps of an object: all of it but metadata.managedFields
  * (server-side apply bookkeeping) and, unless `keepLastApplied`, kubectl's
  * last-applied-configuration annotation (a second copy of the object as
  * applied): nothing here reads either, and together they are often most of a
- * small object. Short string values are interned (shortStrings). An informer whose objects are written back whole (a PUT built
+ * small object. Short string values of what is kept are interned (shortValues), never a Secret's or ConfigMap's contents. An informer whose objects are written back whole (a PUT built
  * from the cached metadata) keeps the annotation, or the write would erase it.
  * Frozen so no handler can change the cache.
  */
@@ -143,15 +146,19 @@ export function cached<T extends KubernetesObject>(
     const { [LAST_APPLIED]: _, ...rest } = meta.annotations;
     meta.annotations = rest;
   }
-  // Deep enough for a Certificate's status conditions; a Secret's data is never kept here.
-  const top = obj as unknown as Record<string, unknown>;
-  for (const k in top) {
-    if (k === 'data' || k === 'stringData') continue;
-    const v = top[k];
-    if (typeof v === 'string') top[k] = shortStrings.intern(v);
-    else internValues(v, 5);
+  const kept = transform ? transform(obj) : obj;
+  // What is kept, not what the transform dropped (a pod's environment); deep enough for a
+  // Certificate's status conditions. An object cached before is frozen and left as it is.
+  if (!Object.isFrozen(kept)) {
+    const top = kept as unknown as Record<string, unknown>;
+    for (const k in top) {
+      if (UNINTERNED.has(k)) continue;
+      const v = top[k];
+      if (typeof v === 'string') top[k] = shortValues.intern(v);
+      else internValues(v, 5);
+    }
   }
-  return Object.freeze(transform ? transform(obj) : obj);
+  return Object.freeze(kept);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createPublicKey, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DAY, testCA } from '../testing/pki.ts';
@@ -160,6 +160,52 @@ describe('isSignedBy', () => {
     // Another name: refused before any signature is checked.
     expect(isSignedBy(leaf, other.certificate)).toBe(false);
     expect(isSignedBy(ca.certificate, ca.certificate)).toBe(true);
+  });
+
+  it('should accept an issuer name its CA writes in another string type, as OpenSSL prints both alike', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sigil-issuer-'));
+    try {
+      const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+      const config = join(dir, 'printable.cnf');
+      // string_mask = default writes an ASCII name as PrintableString; utf8only, OpenSSL's default, as UTF8String.
+      writeFileSync(
+        config,
+        '[req]\ndistinguished_name = dn\nstring_mask = default\nx509_extensions = v3\n[dn]\n[v3]\nbasicConstraints = critical,CA:true\nkeyUsage = critical,keyCertSign\n',
+      );
+      run('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key');
+      const ca = (out: string, subject: string, ...extra: string[]) =>
+        run('req', '-x509', '-new', '-key', 'ca.key', '-subj', subject, '-days', '2', '-out', out, ...extra);
+      ca('utf8.pem', '/CN=Encoded CA', '-utf8', '-addext', 'basicConstraints=critical,CA:true');
+      ca('printable.pem', '/CN=Encoded CA', '-config', config);
+      ca('other.pem', '/CN=Other CA', '-utf8', '-addext', 'basicConstraints=critical,CA:true');
+      run('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'leaf.key');
+      run('req', '-new', '-key', 'leaf.key', '-subj', '/CN=leaf', '-out', 'leaf.csr');
+      run(
+        'x509',
+        '-req',
+        '-in',
+        'leaf.csr',
+        '-CA',
+        'printable.pem',
+        '-CAkey',
+        'ca.key',
+        '-days',
+        '1',
+        '-out',
+        'leaf.pem',
+      );
+      const read = (f: string) => parseCertificateChain(readFileSync(join(dir, f), 'utf8'))[0]!;
+      const leaf = read('leaf.pem');
+      const utf8 = read('utf8.pem');
+      // The leaf names its issuer as a PrintableString, the CA certificate itself as a UTF8String.
+      expect(leaf.issuerDer.equals(read('printable.pem').subjectDer)).toBe(true);
+      expect(leaf.issuerDer.equals(utf8.subjectDer)).toBe(false);
+      expect(isSignedBy(leaf, utf8)).toBe(true);
+      // The same key under another name is still refused.
+      expect(isSignedBy(leaf, read('other.pem'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('should keep no node:crypto X509Certificate in a parsed certificate, and make its public key once', async () => {

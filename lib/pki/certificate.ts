@@ -1,4 +1,4 @@
-import { createPublicKey, type KeyObject, X509Certificate as NodeX509 } from 'node:crypto';
+import { type KeyObject, X509Certificate as NodeX509 } from 'node:crypto';
 import { BoundedCache } from '../lru.ts';
 import {
   AttributeOid,
@@ -77,7 +77,8 @@ const publicKeys = new WeakMap<ParsedCertificate, KeyObject>();
 export function publicKeyOf(cert: ParsedCertificate): KeyObject {
   let key = publicKeys.get(cert);
   if (!key) {
-    key = createPublicKey({ key: cert.spki, format: 'der', type: 'spki' });
+    // From OpenSSL's own parse of the certificate, not from the DER walk's view of it.
+    key = x509(cert).publicKey;
     publicKeys.set(cert, key);
   }
   return key;
