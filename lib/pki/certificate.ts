@@ -198,8 +198,9 @@ function parseOne(der: Buffer, what: string, index: number): ParsedCertificate {
  * and again: the CA certificate at the end of every issued chain, and a leaf
  * read back right after it was written. Entries are shared: treat a
  * ParsedCertificate as read-only. Bounded, least recently used first out: an
- * entry holds a few KiB (the DER, the PEM and the facts), and in a burst a leaf is read back only after the rest of the
- * queue, so a larger cache holds more without hitting more.
+ * entry holds a few KiB (the DER, the PEM and the facts), and in a burst a
+ * leaf is read back only after the rest of the queue, so a larger cache holds
+ * more without hitting more.
  */
 const parsed = new BoundedCache<string, ParsedCertificate>(32);
 
