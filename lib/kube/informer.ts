@@ -105,8 +105,11 @@ const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
  */
 export const shortValues = new Interner(2048, 64);
 
-/** Interns every short string value of an object about to be cached, in place (V8 interns keys itself). */
-function internValues(value: unknown, depth: number): void {
+/**
+ * Interns every short string value of an object about to be cached, in place (V8 interns keys
+ * itself), but for the fields in `skip`; an object already frozen is left as it is.
+ */
+function internValues(value: unknown, depth: number, skip?: ReadonlySet<string>): void {
   if (depth === 0 || value === null || typeof value !== 'object' || Object.isFrozen(value)) return;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
@@ -118,6 +121,7 @@ function internValues(value: unknown, depth: number): void {
   }
   const o = value as Record<string, unknown>;
   for (const k in o) {
+    if (skip?.has(k)) continue;
     const v = o[k];
     if (typeof v === 'string') o[k] = shortValues.intern(v);
     else internValues(v, depth - 1);
@@ -152,15 +156,7 @@ export function cached<T extends KubernetesObject>(
   const kept = transform ? transform(obj) : obj;
   // What is kept, not what the transform dropped (a pod's environment); deep enough for a
   // Certificate's status conditions. An object cached before is frozen and left as it is.
-  if (!Object.isFrozen(kept)) {
-    const top = kept as unknown as Record<string, unknown>;
-    for (const k in top) {
-      if (UNINTERNED.has(k)) continue;
-      const v = top[k];
-      if (typeof v === 'string') top[k] = shortValues.intern(v);
-      else internValues(v, 5);
-    }
-  }
+  internValues(kept, 6, UNINTERNED);
   return Object.freeze(kept);
 }
 
