@@ -30,6 +30,7 @@ import { createSelfSignedCA } from '../lib/pki/ca.ts';
 import { freePort, removeDir, startControlPlane, stopControlPlane } from '../lib/testing/controlplane.ts';
 import {
   apiServerText,
+  containerEnv,
   logFile,
   machine,
   pool,
@@ -176,7 +177,7 @@ const certManager = (bin: string): Product => ({
         `--metrics-listen-address=127.0.0.1:${metrics}`,
         '--controllers=issuers,clusterissuers,certificates-metrics,certificaterequests-approver,certificaterequests-issuer-ca,certificates-trigger,certificates-issuing,certificates-key-manager,certificates-request-manager,certificates-readiness,certificates-revision-manager',
       ],
-      { stdio: ['ignore', 'ignore', openSync(logFile(), 'a')] },
+      { stdio: ['ignore', 'ignore', openSync(logFile(), 'a')], env: containerEnv() },
     );
     // Up when it serves metrics.
     for (let i = 0; ; i++) {

@@ -23,6 +23,7 @@ import {
   cdfSvg,
   chartNodeOptions,
   children,
+  containerEnv,
   createCertificate,
   jsonKubeconfig,
   logFile,
@@ -467,7 +468,7 @@ try {
           WEBHOOK_LOG_LEVEL === 'error'
             ? ['ignore', 'ignore', 'inherit']
             : ['ignore', webhookLog(), webhookLog()],
-        env: { ...process.env, NODE_NO_WARNINGS: '1' },
+        env: containerEnv({ NODE_NO_WARNINGS: '1' }),
       },
     );
     let bundle = '';
