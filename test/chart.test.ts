@@ -1275,6 +1275,7 @@ describe('nodeArgs', () => {
       '/usr/local/bin/node',
       '--max-semi-space-size=1',
       '--lite-mode',
+      '--use-openssl-ca',
       heap('operator'),
       '/app/dist/cli/main.js',
     ]);
@@ -1282,6 +1283,7 @@ describe('nodeArgs', () => {
       '/usr/local/bin/node',
       '--max-semi-space-size=8',
       '--lite-mode',
+      '--use-openssl-ca',
       heap('webhook'),
       '/app/dist/cli/main.js',
     ]);
