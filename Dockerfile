@@ -1,8 +1,9 @@
 # One image, two entry points: `sigil operator` and `sigil webhook`.
 # For users with Docker. `make image` writes the same content as an OCI archive
 # without Docker (lib/testing/node/images.ts): Node 24 and the glibc files it
-# loads, dist/, production node_modules, the CRDs, user 65532, the same
-# environment; that is the image the e2e tests run on a real node.
+# loads, dist/bundle (the code and its production dependencies in one module,
+# hack/bundle.ts), the CRDs, user 65532, the same environment; that is the
+# image the e2e tests run on a real node.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /src
@@ -13,7 +14,8 @@ COPY lib lib
 COPY operator operator
 COPY webhook webhook
 COPY cli cli
-RUN npm run build && npm prune --omit=dev
+COPY hack/bundle.ts hack/bundle.ts
+RUN npm run build
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
@@ -24,8 +26,7 @@ ENV NODE_ENV=production
 ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
-COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/dist ./dist
+COPY --from=build /src/dist/bundle ./dist/bundle
 COPY crds ./crds
 USER 65532:65532
-ENTRYPOINT ["node", "/app/dist/cli/main.js"]
+ENTRYPOINT ["node", "/app/dist/bundle/sigil.mjs"]

@@ -15,6 +15,8 @@ import { createIssuer, createSecret, ensureNamespace } from '../test/support/sig
 import { type MemoryCgroup, memoryCgroup } from './cgroup.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
+/** What the image runs: the code and its production dependencies in one module (hack/bundle.ts). */
+export const ENTRY = join(ROOT, 'dist', 'bundle', 'sigil.mjs');
 
 /** Every component process the benchmark started, killed when it ends however it ends. */
 export const children = new Set<import('node:child_process').ChildProcess>();
@@ -143,6 +145,7 @@ export async function startOperatorProcess(
   extra: string[] = [],
   webhookTls = false,
   nodeArgs: string[] = [],
+  entry = ENTRY,
 ): Promise<OperatorProcess> {
   const metricsPort = await freePort();
   // Inside a memory cgroup at the chart's limit, as in its container, where the machine allows one.
@@ -153,8 +156,8 @@ export async function startOperatorProcess(
     // As the chart runs it (operator.nodeArgs in its values).
     ...chartNodeOptions('operator'),
     ...nodeArgs,
-    // The compiled entry point, as the image runs it (make bench builds first).
-    join(ROOT, 'dist', 'cli', 'main.js'),
+    // The bundle, as the image runs it (make bench builds first).
+    entry,
     'operator',
     '--kubeconfig',
     jsonKubeconfig(kubeconfig),

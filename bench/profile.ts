@@ -94,11 +94,18 @@ try {
   const custom = kc.makeApiClient(CustomObjectsApi);
   await setupClusterIssuer(kc);
   const before = new Set(readdirSync(profDir));
-  const operator = await startOperatorProcess(cp.kubeconfig, ['--concurrency', '16'], false, [
-    ...(process.env.OPERATOR_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
-    ...(CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
-    ...(process.env.HEAP_SNAPSHOT ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profDir}`] : []),
-  ]);
+  const operator = await startOperatorProcess(
+    cp.kubeconfig,
+    ['--concurrency', '16'],
+    false,
+    [
+      ...(process.env.OPERATOR_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+      ...(CPU_PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []),
+      ...(process.env.HEAP_SNAPSHOT ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profDir}`] : []),
+    ],
+    // tsc's output rather than the image's bundle, so that the profile names each file and package.
+    join(ROOT, 'dist', 'cli', 'main.js'),
+  );
   console.log(`machine: ${JSON.stringify(machine())}`);
   const ns = 'profile';
   await core.createNamespace({ body: { metadata: { name: ns } } });

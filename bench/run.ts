@@ -25,6 +25,7 @@ import {
   children,
   containerEnv,
   createCertificate,
+  ENTRY,
   jsonKubeconfig,
   logFile,
   machine,
@@ -449,7 +450,7 @@ try {
       [
         // As the chart runs it, the heap sized from its memory limit.
         ...chartNodeOptions('webhook'),
-        join(ROOT, 'dist', 'cli', 'main.js'),
+        ENTRY,
         'webhook',
         '--kubeconfig',
         jsonKubeconfig(cp.kubeconfig),

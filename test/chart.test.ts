@@ -1277,7 +1277,7 @@ describe('nodeArgs', () => {
       '--lite-mode',
       '--use-openssl-ca',
       heap('operator'),
-      '/app/dist/cli/main.js',
+      '/app/dist/bundle/sigil.mjs',
     ]);
     expect(command(res.out, 'webhook')).toEqual([
       '/usr/local/bin/node',
@@ -1285,7 +1285,7 @@ describe('nodeArgs', () => {
       '--lite-mode',
       '--use-openssl-ca',
       heap('webhook'),
-      '/app/dist/cli/main.js',
+      '/app/dist/bundle/sigil.mjs',
     ]);
   });
 
@@ -1323,7 +1323,7 @@ describe('nodeArgs', () => {
     expect(command(given.out, 'operator')).toEqual([
       '/usr/local/bin/node',
       '--max-old-space-size=300',
-      '/app/dist/cli/main.js',
+      '/app/dist/bundle/sigil.mjs',
     ]);
     // No flags at all: the image's entrypoint and NODE_OPTIONS.
     expect(command(given.out, 'webhook')).toBeUndefined();

@@ -1,7 +1,8 @@
 // The node's two images, built from this checkout's files: the pod sandbox
 // (hack/pause, a static Go binary) and Sigil itself, the content the
-// Dockerfile describes: Node 24 with the glibc files it loads, dist/,
-// production node_modules and the CRDs, run as 65532.
+// Dockerfile describes: Node 24 with the glibc files it loads, dist/bundle
+// (the code and its production dependencies in one module) and the CRDs, run
+// as 65532.
 import { execFileSync } from 'node:child_process';
 import {
   lstatSync,
@@ -138,19 +139,6 @@ function sharedLibraries(binary: string): string[] {
   return [...paths];
 }
 
-/** Directories of the packages installed for production (`npm ls --omit=dev`). */
-function productionPackages(): string[] {
-  const out = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], {
-    cwd: REPO_ROOT,
-    encoding: 'utf8',
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  return out
-    .split('\n')
-    .filter((line) => line.startsWith(join(REPO_ROOT, 'node_modules')))
-    .map((line) => relative(REPO_ROOT, line));
-}
-
 export function sigilImage(name = chartImage()): Image {
   const base = new Layer();
   const nodeBinary = realpathSync(join(REPO_ROOT, 'node_modules', 'node', 'bin', 'node'));
@@ -167,24 +155,16 @@ export function sigilImage(name = chartImage()): Image {
   base.file('etc/group', Buffer.from('root:x:0:\nnonroot:x:65532:\n'), 0o644);
   base.dir('home/nonroot', 0o755);
 
-  const modules = new Layer();
-  modules.file('app/package.json', readFileSync(join(REPO_ROOT, 'package.json')), 0o644);
-  for (const pkg of productionPackages()) {
-    // Nested node_modules are listed (and added) as packages of their own.
-    modules.hostTree(`app/${pkg}`, join(REPO_ROOT, pkg), (name) => name === 'node_modules');
-  }
-
+  // dist/bundle holds the code and its production dependencies in one module (hack/bundle.ts):
+  // no node_modules.
   const app = new Layer();
-  app.hostTree(
-    'app/dist',
-    join(REPO_ROOT, 'dist'),
-    (name, rel) => rel === 'images' || name.endsWith('.tsbuildinfo'),
-  );
+  app.file('app/package.json', readFileSync(join(REPO_ROOT, 'package.json')), 0o644);
+  app.hostTree('app/dist/bundle', join(REPO_ROOT, 'dist', 'bundle'));
   app.hostTree('app/crds', join(REPO_ROOT, 'crds'));
 
   return {
     name,
-    layers: [base.tar(), modules.tar(), app.tar()],
+    layers: [base.tar(), app.tar()],
     config: {
       user: `${NONROOT}:${NONROOT}`,
       env: [
@@ -193,7 +173,7 @@ export function sigilImage(name = chartImage()): Image {
         // As in the Dockerfile: a smaller young generation keeps RSS lower under bursts.
         'NODE_OPTIONS=--max-semi-space-size=8',
       ],
-      entrypoint: ['/usr/local/bin/node', '/app/dist/cli/main.js'],
+      entrypoint: ['/usr/local/bin/node', '/app/dist/bundle/sigil.mjs'],
       workingDir: '/app',
     },
   };
