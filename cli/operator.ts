@@ -1,8 +1,7 @@
 import { loadAccess } from '../lib/kube/access.ts';
 import { createLogger } from '../lib/log.ts';
 import { formatDuration, parseDuration } from '../lib/pki/renewal.ts';
-import { DEFAULT_NORMAL_EVENTS_PER_SECOND } from '../operator/certificates/controller.ts';
-import { startOperator } from '../operator/operator.ts';
+import { DEFAULT_NORMAL_EVENTS_PER_SECOND } from '../operator/certificates/defaults.ts';
 import type { CommandSpec, FlagValues } from './flags.ts';
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
@@ -286,6 +285,8 @@ export async function runOperator(values: FlagValues): Promise<void> {
       .map((x) => x.trim())
       .filter(Boolean);
   const kc = await loadAccess(opts.kubeconfig);
+  // Loaded here, not at the top: the webhook's process (same entry point) never loads the operator.
+  const { startOperator } = await import('../operator/operator.ts');
   const operator = await startOperator({
     kc,
     namespace: opts.namespace,

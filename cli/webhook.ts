@@ -1,8 +1,6 @@
 import { loadAccess } from '../lib/kube/access.ts';
 import { createLogger } from '../lib/log.ts';
 import { parseDuration } from '../lib/pki/renewal.ts';
-import { readClientCa } from '../webhook/clientauth.ts';
-import { startWebhook } from '../webhook/server.ts';
 import type { CommandSpec, FlagValues } from './flags.ts';
 
 const env = (name: string, fallback: string) => process.env[name] ?? fallback;
@@ -111,6 +109,11 @@ export async function runWebhook(values: FlagValues): Promise<void> {
     logger.error(`--min-duration "${opts.minDuration}" is not a Go duration such as 1h`);
     process.exit(2);
   }
+  // Loaded here, not at the top: the operator's process (same entry point) never loads the webhook.
+  const [{ readClientCa }, { startWebhook }] = await Promise.all([
+    import('../webhook/clientauth.ts'),
+    import('../webhook/server.ts'),
+  ]);
   const names = String(opts.clientNames ?? '')
     .split(',')
     .map((n: string) => n.trim())

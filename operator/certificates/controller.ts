@@ -60,6 +60,7 @@ import {
   shortenedNote,
   upToDateMessage,
 } from './checks.ts';
+import { DEFAULT_NORMAL_EVENTS_PER_SECOND } from './defaults.ts';
 import { type SecretClaim, SecretReason, secretClaim } from './ownership.ts';
 import {
   buildSecret,
@@ -104,9 +105,6 @@ export const EventReason = {
   Failed: 'Failed',
   Denied: 'PolicyDenied',
 } as const;
-
-/** Default budget for Normal Events: a steady trickle of renewals is always recorded. */
-export const DEFAULT_NORMAL_EVENTS_PER_SECOND = 5;
 
 const FIELD_MANAGER = 'sigil-operator';
 
