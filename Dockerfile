@@ -2,7 +2,7 @@
 # For users with Docker. `make image` writes the same content as an OCI archive
 # without Docker (lib/testing/node/images.ts): Node 24 and the glibc files it
 # loads, dist/bundle (the code and its production dependencies in one module,
-# hack/bundle.ts), the CRDs, user 65532, the same environment; that is the
+# hack/bundle.ts), sigil/mtls, the CRDs, user 65532, the same environment; that is the
 # image the e2e tests run on a real node.
 
 FROM node:24-bookworm-slim AS build
@@ -27,6 +27,8 @@ ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/dist/bundle ./dist/bundle
+# sigil/mtls, for services on this image, where package.json's exports name it.
+COPY --from=build /src/dist/bundle/mtls.mjs ./dist/lib/mtls/index.js
 COPY crds ./crds
 USER 65532:65532
 ENTRYPOINT ["node", "/app/dist/bundle/sigil.mjs"]
