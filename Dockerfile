@@ -2,8 +2,8 @@
 # For users with Docker. `make image` writes the same content as an OCI archive
 # without Docker (lib/testing/node/images.ts): Node 24 and the glibc files it
 # loads, dist/bundle (the code and its production dependencies in one module,
-# hack/bundle.ts), sigil/mtls, the CRDs, user 65532, the same environment; that is the
-# image the e2e tests run on a real node.
+# hack/bundle.ts, and their licenses), sigil/mtls, the CRDs, user 65532, the
+# same environment; that is the image the e2e tests run on a real node.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /src

@@ -159,7 +159,7 @@ export function sigilImage(name = chartImage()): Image {
   // no node_modules.
   const app = new Layer();
   app.file('app/package.json', readFileSync(join(REPO_ROOT, 'package.json')), 0o644);
-  app.hostTree('app/dist/bundle', join(REPO_ROOT, 'dist', 'bundle'), (name) => name === 'mtls.mjs');
+  app.hostTree('app/dist/bundle', join(REPO_ROOT, 'dist', 'bundle'));
   // sigil/mtls, for services on this image, where package.json's exports name it.
   app.file('app/dist/lib/mtls/index.js', readFileSync(join(REPO_ROOT, 'dist', 'bundle', 'mtls.mjs')), 0o644);
   app.hostTree('app/crds', join(REPO_ROOT, 'crds'));
