@@ -503,7 +503,20 @@ describeNode('the chart on a real one-node cluster', () => {
       ).toBe('kubernetes.io/tls');
       expect(holder().split('_')[0]).toBe(standby);
     } finally {
-      kubectl('uncordon', node);
+      // Retried, and never thrown over the test's own failure; if it still fails, the wait for two
+      // ready operators below says so.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          kubectl('uncordon', node);
+          break;
+        } catch (err) {
+          if (attempt === 3) {
+            console.error(`could not uncordon ${node}: ${(err as Error).message}`);
+            break;
+          }
+          await sleep(1_000);
+        }
+      }
     }
     // The replacement replica comes up as the new standby, so the release is whole again.
     kubectl(
