@@ -14,6 +14,8 @@ const root = resolve(import.meta.dirname, '..');
 const outdir = join(root, 'dist', 'bundle');
 rmSync(outdir, { recursive: true, force: true });
 const result = await build({
+  // The metafile's input paths are relative to this, and read below.
+  absWorkingDir: root,
   entryPoints: { sigil: join(root, 'dist', 'cli', 'main.js') },
   outdir,
   bundle: true,
