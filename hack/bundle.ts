@@ -13,26 +13,30 @@ import { build } from 'esbuild';
 const root = resolve(import.meta.dirname, '..');
 const outdir = join(root, 'dist', 'bundle');
 rmSync(outdir, { recursive: true, force: true });
-const result = await build({
+/** What both outputs share: one ES module for Node 24, identifiers left as they are. */
+const common = {
   // The metafile's input paths are relative to this, and read below.
   absWorkingDir: root,
-  entryPoints: { sigil: join(root, 'dist', 'cli', 'main.js') },
-  outdir,
   bundle: true,
-  splitting: true,
   format: 'esm',
   platform: 'node',
   target: 'node24',
-  outExtension: { '.js': '.mjs' },
-  chunkNames: 'chunks/[name]-[hash]',
   minifyWhitespace: true,
   minifySyntax: true,
+  logLevel: 'warning',
+} as const;
+const result = await build({
+  ...common,
+  entryPoints: { sigil: join(root, 'dist', 'cli', 'main.js') },
+  outdir,
+  splitting: true,
+  outExtension: { '.js': '.mjs' },
+  chunkNames: 'chunks/[name]-[hash]',
   legalComments: 'external',
   // The CommonJS dependencies (winston, prom-client) call require() for Node's built-in modules.
   banner: {
     js: "import { createRequire as __sigilCreateRequire } from 'node:module'; const require = __sigilCreateRequire(import.meta.url);",
   },
-  logLevel: 'warning',
   metafile: true,
 });
 const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
@@ -65,13 +69,7 @@ console.log(`dist/bundle/THIRD-PARTY-LICENSES: ${packages.size} packages`);
 // `sigil/mtls`, for services that run on the image (examples/mtls): one file with no imports but
 // Node's, which the image puts where package.json's exports name it (dist/lib/mtls/index.js).
 await build({
+  ...common,
   entryPoints: [join(root, 'dist', 'lib', 'mtls', 'index.js')],
   outfile: join(outdir, 'mtls.mjs'),
-  bundle: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node24',
-  minifyWhitespace: true,
-  minifySyntax: true,
-  logLevel: 'warning',
 });
