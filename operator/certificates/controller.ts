@@ -24,7 +24,7 @@ import {
 } from '../../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
 import { describeApiError, isConflict, isNotFound, statusCode } from '../../lib/kube/errors.ts';
-import { Informer, resourceVersionNewer } from '../../lib/kube/informer.ts';
+import { dropManagedFields, Informer, resourceVersionNewer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
 import { displaySerial, isSignedBy, type ParsedCertificate } from '../../lib/pki/certificate.ts';
@@ -1178,7 +1178,7 @@ export class CertificateController {
     const cached = this.secrets.get(key);
     if (cached && !resourceVersionNewer(result.metadata?.resourceVersion, cached.metadata?.resourceVersion))
       return;
-    if (result.metadata) delete result.metadata.managedFields;
+    dropManagedFields(result);
     this.written.set(
       key,
       cachedSecretView(result, () => true),
@@ -1335,7 +1335,7 @@ export class CertificateController {
       this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'certificates/status' });
       // What reconciles read of it: never the server-side apply bookkeeping. Nothing when the cache
       // already holds this write or a newer one (its echo came first).
-      delete updated.metadata.managedFields;
+      dropManagedFields(updated);
       const key = objectKey(certificate);
       const cached = this.certificates.get(key);
       if (
