@@ -66,6 +66,7 @@ import {
   buildSecret,
   cachedKeyOf,
   cachedSecretView,
+  certificatePemOf,
   hasPrivateKey,
   isPartialView,
   managedMetadata,
@@ -672,14 +673,14 @@ export class CertificateController {
     else if (secret && isPartialView(secret)) secret = await this.readSecret(namespace, secretName);
     let pair: ReadBack | undefined;
     let parseError: string | undefined;
-    if (secret?.data?.['tls.crt'] && hasPrivateKey(secret)) {
+    const crt = certificatePemOf(secret);
+    if (secret && crt && hasPrivateKey(secret)) {
       const where = `Secret ${namespace}/${certificate.spec.secretName}`;
-      const crt = Buffer.from(secret.data['tls.crt'], 'base64');
       const cachedKey = cachedKeyOf(secret);
       try {
         pair = cachedKey
           ? readCertificateForKey(crt, cachedKey, where)
-          : readKeyPair(crt, Buffer.from(secret.data['tls.key']!, 'base64'), where);
+          : readKeyPair(crt, Buffer.from(secret.data?.['tls.key'] ?? '', 'base64'), where);
       } catch (err) {
         if (!isPkiError(err)) throw err;
         parseError = err.message;
