@@ -188,30 +188,6 @@ describe('cached', () => {
     expect(Object.isFrozen(kept)).toBe(true);
   });
 
-  it('should take managedFields off without turning the metadata into a hash table', () => {
-    setFlagsFromString('--allow-natives-syntax');
-    const fast = runInNewContext('(o) => %HasFastProperties(o)') as (o: object) => boolean;
-    const parsed = () =>
-      JSON.parse(
-        JSON.stringify({
-          metadata: {
-            name: 's',
-            namespace: 'a',
-            uid: 'u',
-            resourceVersion: '7',
-            managedFields: [{ manager: 'm' }],
-          },
-        }),
-      ) as V1Secret;
-    const deleted = parsed();
-    delete deleted.metadata!.managedFields;
-    // What `delete` does, and why the cache does not.
-    expect(fast(deleted.metadata!)).toBe(false);
-    const kept = cached(parsed());
-    expect(kept.metadata).toEqual({ name: 's', namespace: 'a', uid: 'u', resourceVersion: '7' });
-    expect(fast(kept.metadata!)).toBe(true);
-  });
-
   it('should keep one copy of each short value many objects share, and every value as it was', () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;

@@ -27,45 +27,19 @@ const Tag = {
   Set: 0x31,
 } as const;
 
-/** Bytes of a DER length: the length itself below 128, else 0x80 + a count, then that many bytes. */
-function lengthSize(n: number): number {
-  if (n < 0x80) return 1;
-  let bytes = 0;
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes++;
-  return 1 + bytes;
-}
-
-/**
- * One element built from its parts: tag, length, then each part's bytes, written once into a
- * Buffer of its own. Not Buffer.concat: a Buffer under 32 KiB is a slice of a shared 64 KiB pool,
- * and one kept (the part to be signed, across the signing) keeps the whole block alive until V8's
- * next full collection. In a burst of 1,000 issuances those blocks held megabytes.
- */
-function element(tag: number, parts: readonly Buffer[]): Buffer {
-  let length = 0;
-  for (const p of parts) length += p.length;
-  const header = lengthSize(length);
-  const out = Buffer.allocUnsafeSlow(1 + header + length);
-  out[0] = tag;
-  if (header === 1) out[1] = length;
-  else {
-    out[1] = 0x80 | (header - 1);
-    for (let i = header, v = length; i >= 2; i--, v = Math.floor(v / 256)) out[i] = v & 0xff;
-  }
-  let at = 1 + header;
-  for (const p of parts) {
-    p.copy(out, at);
-    at += p.length;
-  }
-  return out;
+function lengthBytes(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
 }
 
 /** One element: tag, length, content. */
 export function tlv(tag: number, content: Buffer): Buffer {
-  return element(tag, [content]);
+  return Buffer.concat([Buffer.from([tag]), lengthBytes(content.length), content]);
 }
 
-export const sequence = (...items: Buffer[]) => element(Tag.Sequence, items);
+export const sequence = (...items: Buffer[]) => tlv(Tag.Sequence, Buffer.concat(items));
 /** A SET of one element (Sigil never writes larger sets, so DER's sort order never arises). */
 export const setOfOne = (item: Buffer) => tlv(Tag.Set, item);
 export const octetString = (b: Buffer) => tlv(Tag.OctetString, b);

@@ -46,7 +46,7 @@ export function decodePem(input: string | Buffer, what: string, maxBytes = MAX_P
         `${what}: the ${label} block holds characters that are not base64 (PEM headers are not supported)`,
       );
     }
-    const der = ownBytes(body.replace(/\s+/g, ''));
+    const der = Buffer.from(body.replace(/\s+/g, ''), 'base64');
     if (der.length === 0) {
       throw new PkiError(PkiErrorCode.MalformedPem, `${what}: the ${label} block is empty`);
     }
@@ -60,16 +60,6 @@ export function decodePem(input: string | Buffer, what: string, maxBytes = MAX_P
     );
   }
   return blocks;
-}
-
-/**
- * base64 decoded into memory of its own, not a slice of Node's shared 64 KiB pool: a parsed
- * certificate is kept (the recently parsed ones, the issuers' CAs), and a kept slice keeps its
- * whole pool block alive.
- */
-function ownBytes(base64: string): Buffer {
-  const out = Buffer.allocUnsafeSlow(Buffer.byteLength(base64, 'base64'));
-  return out.subarray(0, out.write(base64, 'base64'));
 }
 
 export function encodePem(label: string, der: ArrayBuffer | Uint8Array | Buffer): string {

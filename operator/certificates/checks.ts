@@ -10,7 +10,7 @@ import type { CertificateAuthority } from '../../lib/pki/ca.ts';
 import { isSignedBy } from '../../lib/pki/certificate.ts';
 import { type ReadBack, requestMismatches } from '../../lib/pki/inspect.ts';
 import { formatDuration, type RenewalPolicy, renewalTime, withJitter } from '../../lib/pki/renewal.ts';
-import { hasCertificate, hasPrivateKey } from './secret.ts';
+import { hasPrivateKey } from './secret.ts';
 
 /** Why a certificate is (re-)issued. Used as the Issuing condition's reason and in Events. */
 export const IssueReason = {
@@ -74,7 +74,7 @@ const secretMissing: Check = ({ secret, certificate }) =>
 
 const secretMissingData: Check = ({ secret }) => {
   const missing = ['tls.crt', 'tls.key', 'ca.crt'].filter((k) =>
-    k === 'tls.key' ? !hasPrivateKey(secret) : k === 'tls.crt' ? !hasCertificate(secret) : !secret?.data?.[k],
+    k === 'tls.key' ? !hasPrivateKey(secret) : !secret?.data?.[k],
   );
   return missing.length === 0
     ? undefined

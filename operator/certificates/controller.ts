@@ -24,7 +24,7 @@ import {
 } from '../../lib/api/types.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from '../../lib/kube/client.ts';
 import { describeApiError, isConflict, isNotFound, statusCode } from '../../lib/kube/errors.ts';
-import { dropManagedFields, Informer, resourceVersionNewer } from '../../lib/kube/informer.ts';
+import { Informer, resourceVersionNewer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
 import { displaySerial, isSignedBy, type ParsedCertificate } from '../../lib/pki/certificate.ts';
@@ -66,7 +66,6 @@ import {
   buildSecret,
   cachedKeyOf,
   cachedSecretView,
-  certificatePemOf,
   hasPrivateKey,
   isPartialView,
   managedMetadata,
@@ -673,14 +672,14 @@ export class CertificateController {
     else if (secret && isPartialView(secret)) secret = await this.readSecret(namespace, secretName);
     let pair: ReadBack | undefined;
     let parseError: string | undefined;
-    const crt = certificatePemOf(secret);
-    if (secret && crt && hasPrivateKey(secret)) {
+    if (secret?.data?.['tls.crt'] && hasPrivateKey(secret)) {
       const where = `Secret ${namespace}/${certificate.spec.secretName}`;
+      const crt = Buffer.from(secret.data['tls.crt'], 'base64');
       const cachedKey = cachedKeyOf(secret);
       try {
         pair = cachedKey
           ? readCertificateForKey(crt, cachedKey, where)
-          : readKeyPair(crt, Buffer.from(secret.data?.['tls.key'] ?? '', 'base64'), where);
+          : readKeyPair(crt, Buffer.from(secret.data['tls.key']!, 'base64'), where);
       } catch (err) {
         if (!isPkiError(err)) throw err;
         parseError = err.message;
@@ -1179,7 +1178,7 @@ export class CertificateController {
     const cached = this.secrets.get(key);
     if (cached && !resourceVersionNewer(result.metadata?.resourceVersion, cached.metadata?.resourceVersion))
       return;
-    dropManagedFields(result);
+    if (result.metadata) delete result.metadata.managedFields;
     this.written.set(
       key,
       cachedSecretView(result, () => true),
@@ -1336,7 +1335,7 @@ export class CertificateController {
       this.o.metrics.apiRequests.inc({ verb: 'patch', resource: 'certificates/status' });
       // What reconciles read of it: never the server-side apply bookkeeping. Nothing when the cache
       // already holds this write or a newer one (its echo came first).
-      dropManagedFields(updated);
+      delete updated.metadata.managedFields;
       const key = objectKey(certificate);
       const cached = this.certificates.get(key);
       if (

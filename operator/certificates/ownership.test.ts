@@ -4,17 +4,9 @@ import type { V1Secret } from '@kubernetes/client-node';
 import type { Certificate } from '../../lib/api/types.ts';
 import { isPkiError } from '../../lib/pki/errors.ts';
 import { readCertificateForKey, readKeyPair } from '../../lib/pki/inspect.ts';
-import { decodePem } from '../../lib/pki/pem.ts';
 import { testCA } from '../../lib/testing/pki.ts';
 import { SecretReason, secretClaim } from './ownership.ts';
-import {
-  cachedKeyOf,
-  cachedSecretView,
-  certificatePemOf,
-  hasCertificate,
-  hasPrivateKey,
-  isPartialView,
-} from './secret.ts';
+import { cachedKeyOf, cachedSecretView, hasPrivateKey, isPartialView } from './secret.ts';
 
 const certificate = (name: string, created: string, secretName = 'shared-tls'): Certificate => ({
   apiVersion: 'sigil.dev/v1alpha1',
@@ -206,50 +198,6 @@ describe('cachedSecretView', () => {
     const whole = managedBy('newer');
     expect(cachedKeyOf(whole)).toBeUndefined();
     expect(hasPrivateKey(whole)).toBe(true);
-  });
-
-  it("should keep tls.crt as its certificates' DER, and give back PEM of the same certificates", async () => {
-    const root = await testCA();
-    const leaf = await testCA({ commonName: 'Leaf' });
-    const chain = `${leaf.certPem}\n\n${root.certPem}`;
-    const view = cachedSecretView(tlsSecret(chain, leaf.keyPem), () => true);
-    expect(Object.keys(view.data ?? {})).toEqual(['ca.crt']);
-    expect(hasCertificate(view)).toBe(true);
-    const ders = (pem: string | Buffer) => decodePem(pem, 'test').map((b) => b.der.toString('hex'));
-    expect(ders(certificatePemOf(view)!)).toEqual(ders(chain));
-    expect(readCertificateForKey(certificatePemOf(view)!, cachedKeyOf(view)!).keyMatches).toBe(true);
-    // A Secret read whole gives its own value.
-    expect(certificatePemOf(tlsSecret(chain, leaf.keyPem))!.toString()).toBe(chain);
-  });
-
-  it.each([
-    ['not PEM', 'not a certificate'],
-    ['a key among the certificates', 'KEY'],
-    ['a block that is not base64', '-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n'],
-  ])('should keep a tls.crt of %s as it is, so that reading it says what is wrong', async (_, value) => {
-    const ca = await testCA();
-    const crt = value === 'KEY' ? `${ca.certPem}${ca.keyPem}` : value;
-    const view = cachedSecretView(tlsSecret(crt, ca.keyPem), () => true);
-    expect(view.data?.['tls.crt']).toBe(b64(crt));
-    expect(hasCertificate(view)).toBe(true);
-    const message = (pem: Buffer | string) => {
-      try {
-        readCertificateForKey(pem, cachedKeyOf(view)!, 'Secret a/shared-tls');
-      } catch (err) {
-        if (isPkiError(err)) return err.message;
-        throw err;
-      }
-      throw new Error('expected a PkiError');
-    };
-    expect(message(certificatePemOf(view)!)).toBe(message(crt));
-  });
-
-  it('should count an empty tls.crt as missing', () => {
-    const empty = managedBy('newer');
-    empty.data = { ...empty.data, 'tls.crt': '' };
-    expect(hasCertificate(cachedSecretView(empty, () => true))).toBe(false);
-    expect(certificatePemOf(cachedSecretView(empty, () => true))).toBeUndefined();
-    expect(hasCertificate(undefined)).toBe(false);
   });
 
   it('should keep no data and no foreign metadata of a labelled Secret no Certificate uses', () => {

@@ -6,10 +6,8 @@ import type { V1OwnerReference, V1Secret } from '@kubernetes/client-node';
 import { Annotation, type Certificate, Label } from '../../lib/api/types.ts';
 import { Interner } from '../../lib/lru.ts';
 import { displaySerial } from '../../lib/pki/certificate.ts';
-import { isPkiError } from '../../lib/pki/errors.ts';
 import { type KeyFingerprint, keyFingerprint } from '../../lib/pki/inspect.ts';
 import type { IssuedCertificate } from '../../lib/pki/issue.ts';
-import { decodePem, encodePem, MAX_CHAIN_CERTIFICATES } from '../../lib/pki/pem.ts';
 
 export interface SecretInputs {
   certificate: Certificate;
@@ -121,43 +119,6 @@ const MAX_CACHED_VALUE_CHARS = Math.ceil((256 * 1024) / 3) * 4;
 const partialViews = new WeakSet<V1Secret>();
 /** The fingerprint of each cached view's tls.key, which the view itself does not keep. */
 const cachedKeys = new WeakMap<V1Secret, KeyFingerprint>();
-/** The DER of each certificate in a cached view's tls.crt (as latin1 strings), kept instead of the value. */
-const cachedCertificates = new WeakMap<V1Secret, readonly string[]>();
-/** A tls.crt of more PEM than this is kept as it is: its PEM written again stays under what a chain may be. */
-const MAX_COMPACT_CERTIFICATE_BYTES = 64 * 1024;
-
-/**
- * tls.crt as a cached view keeps it: the DER of its certificates, about half the heap of the base64
- * of their PEM (0.86 against 1.57 KiB for an ECDSA leaf; 0.7 MiB holding 1,000). Undefined when the
- * value is not PEM of certificates alone, or large: the view keeps that value itself, so that reading
- * it gives the error it always gave. PEM written again from the DER parses to the same certificates.
- */
-function compactCertificates(value: string): string[] | undefined {
-  const pem = Buffer.from(value, 'base64');
-  if (pem.length > MAX_COMPACT_CERTIFICATE_BYTES) return undefined;
-  try {
-    const blocks = decodePem(pem, 'tls.crt');
-    if (blocks.length > MAX_CHAIN_CERTIFICATES || blocks.some((b) => b.label !== 'CERTIFICATE'))
-      return undefined;
-    return blocks.map((b) => b.der.toString('latin1'));
-  } catch (err) {
-    if (isPkiError(err)) return undefined;
-    throw err;
-  }
-}
-
-/** True when the Secret has a tls.crt, in its data or as a cached view's certificates. */
-export function hasCertificate(secret: V1Secret | undefined): boolean {
-  return !!secret && (!!secret.data?.['tls.crt'] || cachedCertificates.has(secret));
-}
-
-/** The PEM of a Secret's tls.crt, whether a cached view keeps its certificates or the Secret its value. */
-export function certificatePemOf(secret: V1Secret | undefined): Buffer | undefined {
-  const ders = secret && cachedCertificates.get(secret);
-  if (ders) return Buffer.from(ders.map((d) => encodePem('CERTIFICATE', Buffer.from(d, 'latin1'))).join(''));
-  const value = secret?.data?.['tls.crt'];
-  return value ? Buffer.from(value, 'base64') : undefined;
-}
 
 /**
  * ca.crt values seen lately, each kept once: every Secret of an issuer holds the same trust
@@ -220,8 +181,7 @@ export function hasPrivateKey(secret: V1Secret | undefined): boolean {
  * Of tls.key only the fingerprint of its public key is kept (cachedKeyOf): the
  * operator's memory holds no tenant's private key at rest, and with 1,000 RSA
  * 2048 keys about 2 MiB less. The one use of the key itself, to keep it across
- * a renewal (rotationPolicy: Never), reads the Secret. Of tls.crt the DER of its
- * certificates is kept (certificatePemOf, hasCertificate), not its base64 PEM.
+ * a renewal (rotationPolicy: Never), reads the Secret.
  */
 export function cachedSecretView(
   secret: V1Secret,
@@ -237,7 +197,6 @@ export function cachedSecretView(
   const data: Record<string, string> = {};
   let dropped = false;
   let key: KeyFingerprint | undefined;
-  let certificates: string[] | undefined;
   if (isClaimed) {
     for (const k of TLS_KEYS) {
       const v = secret.data?.[k];
@@ -247,10 +206,7 @@ export function cachedSecretView(
         key =
           knownKey(meta, previous) ??
           keyFingerprint(Buffer.from(v, 'base64'), `Secret ${meta.namespace}/${meta.name}`);
-      else if (k === 'tls.crt' && v !== '') {
-        certificates = compactCertificates(v);
-        if (!certificates) data[k] = v;
-      } else data[k] = k === 'ca.crt' ? sharedBundle(v) : v;
+      else data[k] = k === 'ca.crt' ? sharedBundle(v) : v;
     }
     const view: V1Secret = {
       apiVersion: secret.apiVersion,
@@ -261,7 +217,6 @@ export function cachedSecretView(
     };
     if (dropped) partialViews.add(view);
     if (key) cachedKeys.set(view, key);
-    if (certificates) cachedCertificates.set(view, certificates);
     return view;
   }
   const sigilOnly = (m: Record<string, string> | undefined) =>
