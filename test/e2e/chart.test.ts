@@ -34,6 +34,7 @@ import {
 import { chartImage, IMAGE_DIR, REPO_ROOT, sigilImage, writeImage } from '../../lib/testing/node/images.ts';
 import { importImage, leftovers, type NodeState } from '../../lib/testing/node/node.ts';
 import { type ClusterTools, clusterTools, ensureHelm } from '../../lib/testing/node/tools.ts';
+import { eventually } from '../support/kube.ts';
 
 const blockers = nodeBlockers();
 const describeNode = blockers.length === 0 ? describe : describe.skip;
@@ -505,18 +506,9 @@ describeNode('the chart on a real one-node cluster', () => {
     } finally {
       // Retried, and never thrown over the test's own failure; if it still fails, the wait for two
       // ready operators below says so.
-      for (let attempt = 1; ; attempt++) {
-        try {
-          kubectl('uncordon', node);
-          break;
-        } catch (err) {
-          if (attempt === 3) {
-            console.error(`could not uncordon ${node}: ${(err as Error).message}`);
-            break;
-          }
-          await sleep(1_000);
-        }
-      }
+      await eventually(`node ${node} uncordoned`, async () => kubectl('uncordon', node), 3_000).catch(
+        (err: Error) => console.error(err.message),
+      );
     }
     // The replacement replica comes up as the new standby, so the release is whole again.
     kubectl(
