@@ -4,6 +4,7 @@
 // x509 + prom-client + https, 79.7 MiB with express and winston added).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import { httpDate } from './time.ts';
 
 export function sendText(
   res: ServerResponse,
@@ -12,7 +13,13 @@ export function sendText(
   contentType = 'text/plain; charset=utf-8',
 ) {
   const body = Buffer.from(text);
-  res.writeHead(status, { 'content-type': contentType, 'content-length': body.length });
+  // The Date header from lib/time.ts: Node's own is Date's toUTCString (see there).
+  res.sendDate = false;
+  res.writeHead(status, {
+    date: httpDate(Date.now()),
+    'content-type': contentType,
+    'content-length': body.length,
+  });
   res.end(body);
 }
 

@@ -1,4 +1,5 @@
 import winston from 'winston';
+import { isoString } from './time.ts';
 
 /** JSON logs on stderr; callers add context with `logger.child({ controller, key, namespace })`. */
 export function createLogger(level = 'info', component = 'sigil'): winston.Logger {
@@ -6,7 +7,8 @@ export function createLogger(level = 'info', component = 'sigil'): winston.Logge
     level,
     defaultMeta: { component },
     format: winston.format.combine(
-      winston.format.timestamp(),
+      // Written by lib/time.ts: logform's own is Date's toISOString (see there).
+      winston.format.timestamp({ format: () => isoString(Date.now()) }),
       winston.format.errors({ stack: false }),
       winston.format.json(),
     ),

@@ -8,6 +8,7 @@ import type { Logger } from 'winston';
 import { type Kube, paths } from '../lib/kube/client.ts';
 import { describeApiError, isNotFound } from '../lib/kube/errors.ts';
 import { TokenBucket } from '../lib/kube/ratelimit.ts';
+import { isoString } from '../lib/time.ts';
 import type { OperatorMetrics } from './metrics.ts';
 
 /** The object an Event is about. Cluster-scoped ones (ClusterIssuers) get their Events in `eventNamespace`. */
@@ -126,7 +127,7 @@ export class EventRecorder {
     this.o.kube
       .mergePatch(paths.events(entry.namespace, entry.name!), {
         count,
-        lastTimestamp: entry.lastTimestamp,
+        lastTimestamp: isoString(entry.lastTimestamp),
         message,
       })
       .then(() => {
@@ -156,8 +157,8 @@ export class EventRecorder {
       reason,
       message,
       source: { component: this.o.component },
-      firstTimestamp: entry.firstTimestamp,
-      lastTimestamp: entry.lastTimestamp,
+      firstTimestamp: isoString(entry.firstTimestamp),
+      lastTimestamp: isoString(entry.lastTimestamp),
       count: entry.count,
     };
   }

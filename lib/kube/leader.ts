@@ -5,6 +5,7 @@
 // standby takes over at once. All writes carry the resourceVersion read, so
 // two candidates can never both succeed.
 import type { Logger } from 'winston';
+import { isoString, rfc3339Micro } from '../time.ts';
 import { type Kube, type KubeAccess, kubeFor, paths } from './client.ts';
 import { isConflict, isNotFound } from './errors.ts';
 
@@ -117,10 +118,7 @@ export class LeaderElector {
 
   /** Now as a MicroTime: RFC 3339 with six fractional digits, as the Lease schema asks. */
   private microNow(): string {
-    return this.o
-      .now()
-      .toISOString()
-      .replace(/\.(\d{3})Z$/, '.$1000Z');
+    return rfc3339Micro(this.o.now());
   }
 
   private setLeading(value: boolean) {
@@ -195,7 +193,7 @@ export class LeaderElector {
       }
     }
     const holder = lease.spec?.holderIdentity ?? '';
-    const renewTime = lease.spec?.renewTime ? new Date(lease.spec.renewTime).toISOString() : '';
+    const renewTime = lease.spec?.renewTime ? isoString(new Date(lease.spec.renewTime)) : '';
     if (holder !== this.o.identity && holder !== '') {
       // Judge expiry by our own clock: when did we first see this renewTime?
       if (!this.observed || this.observed.holder !== holder || this.observed.renewTime !== renewTime) {

@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { isoString } from '../time.ts';
 import {
   type CertificateFacts,
   displayName,
@@ -73,13 +74,13 @@ export function loadCertificateAuthority(
   if (now < ca.facts.notBefore) {
     throw new PkiError(
       PkiErrorCode.NotYetValid,
-      `${where}: the CA certificate is not valid until ${ca.facts.notBefore.toISOString()}; check the clock or the CA`,
+      `${where}: the CA certificate is not valid until ${isoString(ca.facts.notBefore)}; check the clock or the CA`,
     );
   }
   if (now >= ca.facts.notAfter) {
     throw new PkiError(
       PkiErrorCode.Expired,
-      `${where}: the CA certificate expired at ${ca.facts.notAfter.toISOString()}; replace it with a valid CA`,
+      `${where}: the CA certificate expired at ${isoString(ca.facts.notAfter)}; replace it with a valid CA`,
     );
   }
   return {

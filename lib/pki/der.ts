@@ -9,6 +9,7 @@
 // reader's facts with @peculiar/x509's.
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
+import { asn1TimeDigits } from '../time.ts';
 import { canonicalIp } from './names.ts';
 
 const Tag = {
@@ -103,10 +104,8 @@ export function namedBits(flags: number): Buffer {
 
 /** RFC 5280: UTCTime through 2049, GeneralizedTime from 2050; whole seconds, UTC. */
 export function time(d: Date): Buffer {
-  const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
-  const digits = iso.slice(0, 19).replace(/[-T:]/g, '');
-  const year = d.getUTCFullYear();
-  return year < 2050
+  const digits = asn1TimeDigits(d);
+  return Number(digits.slice(0, 4)) < 2050
     ? tlv(Tag.UtcTime, Buffer.from(`${digits.slice(2)}Z`, 'ascii'))
     : tlv(Tag.GeneralizedTime, Buffer.from(`${digits}Z`, 'ascii'));
 }

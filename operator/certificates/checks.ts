@@ -10,6 +10,7 @@ import type { CertificateAuthority } from '../../lib/pki/ca.ts';
 import { isSignedBy } from '../../lib/pki/certificate.ts';
 import { type ReadBack, requestMismatches } from '../../lib/pki/inspect.ts';
 import { formatDuration, type RenewalPolicy, renewalTime, withJitter } from '../../lib/pki/renewal.ts';
+import { isoString } from '../../lib/time.ts';
 import { hasPrivateKey } from './secret.ts';
 
 /** Why a certificate is (re-)issued. Used as the Issuing condition's reason and in Events. */
@@ -156,7 +157,7 @@ export function shortenedNote(
   const expected = expectedNotAfter(notBefore, durationMs, caNotAfter);
   if (!expected.shortened || notAfter.getTime() !== expected.notAfter.getTime()) return undefined;
   const lifetime = notAfter.getTime() - notBefore.getTime();
-  return `Shortened to ${formatDuration(lifetime)} of the ${formatDuration(durationMs)} asked: the issuer's CA expires at ${caNotAfter.toISOString()} and no certificate outlives its CA. Rotate the issuer's CA to get the full duration`;
+  return `Shortened to ${formatDuration(lifetime)} of the ${formatDuration(durationMs)} asked: the issuer's CA expires at ${isoString(caNotAfter)} and no certificate outlives its CA. Rotate the issuer's CA to get the full duration`;
 }
 
 /** spec.duration changed since issuance: the certificate is re-issued with the lifetime asked. */
@@ -176,7 +177,7 @@ const expired: Check = ({ pair, now }) =>
   pair && now >= pair.leaf.facts.notAfter
     ? {
         reason: IssueReason.Expired,
-        message: `Issuing certificate as it expired at ${pair.leaf.facts.notAfter.toISOString()}`,
+        message: `Issuing certificate as it expired at ${isoString(pair.leaf.facts.notAfter)}`,
       }
     : undefined;
 
@@ -248,7 +249,7 @@ export function upToDateMessage(plan: PlannedRenewal, shortened?: string): strin
   const notes = [
     ...(plan.held
       ? [
-          `The spec asks to renew at ${plan.held.wanted.toISOString()}, sooner after issuance than the minimum of ${Math.round(plan.held.floorMs / 1000)}s between issuances; it renews at ${plan.at.toISOString()} instead (lower renewBefore to renew later)`,
+          `The spec asks to renew at ${isoString(plan.held.wanted)}, sooner after issuance than the minimum of ${Math.round(plan.held.floorMs / 1000)}s between issuances; it renews at ${isoString(plan.at)} instead (lower renewBefore to renew later)`,
         ]
       : []),
     ...(shortened ? [shortened] : []),
@@ -263,7 +264,7 @@ const renewalDue: Check = ({ pair, resolved, now }) => {
   return now >= at
     ? {
         reason: IssueReason.Renewing,
-        message: `Renewing certificate as its renewal time ${at.toISOString()} has passed`,
+        message: `Renewing certificate as its renewal time ${isoString(at)} has passed`,
       }
     : undefined;
 };

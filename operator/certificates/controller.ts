@@ -44,6 +44,7 @@ import {
   type TenancyContext,
   tenancyViolation,
 } from '../../lib/tenancy/index.ts';
+import { isoString, rfc3339 } from '../../lib/time.ts';
 import { EventRecorder } from '../events.ts';
 import type { IssuerController, IssuerState, RotationObserver } from '../issuers/controller.ts';
 import { issuerKey } from '../issuers/controller.ts';
@@ -803,7 +804,7 @@ export class CertificateController {
       return this.notReady(
         certificate,
         ReadyReason.ReissueThrottled,
-        `Issued ${hold.count} times in the last ${Math.round(hold.windowMs / 1000)}s without a change to the Certificate, most recently because: ${verdict.message}. The next issuance waits until ${new Date(hold.until).toISOString()}. Something keeps changing the Secret, or the spec cannot be met: check the Secret's writers and the spec`,
+        `Issued ${hold.count} times in the last ${Math.round(hold.windowMs / 1000)}s without a change to the Certificate, most recently because: ${verdict.message}. The next issuance waits until ${isoString(hold.until)}. Something keeps changing the Secret, or the spec cannot be met: check the Secret's writers and the spec`,
         now,
         log,
       );
@@ -883,7 +884,7 @@ export class CertificateController {
       log.info('issued certificate', {
         reason: verdict.reason,
         serial: issued.serialNumber,
-        notAfter: issued.notAfter.toISOString(),
+        notAfter: isoString(issued.notAfter),
         revision,
         ms: Math.round(seconds * 1000),
       });
@@ -891,7 +892,7 @@ export class CertificateController {
         certificate,
         'Normal',
         EventReason.Issued,
-        `${verdict.message}. Issued serial ${displaySerial(issued.serialNumber)} (revision ${revision}), valid until ${issued.notAfter.toISOString()}`,
+        `${verdict.message}. Issued serial ${displaySerial(issued.serialNumber)} (revision ${revision}), valid until ${isoString(issued.notAfter)}`,
       );
       const shortened = shortenedNote(
         issued.notBefore,
@@ -1266,7 +1267,7 @@ export class CertificateController {
     },
   ): Promise<void> {
     const generation = certificate.metadata.generation;
-    const stamp = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const stamp = rfc3339(now);
     const cond = (
       type: string,
       c: { status: 'True' | 'False'; reason: string; message: string },
@@ -1285,7 +1286,7 @@ export class CertificateController {
       conditions = conditions.filter((c) => c.type !== ConditionType.Issuing);
     }
     const old = certificate.status ?? {};
-    const iso = (d: Date | undefined) => d?.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const iso = (d: Date | undefined) => (d ? rfc3339(d) : undefined);
     const next: CertificateStatus = { conditions };
     if (s.facts === 'keep') {
       for (const k of ['notBefore', 'notAfter', 'renewalTime', 'serialNumber'] as const)

@@ -25,6 +25,7 @@ import { Informer } from '../../lib/kube/informer.ts';
 import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
 import { identityCertificateName, identityNameDigest, parseSpiffeId } from '../../lib/tenancy/index.ts';
+import { isoString } from '../../lib/time.ts';
 import { ownedBy } from '../certificates/ownership.ts';
 import { IdentityUsers, POD_LABEL, podIdentityView } from './users.ts';
 
@@ -137,7 +138,7 @@ export class IdentityGarbageCollector {
     const lastUsedText = cert.metadata.annotations?.[LAST_USED_ANNOTATION];
     if (!lastUsedText) {
       // Start the clock now; it survives restarts in the annotation.
-      await this.annotate(namespace, name, new Date(now).toISOString());
+      await this.annotate(namespace, name, isoString(now));
       this.queue.addAfter(key, this.o.gracePeriodMs);
       return;
     }

@@ -28,6 +28,7 @@ import { Interner } from '../../lib/lru.ts';
 import { type CertificateAuthority, createSelfSignedCA, loadCertificateAuthority } from '../../lib/pki/ca.ts';
 import { type ParsedCertificate, parseCertificateChain } from '../../lib/pki/certificate.ts';
 import { isPkiError, PkiErrorCode } from '../../lib/pki/errors.ts';
+import { isoString } from '../../lib/time.ts';
 import { EventRecorder } from '../events.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import { reconcileKey } from '../reconcile.ts';
@@ -346,7 +347,7 @@ export class IssuerController {
         ca,
         secret,
         reason: IssuerReason.Ready,
-        message: `CA "${ca.facts.subject.commonName ?? ca.facts.fingerprint}" is valid until ${ca.facts.notAfter.toISOString()}`,
+        message: `CA "${ca.facts.subject.commonName ?? ca.facts.fingerprint}" is valid until ${isoString(ca.facts.notAfter)}`,
       };
     } catch (err) {
       if (!isPkiError(err)) throw err;
@@ -521,7 +522,7 @@ export class IssuerController {
           this.ref(kind, name, namespace, issuer),
           'Warning',
           'CAExpiresBeforeRotation',
-          `CA ${ca.facts.fingerprint.slice(0, 16)} expires at ${ca.facts.notAfter.toISOString()}, sooner than a rotation can finish (the longest leaf lifetime ${Math.round(leafMs / 60_000)}m plus two propagation delays of ${Math.round(propagationMs / 1000)}s): rotate it now`,
+          `CA ${ca.facts.fingerprint.slice(0, 16)} expires at ${isoString(ca.facts.notAfter)}, sooner than a rotation can finish (the longest leaf lifetime ${Math.round(leafMs / 60_000)}m plus two propagation delays of ${Math.round(propagationMs / 1000)}s): rotate it now`,
         );
     } else this.o.metrics.rotationMargin.remove(labels);
 
@@ -597,14 +598,14 @@ export class IssuerController {
       status: ready ? 'True' : 'False',
       reason,
       message: ready && decision?.rotation ? desired.message : message,
-      lastTransitionTime: now.toISOString(),
+      lastTransitionTime: isoString(now),
       observedGeneration: issuer.metadata.generation,
     };
     const conditions = setCondition(status?.conditions, condition);
     const next = {
       conditions,
       // Without a CA that signs, the last one is kept: a rotation to the next CA starts from it.
-      notAfter: ca?.facts.notAfter.toISOString() ?? status?.notAfter ?? null,
+      notAfter: (ca ? isoString(ca.facts.notAfter) : undefined) ?? status?.notAfter ?? null,
       fingerprint: ca?.facts.fingerprint ?? status?.fingerprint ?? null,
       // Without a CA that signs, what signed last is kept: it is where a rotation starts from.
       secretName: ready && decision ? decision.signing.secretName : (status?.secretName ?? null),

@@ -18,6 +18,7 @@ import {
 } from '../../lib/api/types.ts';
 import type { CertificateAuthority } from '../../lib/pki/ca.ts';
 import { formatDuration, parseDuration } from '../../lib/pki/renewal.ts';
+import { isoString } from '../../lib/time.ts';
 
 export interface RotationObservations {
   /** False until the operator has looked at every Certificate once: until then nothing is known to be written. */
@@ -103,9 +104,9 @@ function start(
   to: CARef,
   now: Date,
   trigger: string,
-  startedAt = now.toISOString(),
+  startedAt = isoString(now),
 ): RotationStatus {
-  return { phase, since: now.toISOString(), startedAt, waitingFor: '', from, to, trigger };
+  return { phase, since: isoString(now), startedAt, waitingFor: '', from, to, trigger };
 }
 
 export function decideRotation(i: RotationInput): RotationDecision {
@@ -158,7 +159,7 @@ export function decideRotation(i: RotationInput): RotationDecision {
         reason: 'RotationForced',
         message: `Finishing the retirement of CA ${short(rotation.from)} now, as requested by the sigil.dev/retire-now annotation, without waiting for every bundle to be rewritten`,
       });
-      rotation = { ...rotation, bundleWrittenAt: rotation.bundleWrittenAt ?? i.now.toISOString() };
+      rotation = { ...rotation, bundleWrittenAt: rotation.bundleWrittenAt ?? isoString(i.now) };
     } else {
       events.push({
         type: 'Warning',
@@ -223,7 +224,7 @@ export function decideRotation(i: RotationInput): RotationDecision {
     const bundle = phaseBundle(r.phase, r.from, r.to);
     const anchors = bundleAnchors(bundle);
     const remaining = i.observe.bundleRemaining(anchors);
-    if (remaining === 0 && !r.bundleWrittenAt) r.bundleWrittenAt = i.now.toISOString();
+    if (remaining === 0 && !r.bundleWrittenAt) r.bundleWrittenAt = isoString(i.now);
     const leaves = i.observe.leaves(r.from, r.to);
     r.leavesOnOld = leaves.onOld;
     r.leavesOnNew = leaves.onNew;
@@ -231,7 +232,7 @@ export function decideRotation(i: RotationInput): RotationDecision {
     const stalled = (count: number): boolean => {
       if (r.remaining !== count || !r.progressAt) {
         r.remaining = count;
-        r.progressAt = i.now.toISOString();
+        r.progressAt = isoString(i.now);
       }
       return nowMs - Date.parse(r.progressAt) >= stallMs;
     };
@@ -251,7 +252,7 @@ export function decideRotation(i: RotationInput): RotationDecision {
         recheckMs = 2000;
         if (!stalled(remaining)) return undefined;
         stallWarning(r.waitingFor);
-        r.bundleWrittenAt = i.now.toISOString();
+        r.bundleWrittenAt = isoString(i.now);
       }
       const due = Date.parse(r.bundleWrittenAt) + i.propagationMs;
       if (nowMs < due) {
@@ -280,15 +281,15 @@ export function decideRotation(i: RotationInput): RotationDecision {
         recheckMs = 2000;
         if (!stalled(leaves.onOld)) return undefined;
         stallWarning(r.waitingFor);
-        r.leavesMovedAt = new Date(nowMs - i.propagationMs).toISOString();
+        r.leavesMovedAt = isoString(nowMs - i.propagationMs);
       }
       if ((leaves.refreshing ?? 0) > 0) {
         r.leavesMovedAt = undefined;
-        r.waitingFor = `${leaves.refreshing} pod certificates signed by the old CA to be refreshed by their kubelets${leaves.refreshedBy ? ` (the last by ${leaves.refreshedBy.toISOString()})` : ''}${later}`;
+        r.waitingFor = `${leaves.refreshing} pod certificates signed by the old CA to be refreshed by their kubelets${leaves.refreshedBy ? ` (the last by ${isoString(leaves.refreshedBy)})` : ''}${later}`;
         recheckMs = 2000;
         return undefined;
       }
-      if (!r.leavesMovedAt) r.leavesMovedAt = i.now.toISOString();
+      if (!r.leavesMovedAt) r.leavesMovedAt = isoString(i.now);
       const due = Date.parse(r.leavesMovedAt) + i.propagationMs;
       if (nowMs < due) {
         r.waitingFor = `the new leaves to reach every pod: ${formatDuration(due - nowMs)} left of the ${formatDuration(i.propagationMs)} propagation delay${later}`;
@@ -323,7 +324,7 @@ export function decideRotation(i: RotationInput): RotationDecision {
       from: r.from.fingerprint,
       to: r.to.fingerprint,
       startedAt: r.startedAt,
-      completedAt: i.now.toISOString(),
+      completedAt: isoString(i.now),
       trigger: r.trigger,
     };
     return settled(r.to, done);
@@ -362,7 +363,7 @@ export function caRef(secretName: string, ca: CertificateAuthority): CARef {
   return {
     secretName,
     fingerprint: ca.facts.fingerprint,
-    notAfter: ca.facts.notAfter.toISOString(),
+    notAfter: isoString(ca.facts.notAfter),
     certificate: ca.certificate.pem,
     trustAnchor: ca.trustAnchorPem,
   };

@@ -12,6 +12,7 @@ import { WorkQueue } from '../../lib/kube/queue.ts';
 import { listPage } from '../../lib/kube/rest.ts';
 import { toPemBundle } from '../../lib/pki/certificate.ts';
 import { signPublicKey } from '../../lib/pki/issue.ts';
+import { rfc3339 } from '../../lib/time.ts';
 import { EventRecorder, type InvolvedObject } from '../events.ts';
 import { type IssuerController, type IssuerState, issuerKey, parseIssuerKey } from '../issuers/controller.ts';
 import type { OperatorMetrics } from '../metrics.ts';
@@ -87,7 +88,6 @@ const MISSING_ISSUER_GRACE_MS = 2 * 60_000;
 const KUBELET_REFRESH_JITTER_MS = 5 * 60_000;
 
 /** RFC 3339 in whole seconds, as the API server stores times. */
-const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 export interface PodCertificateControllerOptions {
   kc: KubeAccess;

@@ -12,6 +12,7 @@ import type { IssueRequest } from '../../lib/pki/issue.ts';
 import { dnsNameProblem } from '../../lib/pki/names.ts';
 import { formatDuration, parseDuration, renewalTime } from '../../lib/pki/renewal.ts';
 import { type TenancyContext, tenancyViolation, workloadSpiffeId } from '../../lib/tenancy/index.ts';
+import { isoString } from '../../lib/time.ts';
 
 export { SignerDomain, signerNameFor } from '../../lib/api/types.ts';
 
@@ -273,7 +274,7 @@ export function decidePodCertificate(spec: PodCertificateRequestSpec, ctx: Decid
     return {
       kind: 'fail',
       reason: DenyReason.CAExpiresTooSoon,
-      message: `${where}'s CA expires at ${issuer.caNotAfter.toISOString()}, sooner than the 1h Kubernetes requires of a pod certificate; rotate the CA (sigil ca rotate) and recreate the pod`,
+      message: `${where}'s CA expires at ${isoString(issuer.caNotAfter)}, sooner than the 1h Kubernetes requires of a pod certificate; rotate the CA (sigil ca rotate) and recreate the pod`,
     };
   }
   const request: IssueRequest = {

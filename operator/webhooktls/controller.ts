@@ -19,6 +19,7 @@ import {
 import { readKeyPair } from '../../lib/pki/inspect.ts';
 import { issueCertificate } from '../../lib/pki/issue.ts';
 import { renewalTime } from '../../lib/pki/renewal.ts';
+import { isoString } from '../../lib/time.ts';
 
 export interface WebhookTlsOptions {
   kc: KubeAccess;
@@ -175,7 +176,7 @@ export class WebhookTlsController {
       });
       ca = loadCertificateAuthority(fresh.certPem, fresh.keyPem, now);
       log.info('created webhook CA', {
-        notAfter: ca.facts.notAfter.toISOString(),
+        notAfter: isoString(ca.facts.notAfter),
         keptPrevious: previous !== '',
       });
     }
@@ -232,7 +233,7 @@ export class WebhookTlsController {
       servingRenewAt = renewalTime(issued.notBefore, issued.notAfter);
       log.info('issued webhook serving certificate', {
         serial: issued.serialNumber,
-        notAfter: issued.notAfter.toISOString(),
+        notAfter: isoString(issued.notAfter),
       });
     }
     const next =
