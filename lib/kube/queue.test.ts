@@ -85,6 +85,65 @@ describe('WorkQueue', () => {
     expect(seen).toEqual(['later']);
   });
 
+  it('should run delayed keys in the order they fall due, the earliest delay of a key winning, and no cancelled one', async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue(async (k) => void seen.push(k), { concurrency: 1 });
+    q.addAfter('d', 80);
+    q.addAfter('b', 40);
+    q.addAfter('c', 60);
+    q.addAfter('a', 20);
+    q.addAfter('e', 120);
+    q.addAfter('e', 5);
+    q.addAfter('x', 30);
+    q.cancel('x');
+    // Each earlier than the last: 200 superseded entries, more than the heap keeps before it is rebuilt.
+    for (let d = 300; d > 100; d--) q.addAfter('z', d);
+    expect([q.scheduledAt('e'), q.scheduledAt('x')].map((t) => t !== undefined)).toEqual([true, false]);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen).toEqual(['e', 'a', 'b', 'c', 'd', 'z']);
+    expect(q.scheduledAt('e')).toBeUndefined();
+    q.shutdown();
+  });
+
+  it('should run each of many delayed keys once and not before it is due, through re-adds and cancels', async () => {
+    // A fixed sequence, so that a failure can be repeated.
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const ranAt = new Map<string, number[]>();
+    const q = new WorkQueue(
+      async (k) => {
+        ranAt.set(k, [...(ranAt.get(k) ?? []), Date.now()]);
+      },
+      { concurrency: 4 },
+    );
+    const due = new Map<string, number>();
+    const cancelled = new Set<string>();
+    for (let i = 0; i < 600; i++) {
+      const key = `ns${i % 7}/k${Math.floor(random() * 300)}`;
+      if (random() < 0.1) {
+        q.cancel(key);
+        due.delete(key);
+        cancelled.add(key);
+        continue;
+      }
+      const delay = 1 + Math.floor(random() * 120);
+      const at = Date.now() + delay;
+      q.addAfter(key, delay);
+      cancelled.delete(key);
+      if (!due.has(key) || at < due.get(key)!) due.set(key, at);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    for (const [key, at] of due) {
+      expect([key, ranAt.get(key)?.length]).toEqual([key, 1]);
+      expect(ranAt.get(key)![0]!).toBeGreaterThanOrEqual(at - 1);
+    }
+    for (const key of cancelled) expect([key, ranAt.has(key)]).toEqual([key, false]);
+    q.shutdown();
+  });
+
   it('should not start more than the rate allows', async () => {
     const starts: number[] = [];
     const q = new WorkQueue(async () => void starts.push(Date.now()), {
