@@ -42,6 +42,13 @@ describe('time', () => {
       expect(isoString(t)).toBe(new Date(t).toISOString());
       expect(httpDate(t)).toBe(new Date(t).toUTCString());
     }
+    // A fraction of a millisecond is dropped toward zero, as Date drops it.
+    for (const t of [1.7, -1.7, 1_765_000_000_123.9])
+      expect([t, isoString(t), httpDate(t)]).toEqual([
+        t,
+        new Date(t).toISOString(),
+        new Date(t).toUTCString(),
+      ]);
     expect(() => isoString(Number.NaN)).toThrow(RangeError);
     expect(() => isoString(new Date('not a date'))).toThrow('Invalid time value');
     expect(() => httpDate(Number.POSITIVE_INFINITY)).toThrow(RangeError);

@@ -51,7 +51,8 @@ function civil(t: number): Civil {
 const clock = (ms: number) =>
   `${pad2(Math.floor(ms / 3_600_000))}:${pad2(Math.floor(ms / 60_000) % 60)}:${pad2(Math.floor(ms / 1000) % 60)}`;
 
-const epochMs = (t: number | Date) => (typeof t === 'number' ? t : t.getTime());
+/** As Date takes a time: whole milliseconds, the fraction dropped toward zero. */
+const epochMs = (t: number | Date) => Math.trunc(typeof t === 'number' ? t : t.getTime());
 
 /**
  * What `new Date(t).toISOString()` gives (YYYY-MM-DDTHH:MM:SS.sssZ) for years 0 to 9999, and a
