@@ -1,25 +1,71 @@
-import { X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { testCA } from '../testing/pki.ts';
 import {
+  type Der,
+  encode,
+  explicit,
+  implicit,
   ipBytes,
   namedBits,
   oid,
+  raw,
   readCertificate,
   readElement,
   readOid,
   readString,
+  sequence,
   time,
   tlv,
   unsignedInteger,
+  utf8String,
 } from './der.ts';
 
-const hex = (b: Buffer) => b.toString('hex');
+const hex = (d: Der | Buffer) => (Buffer.isBuffer(d) ? d : encode(d)).toString('hex');
 
 describe('DER writer', () => {
   it('encodes short and long lengths', () => {
     expect(hex(tlv(0x04, Buffer.alloc(3)))).toBe('0403000000');
-    expect(hex(tlv(0x04, Buffer.alloc(200)).subarray(0, 3))).toBe('0481c8');
-    expect(hex(tlv(0x04, Buffer.alloc(300)).subarray(0, 4))).toBe('0482012c');
+    expect(hex(tlv(0x04, Buffer.alloc(200))).slice(0, 6)).toBe('0481c8');
+    expect(hex(tlv(0x04, Buffer.alloc(300))).slice(0, 8)).toBe('0482012c');
+  });
+
+  // An independent writer, element by element, to check the tree's single pass against.
+  const reference = (tag: number, content: Buffer): Buffer => {
+    const n = content.length;
+    const len: number[] = [];
+    for (let v = n; v > 0; v = Math.floor(v / 256)) len.unshift(v & 0xff);
+    const header = n < 0x80 ? [tag, n] : [tag, 0x80 | len.length, ...len];
+    return Buffer.concat([Buffer.from(header), content]);
+  };
+
+  it('writes a tree in one pass exactly as element by element, across every length form', () => {
+    for (const size of [0, 1, 127, 128, 255, 256, 65_535, 65_536, 70_000]) {
+      const bytes = randomBytes(size);
+      const inner = tlv(0x04, bytes);
+      const tree = sequence(
+        explicit(3, sequence(inner, raw(Buffer.from([5, 0])))),
+        utf8String('Zürich 東京'),
+      );
+      const expected = reference(
+        0x30,
+        Buffer.concat([
+          reference(0xa3, reference(0x30, Buffer.concat([reference(0x04, bytes), Buffer.from([5, 0])]))),
+          reference(0x0c, Buffer.from('Zürich 東京', 'utf8')),
+        ]),
+      );
+      expect(encode(tree).equals(expected)).toBe(true);
+    }
+  });
+
+  it('writes text content without a copy: ASCII one byte a character, UTF-8 by its byte length', () => {
+    expect(hex(implicit(2, 'a.example'))).toBe(`8209${Buffer.from('a.example').toString('hex')}`);
+    expect(hex(utf8String('é'))).toBe('0c02c3a9');
+  });
+
+  it('gives each encoding a buffer of its own, not a slice of the shared pool', () => {
+    const out = encode(sequence(oid('2.5.29.17'), tlv(0x04, Buffer.alloc(3))));
+    expect(out.byteOffset).toBe(0);
+    expect(out.buffer.byteLength).toBe(out.length);
   });
 
   it('encodes object identifiers with multi-byte arcs', () => {
@@ -44,10 +90,11 @@ describe('DER writer', () => {
   });
 
   it('uses UTCTime through 2049 and GeneralizedTime from 2050', () => {
-    expect(time(new Date('2049-12-31T23:59:59Z')).toString('latin1').slice(2)).toBe('491231235959Z');
-    expect(time(new Date('2049-12-31T23:59:59Z'))[0]).toBe(0x17);
-    expect(time(new Date('2050-01-01T00:00:00Z')).toString('latin1').slice(2)).toBe('20500101000000Z');
-    expect(time(new Date('2050-01-01T00:00:00Z'))[0]).toBe(0x18);
+    const at = (iso: string) => encode(time(new Date(iso)));
+    expect(at('2049-12-31T23:59:59Z').toString('latin1').slice(2)).toBe('491231235959Z');
+    expect(at('2049-12-31T23:59:59Z')[0]).toBe(0x17);
+    expect(at('2050-01-01T00:00:00Z').toString('latin1').slice(2)).toBe('20500101000000Z');
+    expect(at('2050-01-01T00:00:00Z')[0]).toBe(0x18);
   });
 
   it.each([
@@ -78,7 +125,7 @@ describe('DER writer', () => {
 
   it('reads object identifiers back', () => {
     for (const id of ['1.2.840.113549.1.1.11', '2.5.29.17', '1.3.6.1.5.5.7.3.1', '2.999.3']) {
-      const b = oid(id);
+      const b = encode(oid(id));
       expect(readOid(b, readElement(b, 0))).toBe(id);
     }
   });

@@ -28,86 +28,166 @@ const Tag = {
   Set: 0x31,
 } as const;
 
-function lengthBytes(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
+/**
+ * An element to write. Writers build a tree of these and `encode` writes the whole tree once, into
+ * one buffer of its exact size: writing each element as its own Buffer copied every byte once per
+ * level of nesting and took a slice of Node's shared 64 KiB Buffer pool for every piece, some 50 KB of
+ * garbage for each certificate issued, and a pool slab held for as long as any piece of it lived.
+ */
+export interface Der {
+  /** The tag byte, or RAW: content that is already DER, written as it is. */
+  readonly tag: number;
+  /** Child elements, bytes, or text (UTF-8 when `utf8`, else one byte per character). */
+  readonly content: readonly Der[] | Uint8Array | string;
+  readonly utf8: boolean;
+  /** The content's length in bytes. */
+  readonly length: number;
 }
+
+const RAW = -1;
+const EMPTY = new Uint8Array(0);
+
+/** The element's whole encoding: tag, length octets and content. */
+export function encodedLength(d: Der): number {
+  if (d.tag === RAW) return d.length;
+  const n = d.length;
+  return 1 + (n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x1000000 ? 4 : 5) + n;
+}
+
+function element(tag: number, content: Der['content'], utf8 = false): Der {
+  let length: number;
+  if (typeof content === 'string') length = utf8 ? Buffer.byteLength(content, 'utf8') : content.length;
+  else if (content instanceof Uint8Array) length = content.length;
+  else {
+    length = 0;
+    // Indexed loops: V8's lite mode (the chart's) allocates an iterator result for every step of for-of.
+    for (let k = 0; k < content.length; k++) length += encodedLength(content[k]!);
+  }
+  return { tag, content, utf8, length };
+}
+
+function write(out: Buffer, at: number, d: Der): number {
+  let i = at;
+  if (d.tag !== RAW) {
+    out[i++] = d.tag;
+    const n = d.length;
+    if (n < 0x80) out[i++] = n;
+    else {
+      const octets = n < 0x100 ? 1 : n < 0x10000 ? 2 : n < 0x1000000 ? 3 : 4;
+      out[i++] = 0x80 | octets;
+      for (let k = octets - 1; k >= 0; k--) out[i++] = Math.floor(n / 2 ** (8 * k)) & 0xff;
+    }
+  }
+  const c = d.content;
+  if (typeof c === 'string') i += out.write(c, i, d.utf8 ? 'utf8' : 'latin1');
+  else if (c instanceof Uint8Array) {
+    out.set(c, i);
+    i += c.length;
+  } else for (let k = 0; k < c.length; k++) i = write(out, i, c[k]!);
+  return i;
+}
+
+/** The DER bytes of `d`, in a buffer of their own (not a slice of Node's shared pool). */
+export function encode(d: Der): Buffer {
+  const out = Buffer.alloc(encodedLength(d));
+  const end = write(out, 0, d);
+  if (end !== out.length) throw new Error(`DER: wrote ${end} bytes of ${out.length}`);
+  return out;
+}
+
+/** Bytes that are already DER (a public key, a name read from a certificate), written as they are. */
+export const raw = (bytes: Uint8Array): Der => element(RAW, bytes);
 
 /** One element: tag, length, content. */
-export function tlv(tag: number, content: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([tag]), lengthBytes(content.length), content]);
-}
+export const tlv = (tag: number, content: readonly Der[] | Uint8Array): Der => element(tag, content);
 
-export const sequence = (...items: Buffer[]) => tlv(Tag.Sequence, Buffer.concat(items));
+export const sequence = (...items: Der[]): Der => element(Tag.Sequence, items);
 /** A SET of one element (Sigil never writes larger sets, so DER's sort order never arises). */
-export const setOfOne = (item: Buffer) => tlv(Tag.Set, item);
-export const octetString = (b: Buffer) => tlv(Tag.OctetString, b);
-export const nullValue = () => tlv(Tag.Null, Buffer.alloc(0));
-export const booleanTrue = () => tlv(Tag.Boolean, Buffer.from([0xff]));
-export const utf8String = (s: string) => tlv(Tag.Utf8String, Buffer.from(s, 'utf8'));
-export const ia5String = (s: string) => tlv(Tag.Ia5String, Buffer.from(s, 'ascii'));
+export const setOfOne = (item: Der): Der => element(Tag.Set, [item]);
+/** An OCTET STRING of bytes, or of an element's encoding (an extension's value). */
+export const octetString = (content: Der | Uint8Array): Der =>
+  element(Tag.OctetString, content instanceof Uint8Array ? content : [content]);
+const NULL = element(Tag.Null, EMPTY);
+export const nullValue = (): Der => NULL;
+const TRUE = element(Tag.Boolean, Uint8Array.of(0xff));
+export const booleanTrue = (): Der => TRUE;
+export const utf8String = (s: string): Der => element(Tag.Utf8String, s, true);
+/** IA5String of ASCII text (names are checked before they get here). */
+export const ia5String = (s: string): Der => element(Tag.Ia5String, s);
 /** [n] EXPLICIT: a constructed context tag around a whole element. */
-export const explicit = (n: number, inner: Buffer) => tlv(0xa0 | n, inner);
-/** [n] IMPLICIT on a primitive: the content with a context tag instead of its own. */
-export const implicit = (n: number, content: Buffer) => tlv(0x80 | n, content);
+export const explicit = (n: number, inner: Der): Der => element(0xa0 | n, [inner]);
+/** [n] IMPLICIT on a primitive: the content (bytes, or ASCII text) with a context tag instead of its own. */
+export const implicit = (n: number, content: Uint8Array | string): Der => element(0x80 | n, content);
 
 /** PrintableString when the text fits its alphabet (countryName must be one), else UTF8String. */
-export function directoryString(s: string, preferPrintable: boolean): Buffer {
+export function directoryString(s: string, preferPrintable: boolean): Der {
   return preferPrintable && /^[A-Za-z0-9 '()+,\-./:=?]*$/.test(s)
-    ? tlv(Tag.PrintableString, Buffer.from(s, 'ascii'))
+    ? element(Tag.PrintableString, s)
     : utf8String(s);
 }
 
+const ZERO = raw(Uint8Array.of(0));
+
 /** A non-negative INTEGER from big-endian magnitude bytes (a leading zero added when the top bit is set). */
-export function unsignedInteger(magnitude: Buffer): Buffer {
+export function unsignedInteger(magnitude: Uint8Array): Der {
   let start = 0;
   while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
   const trimmed = magnitude.subarray(start);
-  return tlv(Tag.Integer, (trimmed[0]! & 0x80) !== 0 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed);
+  return (trimmed[0]! & 0x80) !== 0
+    ? element(Tag.Integer, [ZERO, raw(trimmed)])
+    : element(Tag.Integer, trimmed);
 }
 
-export const smallInteger = (n: number) => unsignedInteger(Buffer.from([n]));
+export const smallInteger = (n: number): Der => unsignedInteger(Uint8Array.of(n));
 
-export function oid(dotted: string): Buffer {
-  const parts = dotted.split('.').map(Number);
-  if (parts.length < 2 || parts.some((p) => !Number.isInteger(p) || p < 0)) {
-    throw new Error(`not an object identifier: ${dotted}`);
+/** Encoded identifiers by their dotted form: the writer only ever passes the constants below and EKU's table. */
+const oids = new Map<string, Uint8Array>();
+const MAX_CACHED_OIDS = 64;
+
+export function oid(dotted: string): Der {
+  let bytes = oids.get(dotted);
+  if (!bytes) {
+    const parts = dotted.split('.').map(Number);
+    if (parts.length < 2 || parts.some((p) => !Number.isInteger(p) || p < 0)) {
+      throw new Error(`not an object identifier: ${dotted}`);
+    }
+    const out: number[] = [];
+    const arc = (v: number) => {
+      const chunk: number[] = [v & 0x7f];
+      for (let x = Math.floor(v / 128); x > 0; x = Math.floor(x / 128)) chunk.unshift(0x80 | (x & 0x7f));
+      out.push(...chunk);
+    };
+    arc(parts[0]! * 40 + parts[1]!);
+    for (const p of parts.slice(2)) arc(p);
+    bytes = Uint8Array.from(out);
+    if (oids.size < MAX_CACHED_OIDS) oids.set(dotted, bytes);
   }
-  const bytes: number[] = [];
-  const arc = (v: number) => {
-    const chunk: number[] = [v & 0x7f];
-    for (let x = Math.floor(v / 128); x > 0; x = Math.floor(x / 128)) chunk.unshift(0x80 | (x & 0x7f));
-    bytes.push(...chunk);
-  };
-  arc(parts[0]! * 40 + parts[1]!);
-  for (const p of parts.slice(2)) arc(p);
-  return tlv(Tag.Oid, Buffer.from(bytes));
+  return element(Tag.Oid, bytes);
 }
 
 /** A BIT STRING holding whole bytes (signatures, public keys). */
-export const bitString = (bytes: Buffer) => tlv(Tag.BitString, Buffer.concat([Buffer.from([0]), bytes]));
+export const bitString = (bytes: Uint8Array): Der => element(Tag.BitString, [ZERO, raw(bytes)]);
 
 /**
  * A named-bit BIT STRING (KeyUsage): bit i of `flags` is bit i of the string,
  * counted from the most significant bit of the first byte; trailing zero bits
  * are dropped as DER requires.
  */
-export function namedBits(flags: number): Buffer {
-  if (flags === 0) return tlv(Tag.BitString, Buffer.from([0]));
+export function namedBits(flags: number): Der {
+  if (flags === 0) return element(Tag.BitString, Uint8Array.of(0));
   const highest = 31 - Math.clz32(flags);
-  const out = Buffer.alloc(Math.floor(highest / 8) + 1);
-  for (let i = 0; i <= highest; i++) if (flags & (1 << i)) out[i >> 3]! |= 0x80 >> (i & 7);
-  return tlv(Tag.BitString, Buffer.concat([Buffer.from([7 - (highest % 8)]), out]));
+  const out = new Uint8Array(Math.floor(highest / 8) + 2);
+  out[0] = 7 - (highest % 8);
+  for (let i = 0; i <= highest; i++) if (flags & (1 << i)) out[1 + (i >> 3)]! |= 0x80 >> (i & 7);
+  return element(Tag.BitString, out);
 }
 
 /** RFC 5280: UTCTime through 2049, GeneralizedTime from 2050; whole seconds, UTC. */
-export function time(d: Date): Buffer {
+export function time(d: Date): Der {
   const digits = asn1TimeDigits(d);
   return Number(digits.slice(0, 4)) < 2050
-    ? tlv(Tag.UtcTime, Buffer.from(`${digits.slice(2)}Z`, 'ascii'))
-    : tlv(Tag.GeneralizedTime, Buffer.from(`${digits}Z`, 'ascii'));
+    ? element(Tag.UtcTime, `${digits.slice(2)}Z`)
+    : element(Tag.GeneralizedTime, `${digits}Z`);
 }
 
 /** Where one element sits in a buffer. */

@@ -117,8 +117,8 @@ export function requestProblems(req: IssueRequest): string[] {
 }
 
 /** The subject Name: one RDN per value, in the order OpenSSL prints (C, ST, L, O, OU, CN). */
-function subjectName(req: IssueRequest): { der: Buffer; empty: boolean } {
-  const rdns: Buffer[] = [];
+function subjectName(req: IssueRequest): { der: der.Der; empty: boolean } {
+  const rdns: der.Der[] = [];
   const add = (type: keyof typeof der.AttributeOid, values: string[] | undefined) => {
     for (const v of values ?? [])
       rdns.push(
@@ -134,14 +134,14 @@ function subjectName(req: IssueRequest): { der: Buffer; empty: boolean } {
   return { der: der.sequence(...rdns), empty: rdns.length === 0 };
 }
 
-function extension(id: string, critical: boolean, value: Buffer): Buffer {
+function extension(id: string, critical: boolean, value: der.Der): der.Der {
   return critical
     ? der.sequence(der.oid(id), der.booleanTrue(), der.octetString(value))
     : der.sequence(der.oid(id), der.octetString(value));
 }
 
 /** How the CA's key signs: the hash node:crypto uses and the AlgorithmIdentifier that names it. */
-function signatureAlgorithm(key: KeyDescription): { hash: string | null; id: Buffer } {
+function signatureAlgorithm(key: KeyDescription): { hash: string | null; id: der.Der } {
   switch (key.algorithm) {
     case 'ECDSA': {
       const [hash, id] =
@@ -160,8 +160,8 @@ function signatureAlgorithm(key: KeyDescription): { hash: string | null; id: Buf
 }
 
 /** NameConstraints ::= SEQUENCE { permittedSubtrees [0] GeneralSubtrees } */
-function nameConstraintsDer(c: NameConstraints): Buffer {
-  const subtree = (generalName: Buffer) => der.sequence(generalName);
+function nameConstraintsDer(c: NameConstraints): der.Der {
+  const subtree = (generalName: der.Der) => der.sequence(generalName);
   const ipSubtree = (cidr: string) => {
     const [address, prefixText] = cidr.split('/') as [string, string];
     const bytes = der.ipBytes(address);
@@ -173,12 +173,12 @@ function nameConstraintsDer(c: NameConstraints): Buffer {
     return subtree(der.implicit(7, Buffer.concat([network, mask])));
   };
   const permitted = [
-    ...c.permittedDNS.map((d) => subtree(der.implicit(2, Buffer.from(d, 'ascii')))),
+    ...c.permittedDNS.map((d) => subtree(der.implicit(2, d))),
     ...c.permittedIPRanges.map(ipSubtree),
-    ...c.permittedURIHosts.map((h) => subtree(der.implicit(6, Buffer.from(h, 'ascii')))),
-    ...c.permittedEmailDomains.map((h) => subtree(der.implicit(1, Buffer.from(h, 'ascii')))),
+    ...c.permittedURIHosts.map((h) => subtree(der.implicit(6, h))),
+    ...c.permittedEmailDomains.map((h) => subtree(der.implicit(1, h))),
   ];
-  return der.sequence(der.tlv(0xa0, Buffer.concat(permitted)));
+  return der.sequence(der.tlv(0xa0, permitted));
 }
 
 const signAsync = (hash: string | null, data: Buffer, key: KeyObject) =>
@@ -263,14 +263,14 @@ async function signLeaf(
   const usages = splitUsages(req.usages && req.usages.length > 0 ? req.usages : DEFAULT_USAGES, isCA);
   const subject = subjectName(req);
 
-  const names: Buffer[] = [
-    ...(req.dnsNames ?? []).map((v) => der.implicit(2, Buffer.from(v, 'ascii'))),
+  const names: der.Der[] = [
+    ...(req.dnsNames ?? []).map((v) => der.implicit(2, v)),
     ...(req.ipAddresses ?? []).map((v) => der.implicit(7, der.ipBytes(v))),
-    ...(req.uris ?? []).map((v) => der.implicit(6, Buffer.from(v, 'ascii'))),
-    ...(req.emailAddresses ?? []).map((v) => der.implicit(1, Buffer.from(v, 'ascii'))),
+    ...(req.uris ?? []).map((v) => der.implicit(6, v)),
+    ...(req.emailAddresses ?? []).map((v) => der.implicit(1, v)),
   ];
   // A CA issued here is a subordinate CA for one tenant: it may sign leaves only (pathLenConstraint 0).
-  const extensions: Buffer[] = [
+  const extensions: der.Der[] = [
     extension(
       der.ExtensionOid.basicConstraints,
       true,
@@ -320,14 +320,18 @@ async function signLeaf(
     der.explicit(0, der.smallInteger(2)),
     der.unsignedInteger(Buffer.from(serialNumber, 'hex')),
     algorithm.id,
-    ca.certificate.subjectDer,
+    der.raw(ca.certificate.subjectDer),
     der.sequence(der.time(notBefore), der.time(notAfter)),
     subject.der,
-    spki,
+    der.raw(spki),
     der.explicit(3, der.sequence(...extensions)),
   );
-  const signature = await signAsync(algorithm.hash, tbs, ca.signingKey);
-  const leafPem = encodePem('CERTIFICATE', der.sequence(tbs, algorithm.id, der.bitString(signature)));
+  const tbsDer = der.encode(tbs);
+  const signature = await signAsync(algorithm.hash, tbsDer, ca.signingKey);
+  const leafPem = encodePem(
+    'CERTIFICATE',
+    der.encode(der.sequence(der.raw(tbsDer), algorithm.id, der.bitString(signature))),
+  );
   return {
     certificatePem: `${leafPem}${ca.chainPem}`,
     leafPem,
@@ -396,12 +400,16 @@ export async function selfSignedCertificate(
     subject.der,
     der.sequence(der.time(o.notBefore), der.time(o.notAfter)),
     subject.der,
-    spki,
+    der.raw(spki),
     der.explicit(3, der.sequence(...extensions)),
   );
-  const signature = await signAsync(algorithm.hash, tbs, keyObject);
+  const tbsDer = der.encode(tbs);
+  const signature = await signAsync(algorithm.hash, tbsDer, keyObject);
   return {
-    certPem: encodePem('CERTIFICATE', der.sequence(tbs, algorithm.id, der.bitString(signature))),
+    certPem: encodePem(
+      'CERTIFICATE',
+      der.encode(der.sequence(der.raw(tbsDer), algorithm.id, der.bitString(signature))),
+    ),
     keyPem: exportPrivateKeyPem(keyObject, KeyEncoding.PKCS8),
     keyObject,
   };
