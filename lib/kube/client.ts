@@ -382,13 +382,17 @@ function failure(what: string, status: number, body: string): string {
  */
 function readBody(res: IncomingMessage, what: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    res.on('data', (c: Buffer) => chunks.push(c));
+    // Decoded as it arrives (a character split between chunks is kept whole): no copy of the body as
+    // one more Buffer. The response object can outlive this read (its socket goes back to the pool).
+    let text = '';
+    res.setEncoding('utf8');
+    res.on('data', (c: string) => {
+      text += c;
+    });
     res.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      // The response object can outlive this read (its socket goes back to the pool): hold no chunk.
-      chunks.length = 0;
-      resolve(text);
+      const body = text;
+      text = '';
+      resolve(body);
     });
     res.on('error', reject);
     res.on('aborted', () => reject(new Error(`${what}: response aborted`)));
