@@ -1,4 +1,5 @@
 import { CoreV1Api, VersionApi } from '@kubernetes/client-node';
+import { kubeFor } from '../lib/kube/client.ts';
 import { statusCode } from '../lib/kube/errors.ts';
 import { createTestNamespace, testKubeConfig } from './support/kube.ts';
 
@@ -31,5 +32,21 @@ describe('the local control plane', () => {
     const namespace = await createTestNamespace(kc, 'cp');
     const err = await core.readNamespacedSecret({ name: 'absent', namespace }).catch((e: unknown) => e);
     expect(statusCode(err)).toBe(404);
+  });
+
+  it("should read a body of many TLS records whole through Sigil's client, characters split across chunks included", async () => {
+    const namespace = await createTestNamespace(kc, 'cp');
+    // 3- and 2-byte characters over ~300 KB: record and chunk boundaries fall inside characters.
+    const text = 'é東'.repeat(60_000);
+    const kube = kubeFor(kc);
+    await kube.create(`/api/v1/namespaces/${namespace}/configmaps`, {
+      metadata: { name: 'wide' },
+      data: { text },
+    });
+    const read = await kube.get<{ data: { text: string } }>(
+      `/api/v1/namespaces/${namespace}/configmaps/wide`,
+    );
+    expect(read.data.text.length).toBe(text.length);
+    expect(read.data.text === text).toBe(true);
   });
 });
