@@ -707,16 +707,7 @@ describe('helm upgrade and uninstall', () => {
         `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}.sigil.dev`,
       );
     }
-    await until('CRDs gone', async () =>
-      rawRequest(
-        kc,
-        'GET',
-        '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/certificates.sigil.dev',
-      ).then(
-        () => undefined,
-        () => true,
-      ),
-    );
+    await sigilCrdsGone('CRDs gone');
     // The Prometheus Operator's CRDs, as a cluster with monitoring has them.
     for (const [plural, kind] of [
       ['servicemonitors', 'ServiceMonitor'],
@@ -798,17 +789,8 @@ describe('helm upgrade and uninstall', () => {
     });
     expect(clientCa.data!['ca.crt']).toBe(cp.caPem);
     expect((await helm('uninstall', 'full', '-n', 'sigil-full')).code).toBe(0);
-    await until('CRDs removed', async () =>
-      rawRequest(
-        kc,
-        'GET',
-        '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/certificates.sigil.dev',
-      ).then(
-        () => undefined,
-        () => true,
-      ),
-    );
-  }, 60_000);
+    await sigilCrdsGone('CRDs removed');
+  }, 180_000);
 });
 
 describe('namespace-scoped install (scope.mode=Namespace)', () => {
@@ -953,6 +935,26 @@ describe('namespace-scoped install (scope.mode=Namespace)', () => {
     expect((await helm('uninstall', release, '-n', namespace)).code).toBe(0);
   });
 });
+
+/**
+ * Until none of Sigil's CRDs is left. A deleted CRD stays, terminating, until the API server has
+ * removed its objects, one CRD after another: waiting for one alone let the next install find
+ * another still there, owned by the release just uninstalled.
+ */
+async function sigilCrdsGone(what: string): Promise<void> {
+  await until(
+    what,
+    async () => {
+      const crds = await rawRequest<{ items: { metadata: { name: string } }[] }>(
+        kc,
+        'GET',
+        '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
+      );
+      return crds.items.some((c) => c.metadata.name.endsWith('.sigil.dev')) ? undefined : true;
+    },
+    60_000,
+  );
+}
 
 async function crdsInstalled(): Promise<boolean> {
   try {
