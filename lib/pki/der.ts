@@ -48,7 +48,7 @@ const RAW = -1;
 const EMPTY = new Uint8Array(0);
 
 /** The element's whole encoding: tag, length octets and content. */
-export function encodedLength(d: Der): number {
+function encodedLength(d: Der): number {
   if (d.tag === RAW) return d.length;
   const n = d.length;
   return 1 + (n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x1000000 ? 4 : 5) + n;
