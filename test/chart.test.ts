@@ -1278,6 +1278,8 @@ describe('nodeArgs', () => {
       '--max-semi-space-size=1',
       '--lite-mode',
       '--use-openssl-ca',
+      '--incremental-marking-soft-trigger=30',
+      '--incremental-marking-hard-trigger=70',
       heap('operator'),
       '/app/dist/bundle/sigil.mjs',
     ]);
@@ -1289,6 +1291,19 @@ describe('nodeArgs', () => {
       heap('webhook'),
       '/app/dist/bundle/sigil.mjs',
     ]);
+  });
+
+  it('should give only flags the pinned Node starts with (it exits on a V8 flag it does not know)', () => {
+    const values = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
+    const run = (flags: string[]) =>
+      execFileSync(process.execPath, [...flags, '-e', 'process.exit(0)'], { stdio: 'pipe' });
+    for (const component of ['operator', 'webhook']) {
+      const flags: string[] = values[component].nodeArgs;
+      expect(flags.length).toBeGreaterThan(0);
+      expect(() => run(flags)).not.toThrow();
+    }
+    // What a flag V8 dropped would do to the pod: node exits before the operator starts.
+    expect(() => run(['--incremental-marking-sometimes-trigger=30'])).toThrow(/bad option/);
   });
 
   it.each([
