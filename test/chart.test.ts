@@ -1264,11 +1264,11 @@ describe('clusterDomain', () => {
 
 describe('nodeArgs', () => {
   const command = (manifests: string, component: string) => renderedContainer(manifests, component).command;
+  const values = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
 
   it("should put each component's Node flags on its command line, with a heap sized to its memory limit", async () => {
     const res = await template();
     expect(res.code).toBe(0);
-    const values = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
     const limitMiB = (component: string) => Number.parseInt(values[component].resources.limits.memory, 10);
     // The old space gets the limit less 96 MiB, and at least half of it.
     const heap = (component: string) =>
@@ -1294,7 +1294,6 @@ describe('nodeArgs', () => {
   });
 
   it('should give only flags the pinned Node starts with (it exits on a V8 flag it does not know)', () => {
-    const values = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
     const run = (flags: string[]) =>
       execFileSync(process.execPath, [...flags, '-e', 'process.exit(0)'], { stdio: 'pipe' });
     for (const component of ['operator', 'webhook']) {
